@@ -1,0 +1,107 @@
+//! Multi-head self-attention, as `BertAttention` (self + output with residual and LayerNorm).
+
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::softmax;
+
+use crate::config::BertHashConfig;
+use crate::init::Initializer;
+
+/// `attention.self`: the query/key/value projections and the scaled dot-product.
+#[derive(Module, Debug)]
+pub struct BertSelfAttention<B: Backend> {
+    pub query: Linear<B>,
+    pub key: Linear<B>,
+    pub value: Linear<B>,
+    pub dropout: Dropout,
+    pub num_heads: usize,
+}
+
+impl<B: Backend> BertSelfAttention<B> {
+    pub fn new(config: &BertHashConfig, init: &mut Initializer<B>) -> Self {
+        let h = config.hidden_size;
+        Self {
+            query: init.linear(h, h, true),
+            key: init.linear(h, h, true),
+            value: init.linear(h, h, true),
+            dropout: DropoutConfig::new(config.attention_probs_dropout_prob).init(),
+            num_heads: config.num_attention_heads,
+        }
+    }
+
+    /// `hidden`: `[batch, seq, hidden]`; `mask`: additive, `[batch, 1, 1, seq]`.
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let [batch, seq, width] = hidden.dims();
+        let head_dim = width / self.num_heads;
+        let split_heads = |x: Tensor<B, 3>| {
+            x.reshape([batch, seq, self.num_heads, head_dim])
+                .swap_dims(1, 2)
+        };
+        let query = split_heads(self.query.forward(hidden.clone()));
+        let key = split_heads(self.key.forward(hidden.clone()));
+        let value = split_heads(self.value.forward(hidden));
+
+        let mut scores = query.matmul(key.swap_dims(2, 3)) / (head_dim as f64).sqrt();
+        if let Some(mask) = mask {
+            scores = scores + mask;
+        }
+        let probs = self.dropout.forward(softmax(scores, 3));
+        probs
+            .matmul(value)
+            .swap_dims(1, 2)
+            .reshape([batch, seq, width])
+    }
+}
+
+/// `attention.output`: projection, dropout, residual, LayerNorm (post-LN).
+#[derive(Module, Debug)]
+pub struct BertSelfOutput<B: Backend> {
+    pub dense: Linear<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertSelfOutput<B> {
+    pub fn new(config: &BertHashConfig, init: &mut Initializer<B>) -> Self {
+        Self {
+            dense: init.linear(config.hidden_size, config.hidden_size, true),
+            layer_norm: init.layer_norm(config.hidden_size, config.layer_norm_eps),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+        let projected = self.dropout.forward(self.dense.forward(hidden));
+        self.layer_norm.forward(projected + residual)
+    }
+}
+
+/// `attention`: Hugging Face calls the inner module `self`, a Rust keyword, hence `self_`.
+#[derive(Module, Debug)]
+pub struct BertAttention<B: Backend> {
+    pub self_: BertSelfAttention<B>,
+    pub output: BertSelfOutput<B>,
+}
+
+impl<B: Backend> BertAttention<B> {
+    pub fn new(config: &BertHashConfig, init: &mut Initializer<B>) -> Self {
+        Self {
+            self_: BertSelfAttention::new(config, init),
+            output: BertSelfOutput::new(config, init),
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let attended = self.self_.forward(hidden.clone(), mask);
+        self.output.forward(attended, hidden)
+    }
+}
+
+/// Turns a `[batch, seq]` 1/0 attention mask into the additive `[batch, 1, 1, seq]` mask BERT
+/// adds to the attention scores: 0 where attended, the most negative f32 where padded
+/// (`torch.finfo(float32).min`, as transformers uses).
+pub fn additive_attention_mask<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
+    let [batch, seq] = attention_mask.dims();
+    let keep = attention_mask.float().reshape([batch, 1, 1, seq]);
+    (keep.neg() + 1.0) * f32::MIN
+}

@@ -1,0 +1,78 @@
+//! The embedding block. The one departure from stock BERT lives here: the word embedding is a
+//! `[vocab, projections]` table ("like a hash") followed by a bias-free projection to
+//! `hidden_size`, so the vocabulary costs `vocab * projections` instead of `vocab * hidden`.
+
+use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
+use burn::prelude::*;
+
+use crate::config::BertHashConfig;
+use crate::init::Initializer;
+
+/// `embeddings.word_embeddings` in Hugging Face names: `embeddings.weight` and `projection.weight`.
+#[derive(Module, Debug)]
+pub struct HashedWordEmbeddings<B: Backend> {
+    pub embeddings: Embedding<B>,
+    pub projection: Linear<B>,
+}
+
+impl<B: Backend> HashedWordEmbeddings<B> {
+    pub fn new(config: &BertHashConfig, projection_bias: bool, init: &mut Initializer<B>) -> Self {
+        Self {
+            embeddings: init.embedding(
+                config.vocab_size,
+                config.projections,
+                Some(config.pad_token_id),
+            ),
+            projection: init.linear(config.projections, config.hidden_size, projection_bias),
+        }
+    }
+
+    /// `[batch, seq]` token ids -> `[batch, seq, hidden]`.
+    pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        self.projection.forward(self.embeddings.forward(input_ids))
+    }
+}
+
+/// `embeddings`: token vector + absolute position + token type, then LayerNorm and dropout.
+#[derive(Module, Debug)]
+pub struct BertEmbeddings<B: Backend> {
+    pub word_embeddings: HashedWordEmbeddings<B>,
+    pub position_embeddings: Embedding<B>,
+    pub token_type_embeddings: Embedding<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+impl<B: Backend> BertEmbeddings<B> {
+    pub fn new(config: &BertHashConfig, projection_bias: bool, init: &mut Initializer<B>) -> Self {
+        Self {
+            word_embeddings: HashedWordEmbeddings::new(config, projection_bias, init),
+            position_embeddings: init.embedding(
+                config.max_position_embeddings,
+                config.hidden_size,
+                None,
+            ),
+            token_type_embeddings: init.embedding(config.type_vocab_size, config.hidden_size, None),
+            layer_norm: init.layer_norm(config.hidden_size, config.layer_norm_eps),
+            dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+        }
+    }
+
+    pub fn forward(
+        &self,
+        input_ids: Tensor<B, 2, Int>,
+        token_type_ids: Option<Tensor<B, 2, Int>>,
+    ) -> Tensor<B, 3> {
+        let [batch, seq] = input_ids.dims();
+        let device = input_ids.device();
+        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
+            .unsqueeze::<2>()
+            .expand([batch, seq]);
+        let token_types =
+            token_type_ids.unwrap_or_else(|| Tensor::zeros([batch, seq], &device));
+        let embeddings = self.word_embeddings.forward(input_ids)
+            + self.position_embeddings.forward(positions)
+            + self.token_type_embeddings.forward(token_types);
+        self.dropout.forward(self.layer_norm.forward(embeddings))
+    }
+}

@@ -1,0 +1,76 @@
+//! The post-LayerNorm encoder stack: `encoder.layer.N.{attention, intermediate, output}`.
+
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::prelude::*;
+use burn::tensor::activation::gelu;
+
+use crate::attention::BertAttention;
+use crate::config::BertHashConfig;
+use crate::init::Initializer;
+
+/// `intermediate`: hidden -> intermediate, GELU (erf form).
+#[derive(Module, Debug)]
+pub struct BertIntermediate<B: Backend> {
+    pub dense: Linear<B>,
+}
+
+/// `output`: intermediate -> hidden, dropout, residual, LayerNorm.
+#[derive(Module, Debug)]
+pub struct BertOutput<B: Backend> {
+    pub dense: Linear<B>,
+    pub layer_norm: LayerNorm<B>,
+    pub dropout: Dropout,
+}
+
+#[derive(Module, Debug)]
+pub struct BertLayer<B: Backend> {
+    pub attention: BertAttention<B>,
+    pub intermediate: BertIntermediate<B>,
+    pub output: BertOutput<B>,
+}
+
+impl<B: Backend> BertLayer<B> {
+    pub fn new(config: &BertHashConfig, init: &mut Initializer<B>) -> Self {
+        let (h, i) = (config.hidden_size, config.intermediate_size);
+        Self {
+            attention: BertAttention::new(config, init),
+            intermediate: BertIntermediate {
+                dense: init.linear(h, i, true),
+            },
+            output: BertOutput {
+                dense: init.linear(i, h, true),
+                layer_norm: init.layer_norm(h, config.layer_norm_eps),
+                dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
+            },
+        }
+    }
+
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        let attended = self.attention.forward(hidden, mask);
+        let expanded = gelu(self.intermediate.dense.forward(attended.clone()));
+        let projected = self.output.dropout.forward(self.output.dense.forward(expanded));
+        self.output.layer_norm.forward(projected + attended)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct BertEncoder<B: Backend> {
+    pub layer: Vec<BertLayer<B>>,
+}
+
+impl<B: Backend> BertEncoder<B> {
+    pub fn new(config: &BertHashConfig, init: &mut Initializer<B>) -> Self {
+        Self {
+            layer: (0..config.num_hidden_layers)
+                .map(|_| BertLayer::new(config, init))
+                .collect(),
+        }
+    }
+
+    pub fn forward(&self, mut hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+        for layer in &self.layer {
+            hidden = layer.forward(hidden, mask.clone());
+        }
+        hidden
+    }
+}
