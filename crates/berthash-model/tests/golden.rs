@@ -129,3 +129,42 @@ fn shared_golden_cases_match_pytorch() {
         assert_parity(&case);
     }
 }
+
+#[test]
+fn logits_at_selected_positions_equal_the_full_head_rows_and_give_the_loss() {
+    let device = Default::default();
+    let case = repo_root().join("tests/fixtures/golden/tiny");
+    let inputs = InputBatch::from_file(&case.join("inputs.json")).unwrap();
+    let loaded = berthash_model::load::<B, berthash_model::BertHashForMaskedLM<B>>(
+        &case.join("mlm"),
+        None,
+        0,
+        &device,
+    )
+    .unwrap();
+    let (batch, seq) = (inputs.batch_size(), inputs.seq_len());
+    let positions = [0usize, 3, seq + 1, 2 * seq + 9];
+    let index = Tensor::<B, 1, Int>::from_data(
+        TensorData::new(positions.iter().map(|&p| p as i64).collect::<Vec<_>>(), [positions.len()]),
+        &device,
+    );
+    let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![5i64, 6, 7, 8], [4]), &device);
+    let (loss, selected) = loaded.model.loss(inputs.to_input(&device), index, labels);
+    let (_, full) = loaded.model.forward(inputs.to_input(&device));
+    let vocab = loaded.config.vocab_size;
+    let full = full.reshape([batch * seq, vocab]).into_data().to_vec::<f32>().unwrap();
+    let selected = selected.into_data().to_vec::<f32>().unwrap();
+    let mut expected_loss = 0.0f64;
+    for (row, &p) in positions.iter().enumerate() {
+        let got = &selected[row * vocab..(row + 1) * vocab];
+        let want = &full[p * vocab..(p + 1) * vocab];
+        let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(diff < 1e-5, "row {row}: {diff}");
+        let max = want.iter().copied().fold(f32::MIN, f32::max) as f64;
+        let log_sum = want.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
+        expected_loss += log_sum - want[5 + row] as f64;
+    }
+    expected_loss /= positions.len() as f64;
+    let loss = loss.into_scalar() as f64;
+    assert!((loss - expected_loss).abs() < 1e-4, "{loss} vs {expected_loss}");
+}
