@@ -206,9 +206,9 @@ impl BertHashConfig {
 
     /// Reads and validates `config.json`.
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::from_json_str(&text).map_err(|err| err.in_file(path))
     }

@@ -23,9 +23,9 @@ pub struct InputBatch {
 
 impl InputBatch {
     pub fn from_file(path: &Path) -> Result<Self, ModelError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         serde_json::from_str(&text).map_err(|e| ModelError::Json {
             path: Some(path.to_path_buf()),

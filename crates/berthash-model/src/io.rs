@@ -7,9 +7,9 @@ use crate::error::ModelError;
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it, then renames it over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ModelError> {
-    let io_err = |source| ModelError::Io {
+    let io_err = |cause| ModelError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     };
     let dir = path
         .parent()

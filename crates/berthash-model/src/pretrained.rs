@@ -80,7 +80,7 @@ fn check_dir(dir: &Path) -> Result<(), ModelError> {
     } else {
         Err(ModelError::Io {
             path: dir.to_path_buf(),
-            source: std::io::Error::new(
+            cause: std::io::Error::new(
                 std::io::ErrorKind::NotFound,
                 "not a model directory (expected config.json and model.safetensors in it)",
             ),
@@ -146,9 +146,9 @@ pub fn save<B: Backend, M: HfModel<B>>(
     model: &M,
     layout: &WeightLayout,
 ) -> Result<(), ModelError> {
-    std::fs::create_dir_all(dir).map_err(|source| ModelError::Io {
+    std::fs::create_dir_all(dir).map_err(|cause| ModelError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     })?;
     let mut config = config.clone();
     config.set_architecture(M::ARCHITECTURE);

@@ -105,9 +105,9 @@ pub struct TensorFile {
 impl TensorFile {
     /// Reads and validates a safetensors file (header length, JSON, offsets inside the file).
     pub fn read(path: &Path) -> Result<Self, ModelError> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        let bytes = std::fs::read(path).map_err(|cause| ModelError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::parse(path, &bytes)
     }

@@ -1,0 +1,2 @@
+pub mod forward;
+pub mod info;

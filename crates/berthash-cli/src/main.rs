@@ -1,0 +1,39 @@
+//! `berthash`: pre-train, fine-tune, inspect and export BERT Hash models.
+
+mod backend;
+mod commands;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "berthash", version, about = "Tiny BERT models with hashed token embeddings")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show a model's config and parameter counts by module.
+    Info(commands::info::InfoArgs),
+    /// Run a model on a batch of token ids and write its outputs as safetensors.
+    Forward(commands::forward::ForwardArgs),
+}
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match Cli::parse().command {
+        Command::Info(args) => commands::info::run(args),
+        Command::Forward(args) => commands::forward::run(args),
+    };
+    if let Err(err) = result {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}
