@@ -1,12 +1,18 @@
 //! `berthash`: pre-train, fine-tune, inspect and export BERT Hash models.
 
+mod assets;
 mod backend;
 mod commands;
+mod runs;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "berthash", version, about = "Tiny BERT models with hashed token embeddings")]
+#[command(
+    name = "berthash",
+    version,
+    about = "Tiny BERT models with hashed token embeddings"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -18,6 +24,8 @@ enum Command {
     Info(commands::info::InfoArgs),
     /// Run a model on a batch of token ids and write its outputs as safetensors.
     Forward(commands::forward::ForwardArgs),
+    /// Write a Hugging Face model directory (loadable with trust_remote_code=True).
+    Export(commands::export::ExportArgs),
 }
 
 fn main() {
@@ -31,6 +39,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Info(args) => commands::info::run(args),
         Command::Forward(args) => commands::forward::run(args),
+        Command::Export(args) => commands::export::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

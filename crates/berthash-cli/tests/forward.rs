@@ -15,7 +15,11 @@ fn golden() -> PathBuf {
 
 fn f32s(file: &TensorFile, key: &str) -> (Vec<usize>, Vec<f32>) {
     let t = &file.tensors[key];
-    let values = t.bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let values = t
+        .bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (t.shape.clone(), values)
 }
 
@@ -26,7 +30,10 @@ fn forward_writes_outputs_matching_the_reference() {
         ("cls", vec!["last_hidden_state", "pooler_output", "logits"]),
         ("mlm", vec!["last_hidden_state", "logits"]),
     ] {
-        let out = std::env::temp_dir().join(format!("berthash-forward-{}-{head}.safetensors", std::process::id()));
+        let out = std::env::temp_dir().join(format!(
+            "berthash-forward-{}-{head}.safetensors",
+            std::process::id()
+        ));
         let status = berthash()
             .args(["forward", "--model"])
             .arg(golden().join(head))
@@ -38,12 +45,21 @@ fn forward_writes_outputs_matching_the_reference() {
             .unwrap();
         assert!(status.success());
         let written = TensorFile::read(&out).unwrap();
-        assert_eq!(written.tensors.len(), keys.len(), "{head}: {:?}", written.tensors.keys());
+        assert_eq!(
+            written.tensors.len(),
+            keys.len(),
+            "{head}: {:?}",
+            written.tensors.keys()
+        );
         for key in keys {
             let (shape, got) = f32s(&written, key);
             let (want_shape, want) = f32s(&expected, &format!("{head}.{key}"));
             assert_eq!(shape, want_shape, "{head}.{key}");
-            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let diff = got
+                .iter()
+                .zip(&want)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
             assert!(diff < 1e-4, "{head}.{key}: {diff}");
         }
     }
@@ -51,7 +67,8 @@ fn forward_writes_outputs_matching_the_reference() {
 
 #[test]
 fn forward_refuses_out_of_vocabulary_ids_naming_row_and_column() {
-    let inputs = std::env::temp_dir().join(format!("berthash-bad-inputs-{}.json", std::process::id()));
+    let inputs =
+        std::env::temp_dir().join(format!("berthash-bad-inputs-{}.json", std::process::id()));
     std::fs::write(&inputs, r#"{"input_ids": [[101, 5, 7], [101, 99999, 3]]}"#).unwrap();
     let output = berthash()
         .args(["forward", "--model"])
@@ -63,19 +80,36 @@ fn forward_refuses_out_of_vocabulary_ids_naming_row_and_column() {
         .unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("row 1, column 1") && stderr.contains("99999"), "{stderr}");
+    assert!(
+        stderr.contains("row 1, column 1") && stderr.contains("99999"),
+        "{stderr}"
+    );
 }
 
 #[test]
 fn info_reports_the_published_sizes() {
     for (preset, total) in [("pico", "448256"), ("nano", "969504")] {
-        let output = berthash().args(["info", "--preset", preset]).output().unwrap();
+        let output = berthash()
+            .args(["info", "--preset", preset])
+            .output()
+            .unwrap();
         assert!(output.status.success());
         let stdout = String::from_utf8_lossy(&output.stdout);
-        let line = stdout.lines().find(|l| l.contains("total (encoder + pooler)")).unwrap();
+        let line = stdout
+            .lines()
+            .find(|l| l.contains("total (encoder + pooler)"))
+            .unwrap();
         assert!(line.trim_end().ends_with(total), "{line}");
     }
-    let output = berthash().args(["info", "--model"]).arg(golden().join("cls")).arg("--json").output().unwrap();
+    let output = berthash()
+        .args(["info", "--model"])
+        .arg(golden().join("cls"))
+        .arg("--json")
+        .output()
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(json["config"]["architectures"][0], "BertHashForSequenceClassification");
+    assert_eq!(
+        json["config"]["architectures"][0],
+        "BertHashForSequenceClassification"
+    );
 }

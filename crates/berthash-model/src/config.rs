@@ -18,7 +18,10 @@ pub fn default_auto_map() -> BTreeMap<String, String> {
     [
         ("AutoConfig", "configuration_bert_hash.BertHashConfig"),
         ("AutoModel", "modeling_bert_hash.BertHashModel"),
-        ("AutoModelForMaskedLM", "modeling_bert_hash.BertHashForMaskedLM"),
+        (
+            "AutoModelForMaskedLM",
+            "modeling_bert_hash.BertHashForMaskedLM",
+        ),
         (
             "AutoModelForSequenceClassification",
             "modeling_bert_hash.BertHashForSequenceClassification",
@@ -296,7 +299,10 @@ impl BertHashConfig {
         }
         for (field, p) in [
             ("hidden_dropout_prob", self.hidden_dropout_prob),
-            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+            (
+                "attention_probs_dropout_prob",
+                self.attention_probs_dropout_prob,
+            ),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return invalid(field, format!("{p} is not a probability in [0, 1)"));
@@ -305,10 +311,7 @@ impl BertHashConfig {
         if let Some(labels) = &self.id2label {
             for key in labels.keys() {
                 if key.parse::<usize>().is_err() {
-                    return invalid(
-                        "id2label",
-                        format!("key {key:?} is not a label index"),
-                    );
+                    return invalid("id2label", format!("key {key:?} is not a label index"));
                 }
             }
         }
@@ -440,15 +443,24 @@ mod tests {
 
     #[test]
     fn preset_sizes_match_the_published_counts() {
-        assert_eq!(BertHashConfig::pico().parameter_counts().base_with_pooler(), 448_256);
-        assert_eq!(BertHashConfig::nano().parameter_counts().base_with_pooler(), 969_504);
-        let femto = BertHashConfig::femto().parameter_counts().base_with_pooler() as f64;
+        assert_eq!(
+            BertHashConfig::pico().parameter_counts().base_with_pooler(),
+            448_256
+        );
+        assert_eq!(
+            BertHashConfig::nano().parameter_counts().base_with_pooler(),
+            969_504
+        );
+        let femto = BertHashConfig::femto()
+            .parameter_counts()
+            .base_with_pooler() as f64;
         assert!((femto / 243_000.0 - 1.0).abs() < 0.005, "femto has {femto}");
     }
 
     #[test]
     fn unknown_fields_survive_a_round_trip() {
-        let mut json: Value = serde_json::from_str(&BertHashConfig::pico().to_json_string()).unwrap();
+        let mut json: Value =
+            serde_json::from_str(&BertHashConfig::pico().to_json_string()).unwrap();
         json["torch_dtype"] = Value::String("float32".into());
         json["my_note"] = serde_json::json!({"a": [1, 2]});
         let config = BertHashConfig::from_json_str(&json.to_string()).unwrap();
@@ -462,12 +474,16 @@ mod tests {
         config.num_attention_heads = 3;
         let err = BertHashConfig::from_json_str(&config.to_json_string()).unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("hidden_size") && text.contains("not divisible by num_attention_heads 3"), "{text}");
+        assert!(
+            text.contains("hidden_size") && text.contains("not divisible by num_attention_heads 3"),
+            "{text}"
+        );
     }
 
     #[test]
     fn malformed_json_reports_line_and_column() {
-        let err = BertHashConfig::from_json_str("{\n  \"hidden_size\": 80,\n  oops\n}").unwrap_err();
+        let err =
+            BertHashConfig::from_json_str("{\n  \"hidden_size\": 80,\n  oops\n}").unwrap_err();
         assert!(err.to_string().contains("line 3"), "{err}");
     }
 

@@ -68,8 +68,7 @@ impl<B: Backend> BertEmbeddings<B> {
         let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
             .unsqueeze::<2>()
             .expand([batch, seq]);
-        let token_types =
-            token_type_ids.unwrap_or_else(|| Tensor::zeros([batch, seq], &device));
+        let token_types = token_type_ids.unwrap_or_else(|| Tensor::zeros([batch, seq], &device));
         let embeddings = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_types);

@@ -48,7 +48,10 @@ impl<B: Backend> BertLayer<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let attended = self.attention.forward(hidden, mask);
         let expanded = gelu(self.intermediate.dense.forward(attended.clone()));
-        let projected = self.output.dropout.forward(self.output.dense.forward(expanded));
+        let projected = self
+            .output
+            .dropout
+            .forward(self.output.dense.forward(expanded));
         self.output.layer_norm.forward(projected + attended)
     }
 }

@@ -12,7 +12,10 @@ pub enum ModelError {
         cause: std::io::Error,
     },
 
-    #[error("{}: malformed JSON at line {line}, column {column}: {message}", display_path(path))]
+    #[error(
+        "{}: malformed JSON at line {line}, column {column}: {message}",
+        display_path(path)
+    )]
     Json {
         path: Option<PathBuf>,
         line: usize,
@@ -41,7 +44,9 @@ pub enum ModelError {
         found: Vec<usize>,
     },
 
-    #[error("{path}: tensor `{key}` has dtype {found}, expected a float tensor (F32, F16, BF16 or F64)")]
+    #[error(
+        "{path}: tensor `{key}` has dtype {found}, expected a float tensor (F32, F16, BF16 or F64)"
+    )]
     DtypeMismatch {
         path: PathBuf,
         key: String,

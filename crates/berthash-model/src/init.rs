@@ -43,10 +43,16 @@ impl<'a, B: Backend> Initializer<'a, B> {
     }
 
     /// An embedding table; the padding row is zeroed, as `nn.Embedding(padding_idx=…)` does.
-    pub fn embedding(&mut self, rows: usize, dim: usize, padding_idx: Option<usize>) -> Embedding<B> {
+    pub fn embedding(
+        &mut self,
+        rows: usize,
+        dim: usize,
+        padding_idx: Option<usize>,
+    ) -> Embedding<B> {
         let mut table = self.normal([rows, dim]);
         if let Some(pad) = padding_idx.filter(|&p| p < rows) {
-            table = table.slice_assign([pad..pad + 1, 0..dim], Tensor::zeros([1, dim], self.device));
+            table =
+                table.slice_assign([pad..pad + 1, 0..dim], Tensor::zeros([1, dim], self.device));
         }
         Embedding {
             weight: Param::from_tensor(table),
@@ -55,6 +61,8 @@ impl<'a, B: Backend> Initializer<'a, B> {
 
     pub fn layer_norm(&mut self, dim: usize, eps: f64) -> LayerNorm<B> {
         // Burn's LayerNorm initialises gamma to 1 and beta to 0 already.
-        LayerNormConfig::new(dim).with_epsilon(eps).init(self.device)
+        LayerNormConfig::new(dim)
+            .with_epsilon(eps)
+            .init(self.device)
     }
 }

@@ -64,12 +64,19 @@ impl InputBatch {
         let fields = [
             ("input_ids", Some(&self.input_ids), config.vocab_size as i64),
             ("attention_mask", self.attention_mask.as_ref(), 2),
-            ("token_type_ids", self.token_type_ids.as_ref(), config.type_vocab_size as i64),
+            (
+                "token_type_ids",
+                self.token_type_ids.as_ref(),
+                config.type_vocab_size as i64,
+            ),
         ];
         for (field, rows, limit) in fields {
             let Some(rows) = rows else { continue };
             if rows.len() != batch {
-                return fail(format!("`{field}` has {} rows, `input_ids` has {batch}", rows.len()));
+                return fail(format!(
+                    "`{field}` has {} rows, `input_ids` has {batch}",
+                    rows.len()
+                ));
             }
             for (r, row) in rows.iter().enumerate() {
                 if row.len() != seq {
@@ -78,7 +85,11 @@ impl InputBatch {
                         row.len()
                     ));
                 }
-                if let Some((c, v)) = row.iter().enumerate().find(|(_, v)| !(0..limit).contains(*v)) {
+                if let Some((c, v)) = row
+                    .iter()
+                    .enumerate()
+                    .find(|(_, v)| !(0..limit).contains(*v))
+                {
                     return fail(format!(
                         "`{field}` row {r}, column {c}: {v} is outside 0..{limit}"
                     ));

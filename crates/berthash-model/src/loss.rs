@@ -8,14 +8,13 @@ use burn::tensor::activation::log_softmax;
 pub fn cross_entropy<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Tensor<B, 1> {
     let [rows, _] = logits.dims();
     let log_probs = log_softmax(logits, 1);
-    log_probs
-        .gather(1, targets.reshape([rows, 1]))
-        .mean()
-        .neg()
+    log_probs.gather(1, targets.reshape([rows, 1])).mean().neg()
 }
 
 /// Mean squared error for regression heads (`num_labels == 1`): `predictions` `[rows, 1]`.
 pub fn mse<B: Backend>(predictions: Tensor<B, 2>, targets: Tensor<B, 1>) -> Tensor<B, 1> {
     let [rows, _] = predictions.dims();
-    (predictions.reshape([rows]) - targets).powi_scalar(2).mean()
+    (predictions.reshape([rows]) - targets)
+        .powi_scalar(2)
+        .mean()
 }

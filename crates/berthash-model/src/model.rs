@@ -114,7 +114,8 @@ impl<B: Backend> BertHashForMaskedLM<B> {
         input: BertInput<B>,
         positions: Tensor<B, 1, Int>,
     ) -> Tensor<B, 2> {
-        self.cls.forward_selected(self.bert.encode(input), positions)
+        self.cls
+            .forward_selected(self.bert.encode(input), positions)
     }
 
     /// Mean cross-entropy over the selected positions, and their logits.
@@ -149,7 +150,9 @@ impl<B: Backend> BertHashForSequenceClassification<B> {
             with_pooler: true,
             ..options
         };
-        let dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
+        let dropout = config
+            .classifier_dropout
+            .unwrap_or(config.hidden_dropout_prob);
         Self {
             bert: BertHashModel::new(config, options, init),
             dropout: DropoutConfig::new(dropout).init(),

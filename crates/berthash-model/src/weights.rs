@@ -191,7 +191,8 @@ impl TensorFile {
     }
 
     pub fn has_pooler(&self) -> bool {
-        self.tensors.contains_key(&self.encoder_key("pooler.dense.weight"))
+        self.tensors
+            .contains_key(&self.encoder_key("pooler.dense.weight"))
     }
 
     pub fn has_mlm_head(&self) -> bool {
@@ -343,7 +344,10 @@ impl PathStack {
             "beta" if is_layer_norm => "bias",
             other => other,
         });
-        (parts.join("."), container == "Struct:Linear" && param == "weight")
+        (
+            parts.join("."),
+            container == "Struct:Linear" && param == "weight",
+        )
     }
 }
 
@@ -449,11 +453,13 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
                 return param;
             }
         };
-        let stored = Tensor::<B, D>::from_data(
-            TensorData::new(values, raw.shape.clone()),
-            &self.device,
-        );
-        let tensor = if transposed { stored.transpose() } else { stored };
+        let stored =
+            Tensor::<B, D>::from_data(TensorData::new(values, raw.shape.clone()), &self.device);
+        let tensor = if transposed {
+            stored.transpose()
+        } else {
+            stored
+        };
         let id: ParamId = param.id;
         param.transform_for_load(tensor, id)
     }
@@ -528,7 +534,11 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         let (key, transposed) = self.path.key();
         let tensor = param.val();
-        let tensor = if transposed { tensor.transpose() } else { tensor };
+        let tensor = if transposed {
+            tensor.transpose()
+        } else {
+            tensor
+        };
         let shape = tensor.dims().to_vec();
         let values = tensor
             .into_data()

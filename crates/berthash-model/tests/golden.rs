@@ -63,13 +63,18 @@ fn check_case(case: &Path) -> Vec<(String, f32)> {
     let mut results = Vec::new();
     for head in ["base", "mlm", "cls"] {
         let loaded = load_any::<B>(&case.join(head), &device).unwrap();
-        inputs.validate(&loaded.config, &case.join("inputs.json")).unwrap();
+        inputs
+            .validate(&loaded.config, &case.join("inputs.json"))
+            .unwrap();
         let input = inputs.to_input::<B>(&device);
         let mut outputs = Vec::new();
         match loaded.model {
             AnyModel::Base(model) => {
                 let out = model.forward(input);
-                assert!(out.pooler_output.is_none(), "the base golden model has no pooler");
+                assert!(
+                    out.pooler_output.is_none(),
+                    "the base golden model has no pooler"
+                );
                 outputs.push(("last_hidden_state", values(out.last_hidden_state)));
             }
             AnyModel::MaskedLm(model) => {
@@ -91,7 +96,10 @@ fn check_case(case: &Path) -> Vec<(String, f32)> {
                 "base" => format!("cls.{name}"),
                 _ => format!("{head}.{name}"),
             };
-            results.push((format!("{head} vs {key}"), max_abs_diff(&got, &expected[&key])));
+            results.push((
+                format!("{head} vs {key}"),
+                max_abs_diff(&got, &expected[&key]),
+            ));
         }
     }
     results
@@ -103,7 +111,11 @@ fn assert_parity(case: &Path) {
         println!("{}: {name}: max |diff| = {diff:.3e}", case.display());
     }
     for (name, diff) in results {
-        assert!(diff <= TOLERANCE, "{}: {name}: max |diff| {diff} > {TOLERANCE}", case.display());
+        assert!(
+            diff <= TOLERANCE,
+            "{}: {name}: max |diff| {diff} > {TOLERANCE}",
+            case.display()
+        );
     }
 }
 
@@ -124,7 +136,11 @@ fn shared_golden_cases_match_pytorch() {
         .filter(|p| p.join("inputs.json").is_file())
         .collect();
     cases.sort();
-    assert!(!cases.is_empty(), "no golden cases under {}", golden.display());
+    assert!(
+        !cases.is_empty(),
+        "no golden cases under {}",
+        golden.display()
+    );
     for case in cases {
         assert_parity(&case);
     }
@@ -145,26 +161,45 @@ fn logits_at_selected_positions_equal_the_full_head_rows_and_give_the_loss() {
     let (batch, seq) = (inputs.batch_size(), inputs.seq_len());
     let positions = [0usize, 3, seq + 1, 2 * seq + 9];
     let index = Tensor::<B, 1, Int>::from_data(
-        TensorData::new(positions.iter().map(|&p| p as i64).collect::<Vec<_>>(), [positions.len()]),
+        TensorData::new(
+            positions.iter().map(|&p| p as i64).collect::<Vec<_>>(),
+            [positions.len()],
+        ),
         &device,
     );
     let labels = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![5i64, 6, 7, 8], [4]), &device);
     let (loss, selected) = loaded.model.loss(inputs.to_input(&device), index, labels);
     let (_, full) = loaded.model.forward(inputs.to_input(&device));
     let vocab = loaded.config.vocab_size;
-    let full = full.reshape([batch * seq, vocab]).into_data().to_vec::<f32>().unwrap();
+    let full = full
+        .reshape([batch * seq, vocab])
+        .into_data()
+        .to_vec::<f32>()
+        .unwrap();
     let selected = selected.into_data().to_vec::<f32>().unwrap();
     let mut expected_loss = 0.0f64;
     for (row, &p) in positions.iter().enumerate() {
         let got = &selected[row * vocab..(row + 1) * vocab];
         let want = &full[p * vocab..(p + 1) * vocab];
-        let diff = got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let diff = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(diff < 1e-5, "row {row}: {diff}");
         let max = want.iter().copied().fold(f32::MIN, f32::max) as f64;
-        let log_sum = want.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln() + max;
+        let log_sum = want
+            .iter()
+            .map(|&v| (v as f64 - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max;
         expected_loss += log_sum - want[5 + row] as f64;
     }
     expected_loss /= positions.len() as f64;
     let loss = loss.into_scalar() as f64;
-    assert!((loss - expected_loss).abs() < 1e-4, "{loss} vs {expected_loss}");
+    assert!(
+        (loss - expected_loss).abs() < 1e-4,
+        "{loss} vs {expected_loss}"
+    );
 }

@@ -15,7 +15,9 @@ use burn::module::Module;
 type B = Flex;
 
 fn tiny(head: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/golden/tiny").join(head)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/golden/tiny")
+        .join(head)
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -48,8 +50,16 @@ fn load_then_save_is_bit_identical_for_every_head() {
     let device = Default::default();
     for head in ["base", "mlm", "cls"] {
         let loaded = load_any::<B>(&tiny(head), &device).unwrap();
-        assert!(loaded.report.initialized.is_empty(), "{head}: {:?}", loaded.report);
-        assert!(loaded.report.unexpected.is_empty(), "{head}: {:?}", loaded.report);
+        assert!(
+            loaded.report.initialized.is_empty(),
+            "{head}: {:?}",
+            loaded.report
+        );
+        assert!(
+            loaded.report.unexpected.is_empty(),
+            "{head}: {:?}",
+            loaded.report
+        );
         let out = scratch(&format!("roundtrip-{head}"));
         match &loaded.model {
             AnyModel::Base(m) => save(&out, &loaded.config, m, &loaded.layout).unwrap(),
@@ -58,9 +68,13 @@ fn load_then_save_is_bit_identical_for_every_head() {
         }
         let original = std::fs::read(tiny(head).join(WEIGHTS_FILE)).unwrap();
         let written = std::fs::read(out.join(WEIGHTS_FILE)).unwrap();
-        assert!(original == written, "{head}: model.safetensors differs after load + save");
+        assert!(
+            original == written,
+            "{head}: model.safetensors differs after load + save"
+        );
         let config_in: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(tiny(head).join(CONFIG_FILE)).unwrap()).unwrap();
+            serde_json::from_str(&std::fs::read_to_string(tiny(head).join(CONFIG_FILE)).unwrap())
+                .unwrap();
         let config_out: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(out.join(CONFIG_FILE)).unwrap()).unwrap();
         assert_eq!(config_in, config_out, "{head}: config.json differs");
@@ -79,8 +93,13 @@ fn the_mlm_bias_is_written_under_both_names() {
         file.tensors["cls.predictions.bias"],
         file.tensors["cls.predictions.decoder.bias"]
     );
-    assert!(file.tensors.contains_key("bert.embeddings.word_embeddings.projection.weight"));
-    assert_eq!(file.tensors["cls.predictions.decoder.weight"].shape, vec![1000, 32]);
+    assert!(file
+        .tensors
+        .contains_key("bert.embeddings.word_embeddings.projection.weight"));
+    assert_eq!(
+        file.tensors["cls.predictions.decoder.weight"].shape,
+        vec![1000, 32]
+    );
 }
 
 #[test]
@@ -92,7 +111,12 @@ fn heads_load_from_a_bare_encoder_and_are_reported() {
     initialized.sort();
     assert_eq!(
         initialized,
-        ["bert.pooler.dense.bias", "bert.pooler.dense.weight", "classifier.bias", "classifier.weight"]
+        [
+            "bert.pooler.dense.bias",
+            "bert.pooler.dense.weight",
+            "classifier.bias",
+            "classifier.weight"
+        ]
     );
     assert!(loaded.report.unexpected.is_empty());
 }
@@ -102,15 +126,23 @@ fn an_encoder_loads_from_a_prefixed_mlm_file_and_reports_the_head() {
     let device = Default::default();
     let loaded = load::<B, BertHashModel<B>>(&tiny("mlm"), None, 0, &device).unwrap();
     assert!(loaded.report.initialized.is_empty());
-    assert!(loaded.report.unexpected.iter().all(|k| k.starts_with("cls.")));
+    assert!(loaded
+        .report
+        .unexpected
+        .iter()
+        .all(|k| k.starts_with("cls.")));
     assert_eq!(loaded.report.unexpected.len(), 7);
 }
 
 #[test]
 fn the_projection_is_found_by_shape_under_another_name_and_saved_back_under_it() {
     let mut file = mlm_file();
-    let t = file.tensors.remove("bert.embeddings.word_embeddings.projection.weight").unwrap();
-    file.tensors.insert("bert.embeddings.word_embeddings.proj.weight".into(), t);
+    let t = file
+        .tensors
+        .remove("bert.embeddings.word_embeddings.projection.weight")
+        .unwrap();
+    file.tensors
+        .insert("bert.embeddings.word_embeddings.proj.weight".into(), t);
     let dir = dir_with_weights("proj-renamed", &file.to_bytes().unwrap());
     let device = Default::default();
     let loaded = load::<B, BertHashForMaskedLM<B>>(&dir, None, 0, &device).unwrap();
@@ -131,18 +163,30 @@ fn a_wrong_shape_names_the_tensor_and_both_shapes() {
         RawTensor::from_f32(vec![63, 32], &vec![0.0; 63 * 32]),
     );
     let err = load_mlm_error(&dir_with_weights("bad-shape", &file.to_bytes().unwrap()));
-    assert!(err.contains("bert.encoder.layer.1.intermediate.dense.weight"), "{err}");
-    assert!(err.contains("[63, 32]") && err.contains("[64, 32]"), "{err}");
+    assert!(
+        err.contains("bert.encoder.layer.1.intermediate.dense.weight"),
+        "{err}"
+    );
+    assert!(
+        err.contains("[63, 32]") && err.contains("[64, 32]"),
+        "{err}"
+    );
     assert!(err.contains("model.safetensors"), "{err}");
 }
 
 #[test]
 fn a_wrong_dtype_is_named() {
     let mut file = mlm_file();
-    let t = file.tensors.get_mut("bert.embeddings.LayerNorm.weight").unwrap();
+    let t = file
+        .tensors
+        .get_mut("bert.embeddings.LayerNorm.weight")
+        .unwrap();
     t.dtype = safetensors::Dtype::I32;
     let err = load_mlm_error(&dir_with_weights("bad-dtype", &file.to_bytes().unwrap()));
-    assert!(err.contains("bert.embeddings.LayerNorm.weight") && err.contains("I32"), "{err}");
+    assert!(
+        err.contains("bert.embeddings.LayerNorm.weight") && err.contains("I32"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -168,9 +212,13 @@ fn half_precision_files_load_and_save_back_in_their_dtype() {
 #[test]
 fn a_missing_encoder_tensor_is_an_error_not_an_initialisation() {
     let mut file = mlm_file();
-    file.tensors.remove("bert.encoder.layer.0.attention.self.key.bias");
+    file.tensors
+        .remove("bert.encoder.layer.0.attention.self.key.bias");
     let err = load_mlm_error(&dir_with_weights("missing", &file.to_bytes().unwrap()));
-    assert!(err.contains("bert.encoder.layer.0.attention.self.key.bias") && err.contains("missing"), "{err}");
+    assert!(
+        err.contains("bert.encoder.layer.0.attention.self.key.bias") && err.contains("missing"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -178,21 +226,36 @@ fn truncated_and_corrupt_files_are_refused_with_a_reason() {
     let good = std::fs::read(tiny("mlm").join(WEIGHTS_FILE)).unwrap();
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
         ("empty", Vec::new(), "shorter than the 8-byte header"),
-        ("header-past-end", {
-            let mut b = good[..100].to_vec();
-            b[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
-            b
-        }, "past the end of the file"),
-        ("truncated-data", good[..good.len() - 1000].to_vec(), "truncated"),
-        ("not-json", {
-            let mut b = good.clone();
-            b[8] = b'x';
-            b
-        }, "model.safetensors"),
+        (
+            "header-past-end",
+            {
+                let mut b = good[..100].to_vec();
+                b[..8].copy_from_slice(&(1u64 << 20).to_le_bytes());
+                b
+            },
+            "past the end of the file",
+        ),
+        (
+            "truncated-data",
+            good[..good.len() - 1000].to_vec(),
+            "truncated",
+        ),
+        (
+            "not-json",
+            {
+                let mut b = good.clone();
+                b[8] = b'x';
+                b
+            },
+            "model.safetensors",
+        ),
     ];
     for (name, bytes, expected) in cases {
         let err = load_mlm_error(&dir_with_weights(name, &bytes));
-        assert!(err.contains(expected) && err.contains("model.safetensors"), "{name}: {err}");
+        assert!(
+            err.contains(expected) && err.contains("model.safetensors"),
+            "{name}: {err}"
+        );
     }
 }
 
@@ -203,15 +266,24 @@ fn missing_files_and_bad_configs_are_reported_with_the_path() {
     assert!(err.contains("config.json"), "{err}");
     std::fs::write(dir.join(CONFIG_FILE), "{\"hidden_size\": 30,").unwrap();
     let err = load_mlm_error(&dir);
-    assert!(err.contains("config.json") && err.contains("line 1"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("line 1"),
+        "{err}"
+    );
     let mut config = BertHashConfig::from_file(&tiny("mlm").join(CONFIG_FILE)).unwrap();
     config.num_attention_heads = 5;
     std::fs::write(dir.join(CONFIG_FILE), config.to_json_string()).unwrap();
     let err = load_mlm_error(&dir);
-    assert!(err.contains("config.json") && err.contains("not divisible"), "{err}");
+    assert!(
+        err.contains("config.json") && err.contains("not divisible"),
+        "{err}"
+    );
     std::fs::copy(tiny("mlm").join(CONFIG_FILE), dir.join(CONFIG_FILE)).unwrap();
     let err = load_mlm_error(&dir);
-    assert!(err.contains("model.safetensors") && err.contains("No such file"), "{err}");
+    assert!(
+        err.contains("model.safetensors") && err.contains("No such file"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -220,10 +292,17 @@ fn module_parameter_counts_match_the_config_formula() {
     for name in berthash_model::config::PRESETS {
         let config = BertHashConfig::preset(name).unwrap();
         let counts = config.parameter_counts();
-        let with_pooler = ModelOptions { with_pooler: true, ..Default::default() };
+        let with_pooler = ModelOptions {
+            with_pooler: true,
+            ..Default::default()
+        };
         let base: BertHashModel<B> = init_model(&config, with_pooler, 0, &device);
         assert_eq!(base.num_params(), counts.base_with_pooler(), "{name}");
         let mlm: BertHashForMaskedLM<B> = init_model(&config, ModelOptions::default(), 0, &device);
-        assert_eq!(mlm.num_params(), counts.base_with_pooler() - counts.pooler + counts.mlm_head, "{name}");
+        assert_eq!(
+            mlm.num_params(),
+            counts.base_with_pooler() - counts.pooler + counts.mlm_head,
+            "{name}"
+        );
     }
 }

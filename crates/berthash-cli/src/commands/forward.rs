@@ -72,7 +72,8 @@ impl BackendTask for Forward {
                 .to_vec::<f32>()
                 .map_err(|e| anyhow::anyhow!("reading `{name}`: {e:?}"))?;
             written.push((name.to_string(), shape.clone()));
-            file.tensors.insert(name.to_string(), RawTensor::from_f32(shape, &values));
+            file.tensors
+                .insert(name.to_string(), RawTensor::from_f32(shape, &values));
         }
         file.write(&args.output)?;
         Ok(written)

@@ -55,9 +55,15 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     println!();
     println!("  {:<34} {:>12}", "module", "parameters");
     let rows = [
-        ("embeddings.word_embeddings (hashed)", counts.word_embeddings),
+        (
+            "embeddings.word_embeddings (hashed)",
+            counts.word_embeddings,
+        ),
         ("embeddings.position_embeddings", counts.position_embeddings),
-        ("embeddings.token_type_embeddings", counts.token_type_embeddings),
+        (
+            "embeddings.token_type_embeddings",
+            counts.token_type_embeddings,
+        ),
         ("embeddings.LayerNorm", counts.embeddings_layer_norm),
         ("encoder", counts.encoder),
         ("pooler", counts.pooler),
@@ -65,8 +71,15 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     for (name, n) in rows {
         println!("  {name:<34} {n:>12}");
     }
-    println!("  {:<34} {:>12}", "total (encoder + pooler)", counts.base_with_pooler());
-    println!("  {:<34} {:>12}", "MLM head (pre-training only)", counts.mlm_head);
+    println!(
+        "  {:<34} {:>12}",
+        "total (encoder + pooler)",
+        counts.base_with_pooler()
+    );
+    println!(
+        "  {:<34} {:>12}",
+        "MLM head (pre-training only)", counts.mlm_head
+    );
     println!(
         "  {:<34} {:>12}",
         format!("classifier ({} labels)", config.num_labels()),
