@@ -4,6 +4,7 @@ mod assets;
 mod backend;
 mod commands;
 mod runs;
+mod tokenizer;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +27,10 @@ enum Command {
     Forward(commands::forward::ForwardArgs),
     /// Write a Hugging Face model directory (loadable with trust_remote_code=True).
     Export(commands::export::ExportArgs),
+    /// Show the most likely tokens at each [MASK] of a text.
+    FillMask(commands::fill_mask::FillMaskArgs),
+    /// Print the token ids of texts, one JSON array per line.
+    Tokenize(commands::tokenize::TokenizeArgs),
 }
 
 fn main() {
@@ -40,6 +45,8 @@ fn main() {
         Command::Info(args) => commands::info::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::FillMask(args) => commands::fill_mask::run(args),
+        Command::Tokenize(args) => commands::tokenize::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

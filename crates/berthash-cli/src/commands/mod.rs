@@ -1,3 +1,5 @@
 pub mod export;
+pub mod fill_mask;
 pub mod forward;
 pub mod info;
+pub mod tokenize;
