@@ -31,6 +31,8 @@ enum Command {
     FillMask(commands::fill_mask::FillMaskArgs),
     /// Print the token ids of texts, one JSON array per line.
     Tokenize(commands::tokenize::TokenizeArgs),
+    /// Draw a run's loss, learning-rate and eval curves (SVG).
+    Plot(commands::plot::PlotArgs),
 }
 
 fn main() {
@@ -47,6 +49,7 @@ fn main() {
         Command::Export(args) => commands::export::run(args),
         Command::FillMask(args) => commands::fill_mask::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Plot(args) => commands::plot::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

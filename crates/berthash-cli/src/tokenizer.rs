@@ -13,7 +13,10 @@ pub fn load(explicit: Option<&Path>, model_dir: Option<&Path>) -> anyhow::Result
         return TokenizerHandle::from_file(path)
             .with_context(|| format!("loading the tokenizer {}", path.display()));
     }
-    if let Some(file) = model_dir.map(|d| d.join("tokenizer.json")).filter(|f| f.is_file()) {
+    if let Some(file) = model_dir
+        .map(|d| d.join("tokenizer.json"))
+        .filter(|f| f.is_file())
+    {
         return TokenizerHandle::from_file(&file)
             .with_context(|| format!("loading the tokenizer {}", file.display()));
     }

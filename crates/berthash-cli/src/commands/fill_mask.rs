@@ -31,8 +31,16 @@ pub fn run(args: FillMaskArgs) -> anyhow::Result<()> {
     let device = Default::default();
     let loaded = load::<B, BertHashForMaskedLM<B>>(&dir, None, 0, &device)
         .with_context(|| format!("loading {}", dir.display()))?;
-    if loaded.report.initialized.iter().any(|k| k.starts_with("cls.")) {
-        bail!("{} has no MLM head: fill-mask needs a pre-trained (MLM) model", dir.display());
+    if loaded
+        .report
+        .initialized
+        .iter()
+        .any(|k| k.starts_with("cls."))
+    {
+        bail!(
+            "{} has no MLM head: fill-mask needs a pre-trained (MLM) model",
+            dir.display()
+        );
     }
     if tokenizer.vocab_size() != loaded.config.vocab_size {
         bail!(
@@ -54,7 +62,10 @@ pub fn run(args: FillMaskArgs) -> anyhow::Result<()> {
     }
     let max = loaded.config.max_position_embeddings;
     if ids.len() > max {
-        bail!("the text is {} tokens long; this model reads at most {max}", ids.len());
+        bail!(
+            "the text is {} tokens long; this model reads at most {max}",
+            ids.len()
+        );
     }
     let seq = ids.len();
     let input_ids = Tensor::<B, 2, Int>::from_data(
@@ -62,13 +73,19 @@ pub fn run(args: FillMaskArgs) -> anyhow::Result<()> {
         &device,
     );
     let positions = Tensor::<B, 1, Int>::from_data(
-        TensorData::new(masks.iter().map(|&i| i as i64).collect::<Vec<_>>(), [masks.len()]),
+        TensorData::new(
+            masks.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+            [masks.len()],
+        ),
         &device,
     );
     let logits = loaded
         .model
         .forward_selected(BertInput::new(input_ids), positions);
-    let probs = softmax(logits, 1).into_data().to_vec::<f32>().expect("f32 probabilities");
+    let probs = softmax(logits, 1)
+        .into_data()
+        .to_vec::<f32>()
+        .expect("f32 probabilities");
     let vocab = loaded.config.vocab_size;
     for (n, position) in masks.iter().enumerate() {
         let row = &probs[n * vocab..(n + 1) * vocab];

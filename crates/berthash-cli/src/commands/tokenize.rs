@@ -38,7 +38,11 @@ pub fn run(args: TokenizeArgs) -> anyhow::Result<()> {
         let line = line.strip_suffix('\r').unwrap_or(&line);
         let json = if args.pairs {
             let (a, b) = line.split_once('\t').with_context(|| {
-                format!("{}: line {}: expected two tab-separated texts", args.input.display(), n + 1)
+                format!(
+                    "{}: line {}: expected two tab-separated texts",
+                    args.input.display(),
+                    n + 1
+                )
             })?;
             let encoding = tokenizer
                 .tokenizer()
