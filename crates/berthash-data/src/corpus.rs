@@ -1,0 +1,668 @@
+//! Streaming parquet corpora.
+//!
+//! A corpus is one or more *sources* (each a list of parquet files or globs and
+//! the name of its text column). Files are read one record batch at a time, only
+//! the text column is decoded, so memory stays bounded by the read batch size
+//! whatever the shard size. Several sources are mixed document by document with
+//! a deterministic weighted schedule, so the mixed stream is a pure function of
+//! the per-source cursors (which is what makes resuming exact).
+//!
+//! The same code reads Hugging Face `wikimedia/wikipedia` shards (`id`, `url`,
+//! `title`, `text`) and `bookcorpus` shards (`text`).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use arrow_array::{Array, LargeStringArray, StringArray, StringViewArray};
+use arrow_schema::DataType;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::arrow::ProjectionMask;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{DataError, OnBadInput, Result};
+
+/// One corpus: files (paths, directories or glob patterns) and the column holding the text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusSource {
+    /// Parquet files, directories (all `*.parquet` below, sorted) or glob patterns
+    /// (matches sorted). Order is kept; it is the reading order.
+    pub paths_or_globs: Vec<String>,
+    /// The text column (`text` for wikipedia and bookcorpus).
+    #[serde(default = "default_text_column")]
+    pub text_column: String,
+    /// Relative share of documents when several sources are mixed.
+    #[serde(default = "default_weight")]
+    pub weight: f32,
+}
+
+fn default_text_column() -> String {
+    "text".to_string()
+}
+
+fn default_weight() -> f32 {
+    1.0
+}
+
+impl CorpusSource {
+    /// A source with the `text` column and weight 1.
+    pub fn new(paths_or_globs: &[&str]) -> Self {
+        CorpusSource {
+            paths_or_globs: paths_or_globs.iter().map(|s| s.to_string()).collect(),
+            text_column: default_text_column(),
+            weight: default_weight(),
+        }
+    }
+}
+
+/// How a corpus is read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorpusConfig {
+    pub sources: Vec<CorpusSource>,
+    /// `error` (default) stops at a missing/corrupt/empty file or a null text;
+    /// `skip` skips it, counts it (see [`SkipCounter`]) and logs a warning.
+    #[serde(default)]
+    pub on_bad_input: OnBadInput,
+    /// Rows decoded per parquet read; bounds the text held in memory per source.
+    #[serde(default = "default_read_batch_rows")]
+    pub read_batch_rows: usize,
+}
+
+fn default_read_batch_rows() -> usize {
+    256
+}
+
+impl CorpusConfig {
+    pub fn new(sources: Vec<CorpusSource>) -> Self {
+        CorpusConfig {
+            sources,
+            on_bad_input: OnBadInput::Error,
+            read_batch_rows: default_read_batch_rows(),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.sources.is_empty() {
+            return Err(DataError::config(
+                "corpus.sources",
+                "no corpus source given",
+            ));
+        }
+        for (i, s) in self.sources.iter().enumerate() {
+            if s.paths_or_globs.is_empty() {
+                return Err(DataError::config(
+                    &format!("corpus.sources[{i}].paths_or_globs"),
+                    "empty",
+                ));
+            }
+            if !(s.weight.is_finite() && s.weight > 0.0) {
+                return Err(DataError::config(
+                    &format!("corpus.sources[{i}].weight"),
+                    format!("must be a positive number, got {}", s.weight),
+                ));
+            }
+        }
+        if self.read_batch_rows == 0 {
+            return Err(DataError::config("corpus.read_batch_rows", "must be > 0"));
+        }
+        Ok(())
+    }
+
+    /// The files of every source, in reading order.
+    pub fn resolve(&self) -> Result<Vec<Arc<Vec<PathBuf>>>> {
+        self.validate()?;
+        self.sources
+            .iter()
+            .map(|s| resolve_paths(&s.paths_or_globs).map(Arc::new))
+            .collect()
+    }
+}
+
+/// Expands paths, directories and glob patterns into a file list, in the given
+/// order (each directory or pattern sorted). A pattern matching nothing or a
+/// missing path is an error, not an empty corpus.
+pub fn resolve_paths(paths_or_globs: &[String]) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in paths_or_globs {
+        let is_pattern = entry.contains(['*', '?', '[']);
+        let mut found: Vec<PathBuf> = if is_pattern {
+            let paths = glob::glob(entry).map_err(|e| DataError::Pattern {
+                pattern: entry.clone(),
+                message: e.to_string(),
+            })?;
+            paths
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|e| DataError::Pattern {
+                    pattern: entry.clone(),
+                    message: e.to_string(),
+                })?
+        } else {
+            let path = PathBuf::from(entry);
+            if path.is_dir() {
+                let pattern = format!("{}/**/*.parquet", glob::Pattern::escape(entry));
+                glob::glob(&pattern)
+                    .map_err(|e| DataError::Pattern {
+                        pattern: pattern.clone(),
+                        message: e.to_string(),
+                    })?
+                    .filter_map(std::result::Result::ok)
+                    .collect()
+            } else if path.exists() {
+                vec![path]
+            } else {
+                return Err(DataError::MissingFile { path });
+            }
+        };
+        if found.is_empty() {
+            return Err(DataError::Pattern {
+                pattern: entry.clone(),
+                message: "matched no parquet files".to_string(),
+            });
+        }
+        found.sort();
+        files.extend(found);
+    }
+    Ok(files)
+}
+
+/// Where one source stands: the next document is row `row` of row group
+/// `row_group` of file `file`; `docs_read` documents were taken from it this epoch.
+/// `file == number of files` means the source is finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceCursor {
+    pub file: usize,
+    pub row_group: usize,
+    pub row: usize,
+    pub docs_read: u64,
+}
+
+/// One document of the mixed stream.
+#[derive(Debug, Clone)]
+pub struct Document {
+    /// Index of the source it came from.
+    pub source: usize,
+    pub text: String,
+    /// The source's cursor after this document.
+    pub after: SourceCursor,
+}
+
+/// Counts of rows and files skipped under [`OnBadInput::Skip`]; shared by threads.
+#[derive(Debug, Default)]
+pub struct SkipCounter {
+    rows: AtomicU64,
+    files: AtomicU64,
+}
+
+impl SkipCounter {
+    pub fn rows(&self) -> u64 {
+        self.rows.load(Ordering::Relaxed)
+    }
+    pub fn files(&self) -> u64 {
+        self.files.load(Ordering::Relaxed)
+    }
+    fn skip_row(&self, err: &DataError) {
+        tracing::warn!("skipping row: {err}");
+        self.rows.fetch_add(1, Ordering::Relaxed);
+    }
+    fn skip_file(&self, err: &DataError) {
+        tracing::warn!("skipping file: {err}");
+        self.files.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The text column of one decoded record batch (any of Arrow's string layouts).
+enum TextColumn {
+    Utf8(StringArray),
+    Large(LargeStringArray),
+    View(StringViewArray),
+}
+
+impl TextColumn {
+    fn len(&self) -> usize {
+        match self {
+            TextColumn::Utf8(a) => a.len(),
+            TextColumn::Large(a) => a.len(),
+            TextColumn::View(a) => a.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        match self {
+            TextColumn::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
+            TextColumn::Large(a) => (!a.is_null(i)).then(|| a.value(i)),
+            TextColumn::View(a) => (!a.is_null(i)).then(|| a.value(i)),
+        }
+    }
+}
+
+fn is_text_type(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+    )
+}
+
+/// An open parquet file positioned at the cursor.
+struct OpenShard {
+    rg_rows: Vec<usize>,
+    reader: ParquetRecordBatchReader,
+    batch: Option<TextColumn>,
+    next: usize,
+}
+
+/// Opens a parquet file for reading one column; checks emptiness and the column.
+/// Returns the builder and the column's root index.
+pub(crate) fn open_parquet(
+    path: &Path,
+    column: &str,
+) -> Result<(ParquetRecordBatchReaderBuilder<File>, usize)> {
+    let file = File::open(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            DataError::MissingFile {
+                path: path.to_path_buf(),
+            }
+        } else {
+            DataError::io(path, e)
+        }
+    })?;
+    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    if len == 0 {
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+            detail: "0 bytes".to_string(),
+        });
+    }
+    let builder =
+        ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| DataError::Parquet {
+            path: path.to_path_buf(),
+            row_group: None,
+            message: e.to_string(),
+        })?;
+    let schema = builder.schema().clone();
+    let Some((index, field)) = schema.column_with_name(column) else {
+        return Err(DataError::MissingColumn {
+            path: path.to_path_buf(),
+            column: column.to_string(),
+            available: schema.fields().iter().map(|f| f.name().clone()).collect(),
+        });
+    };
+    check_text_type(path, column, field.data_type())?;
+    Ok((builder, index))
+}
+
+fn check_text_type(path: &Path, column: &str, dt: &DataType) -> Result<()> {
+    if is_text_type(dt) {
+        Ok(())
+    } else {
+        Err(DataError::ColumnType {
+            path: path.to_path_buf(),
+            column: column.to_string(),
+            found: dt.to_string(),
+            expected: "string".to_string(),
+        })
+    }
+}
+
+/// Row counts of each row group of a file; errors on a file without rows.
+fn row_group_rows(
+    path: &Path,
+    builder: &ParquetRecordBatchReaderBuilder<File>,
+) -> Result<Vec<usize>> {
+    let rows: Vec<usize> = builder
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|rg| usize::try_from(rg.num_rows()).unwrap_or(0))
+        .collect();
+    if rows.iter().sum::<usize>() == 0 {
+        return Err(DataError::EmptyFile {
+            path: path.to_path_buf(),
+            detail: "parquet file has no rows".to_string(),
+        });
+    }
+    Ok(rows)
+}
+
+/// The cursor at row `row_in_file` of the first file of `files` (used to start
+/// training after held-out documents). Past the end of that file it is the start
+/// of the second file.
+pub(crate) fn cursor_at_row(
+    files: &[PathBuf],
+    column: &str,
+    row_in_file: usize,
+    on_bad: OnBadInput,
+) -> Result<SourceCursor> {
+    if row_in_file == 0 || files.is_empty() {
+        return Ok(SourceCursor::default());
+    }
+    let rows = match open_parquet(&files[0], column)
+        .and_then(|(builder, _)| row_group_rows(&files[0], &builder))
+    {
+        Ok(rows) => rows,
+        // The reader will skip (and count) this file; nothing is held out of it.
+        Err(_) if on_bad == OnBadInput::Skip => return Ok(SourceCursor::default()),
+        Err(e) => return Err(e),
+    };
+    let mut left = row_in_file;
+    for (rg, &n) in rows.iter().enumerate() {
+        if left < n {
+            return Ok(SourceCursor {
+                file: 0,
+                row_group: rg,
+                row: left,
+                docs_read: 0,
+            });
+        }
+        left -= n;
+    }
+    Ok(SourceCursor {
+        file: 1,
+        ..SourceCursor::default()
+    })
+}
+
+/// Reads one source document by document from a cursor.
+pub struct SourceReader {
+    source: usize,
+    files: Arc<Vec<PathBuf>>,
+    column: String,
+    batch_rows: usize,
+    on_bad: OnBadInput,
+    skips: Arc<SkipCounter>,
+    cursor: SourceCursor,
+    shard: Option<OpenShard>,
+}
+
+impl SourceReader {
+    pub fn new(
+        source: usize,
+        files: Arc<Vec<PathBuf>>,
+        column: &str,
+        config: &CorpusConfig,
+        start: SourceCursor,
+        skips: Arc<SkipCounter>,
+    ) -> Self {
+        SourceReader {
+            source,
+            files,
+            column: column.to_string(),
+            batch_rows: config.read_batch_rows,
+            on_bad: config.on_bad_input,
+            skips,
+            cursor: start,
+            shard: None,
+        }
+    }
+
+    /// The position of the next document.
+    pub fn cursor(&self) -> SourceCursor {
+        self.cursor
+    }
+
+    fn path(&self) -> &Path {
+        &self.files[self.cursor.file]
+    }
+
+    fn open_shard(&mut self) -> Result<OpenShard> {
+        let path = self.files[self.cursor.file].clone();
+        let (builder, index) = open_parquet(&path, &self.column)?;
+        let rg_rows = row_group_rows(&path, &builder)?;
+        // A cursor at the start of a group may sit on empty groups: move past them.
+        while self.cursor.row == 0
+            && self.cursor.row_group < rg_rows.len()
+            && rg_rows[self.cursor.row_group] == 0
+        {
+            self.cursor.row_group += 1;
+        }
+        let (rg, row) = (self.cursor.row_group, self.cursor.row);
+        if rg >= rg_rows.len() || row >= rg_rows[rg] {
+            return Err(DataError::Position {
+                message: format!(
+                    "{}: row group {rg}, row {row} is past the end of the file",
+                    path.display()
+                ),
+            });
+        }
+        let mask = ProjectionMask::roots(builder.parquet_schema(), [index]);
+        let reader = builder
+            .with_projection(mask)
+            .with_row_groups((rg..rg_rows.len()).collect())
+            .with_offset(row)
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map_err(|e| DataError::Parquet {
+                path: path.clone(),
+                row_group: Some(rg),
+                message: e.to_string(),
+            })?;
+        Ok(OpenShard {
+            rg_rows,
+            reader,
+            batch: None,
+            next: 0,
+        })
+    }
+
+    /// Moves the cursor past the current row (to the next row group or file at the ends).
+    fn advance(&mut self) {
+        self.cursor.row += 1;
+        let Some(shard) = &self.shard else { return };
+        while self.cursor.row_group < shard.rg_rows.len()
+            && self.cursor.row >= shard.rg_rows[self.cursor.row_group]
+        {
+            self.cursor.row_group += 1;
+            self.cursor.row = 0;
+        }
+        if self.cursor.row_group >= shard.rg_rows.len() {
+            self.next_file();
+        }
+    }
+
+    fn next_file(&mut self) {
+        self.shard = None;
+        self.cursor.file += 1;
+        self.cursor.row_group = 0;
+        self.cursor.row = 0;
+    }
+
+    /// Handles a bad file: an error, or (with `skip`) a counted skip to the next file.
+    fn bad_file(&mut self, err: DataError) -> Result<()> {
+        match self.on_bad {
+            OnBadInput::Error => Err(err),
+            OnBadInput::Skip => {
+                self.skips.skip_file(&err);
+                self.next_file();
+                Ok(())
+            }
+        }
+    }
+
+    /// The next document, `None` at the end of the source.
+    pub fn next_doc(&mut self) -> Result<Option<Document>> {
+        loop {
+            if self.cursor.file >= self.files.len() {
+                return Ok(None);
+            }
+            if self.shard.is_none() {
+                match self.open_shard() {
+                    Ok(shard) => self.shard = Some(shard),
+                    Err(e @ DataError::Position { .. }) => return Err(e),
+                    Err(e) => {
+                        self.bad_file(e)?;
+                        continue;
+                    }
+                }
+            }
+            let rg = self.cursor.row_group;
+            let Some(shard) = self.shard.as_mut() else {
+                continue;
+            };
+            if shard.batch.as_ref().is_none_or(|b| shard.next >= b.len()) {
+                match shard.reader.next() {
+                    Some(Ok(batch)) => {
+                        let column = batch.column(0);
+                        let text = match column.data_type() {
+                            DataType::Utf8 => column
+                                .as_any()
+                                .downcast_ref::<StringArray>()
+                                .cloned()
+                                .map(TextColumn::Utf8),
+                            DataType::LargeUtf8 => column
+                                .as_any()
+                                .downcast_ref::<LargeStringArray>()
+                                .cloned()
+                                .map(TextColumn::Large),
+                            _ => column
+                                .as_any()
+                                .downcast_ref::<StringViewArray>()
+                                .cloned()
+                                .map(TextColumn::View),
+                        };
+                        match text {
+                            Some(t) => {
+                                shard.batch = Some(t);
+                                shard.next = 0;
+                            }
+                            None => {
+                                let err = DataError::ColumnType {
+                                    path: self.path().to_path_buf(),
+                                    column: self.column.clone(),
+                                    found: column.data_type().to_string(),
+                                    expected: "string".to_string(),
+                                };
+                                self.bad_file(err)?;
+                            }
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        let err = DataError::Parquet {
+                            path: self.path().to_path_buf(),
+                            row_group: Some(rg),
+                            message: e.to_string(),
+                        };
+                        self.bad_file(err)?;
+                        continue;
+                    }
+                    None => {
+                        // Fewer rows than the footer promised: the file is damaged.
+                        let err = DataError::Parquet {
+                            path: self.path().to_path_buf(),
+                            row_group: Some(rg),
+                            message: "file ended before the rows its footer lists".to_string(),
+                        };
+                        self.bad_file(err)?;
+                        continue;
+                    }
+                }
+            }
+            let i = shard.next;
+            shard.next += 1;
+            let text = shard
+                .batch
+                .as_ref()
+                .and_then(|b| b.get(i))
+                .map(str::to_string);
+            match text {
+                Some(text) => {
+                    self.cursor.docs_read += 1;
+                    self.advance();
+                    return Ok(Some(Document {
+                        source: self.source,
+                        text,
+                        after: self.cursor,
+                    }));
+                }
+                None => {
+                    let err = DataError::NullValue {
+                        path: self.path().to_path_buf(),
+                        row_group: rg,
+                        row: self.row_in_file(),
+                        column: self.column.clone(),
+                    };
+                    match self.on_bad {
+                        OnBadInput::Error => return Err(err),
+                        OnBadInput::Skip => self.skips.skip_row(&err),
+                    }
+                    self.advance();
+                }
+            }
+        }
+    }
+
+    /// 0-based row of the cursor within its file (for messages).
+    fn row_in_file(&self) -> usize {
+        let before: usize = self.shard.as_ref().map_or(0, |s| {
+            s.rg_rows[..self.cursor.row_group.min(s.rg_rows.len())]
+                .iter()
+                .sum()
+        });
+        before + self.cursor.row
+    }
+}
+
+/// Several sources mixed by weight into one document stream.
+///
+/// The next document comes from the unfinished source with the smallest
+/// `(docs_read + 1) / weight` (ties: lowest index), so the mix depends only on
+/// the cursors, never on timing. An epoch ends when every source is finished.
+pub struct CorpusStream {
+    readers: Vec<SourceReader>,
+    weights: Vec<f64>,
+    finished: Vec<bool>,
+}
+
+impl CorpusStream {
+    /// Opens every source at its cursor (`start[i]` for source `i`).
+    pub fn new(
+        config: &CorpusConfig,
+        files: &[Arc<Vec<PathBuf>>],
+        start: &[SourceCursor],
+        skips: Arc<SkipCounter>,
+    ) -> Self {
+        let readers = config
+            .sources
+            .iter()
+            .zip(files)
+            .zip(start)
+            .enumerate()
+            .map(|(i, ((s, f), c))| {
+                SourceReader::new(i, f.clone(), &s.text_column, config, *c, skips.clone())
+            })
+            .collect();
+        CorpusStream {
+            readers,
+            weights: config.sources.iter().map(|s| f64::from(s.weight)).collect(),
+            finished: vec![false; config.sources.len()],
+        }
+    }
+
+    /// The next document, `None` when every source is finished.
+    pub fn next_doc(&mut self) -> Result<Option<Document>> {
+        loop {
+            let pick = (0..self.readers.len())
+                .filter(|&i| !self.finished[i])
+                .min_by(|&a, &b| {
+                    let ka = (self.readers[a].cursor.docs_read + 1) as f64 / self.weights[a];
+                    let kb = (self.readers[b].cursor.docs_read + 1) as f64 / self.weights[b];
+                    ka.total_cmp(&kb).then(a.cmp(&b))
+                });
+            let Some(i) = pick else { return Ok(None) };
+            match self.readers[i].next_doc()? {
+                Some(doc) => return Ok(Some(doc)),
+                None => self.finished[i] = true,
+            }
+        }
+    }
+}
+
+impl Iterator for CorpusStream {
+    type Item = Result<Document>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_doc().transpose()
+    }
+}
