@@ -32,3 +32,52 @@ pub const SPECIAL_TOKENS_MAP_JSON: &str = r#"{
   "unk_token": "[UNK]"
 }
 "#;
+
+/// The default pre-training corpus (a 680 KB cut of Wikipedia and BookCorpus; provenance and
+/// licences in data/sample/SOURCES.md), so `berthash pretrain` runs with no data of its own.
+pub const SAMPLE_CORPUS: [(&str, &[u8]); 2] = [
+    (
+        "wikipedia/train-00000-of-00001.parquet",
+        include_bytes!("../../../data/sample/wikipedia/train-00000-of-00001.parquet"),
+    ),
+    (
+        "books/train-00000-of-00001.parquet",
+        include_bytes!("../../../data/sample/books/train-00000-of-00001.parquet"),
+    ),
+];
+pub const SAMPLE_SOURCES_MD: &str = include_str!("../../../data/sample/SOURCES.md");
+
+/// The recipes in configs/pretrain, one per preset.
+pub fn pretrain_recipe(size: &str) -> Option<&'static str> {
+    match size {
+        "femto" => Some(include_str!("../../../configs/pretrain/femto.toml")),
+        "pico" => Some(include_str!("../../../configs/pretrain/pico.toml")),
+        "nano" => Some(include_str!("../../../configs/pretrain/nano.toml")),
+        _ => None,
+    }
+}
+
+/// Writes the embedded tokenizer files into `dir` (returns the tokenizer.json path).
+pub fn write_tokenizer(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    std::fs::create_dir_all(dir)?;
+    for (name, text) in [
+        ("tokenizer.json", TOKENIZER_JSON),
+        ("vocab.txt", VOCAB_TXT),
+        ("tokenizer_config.json", TOKENIZER_CONFIG_JSON),
+        ("special_tokens_map.json", SPECIAL_TOKENS_MAP_JSON),
+    ] {
+        std::fs::write(dir.join(name), text)?;
+    }
+    Ok(dir.join("tokenizer.json"))
+}
+
+/// Writes the embedded sample corpus into `dir` (returns the folder to read).
+pub fn write_sample_corpus(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    for (name, bytes) in SAMPLE_CORPUS {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().expect("a parent"))?;
+        std::fs::write(path, bytes)?;
+    }
+    std::fs::write(dir.join("SOURCES.md"), SAMPLE_SOURCES_MD)?;
+    Ok(dir.to_path_buf())
+}

@@ -3,6 +3,7 @@
 mod assets;
 mod backend;
 mod commands;
+mod recipe;
 mod runs;
 mod tokenizer;
 
@@ -21,6 +22,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Pre-train a femto/pico/nano model with masked-LM (default data: a built-in sample).
+    Pretrain(commands::pretrain::PretrainArgs),
     /// Show a model's config and parameter counts by module.
     Info(commands::info::InfoArgs),
     /// Run a model on a batch of token ids and write its outputs as safetensors.
@@ -44,6 +47,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match Cli::parse().command {
+        Command::Pretrain(args) => commands::pretrain::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Export(args) => commands::export::run(args),

@@ -62,7 +62,7 @@ impl RunRecords {
                     .ok()
                     .and_then(|t| serde_json::from_str::<Value>(&t).ok())
             };
-            records.config = records.config.or_else(|| read("run_config.json"));
+            records.config = records.config.or_else(|| read("train_config.json"));
             records.summary = records.summary.or_else(|| read("summary.json"));
             records.eval_results = records.eval_results.or_else(|| read("eval_results.json"));
         }

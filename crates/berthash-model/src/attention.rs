@@ -43,7 +43,9 @@ impl<B: Backend> BertSelfAttention<B> {
 
         let mut scores = query.matmul(key.swap_dims(2, 3)) / (head_dim as f64).sqrt();
         if let Some(mask) = mask {
-            scores = scores + mask;
+            // The mask is built in f32; under half-precision training the scores are not.
+            let dtype = scores.dtype();
+            scores = scores + mask.cast(dtype);
         }
         let probs = self.dropout.forward(softmax(scores, 3));
         probs

@@ -309,24 +309,25 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
-/// Tracks the module path during a visit and names each parameter as transformers does.
-#[derive(Default)]
-struct PathStack {
+/// Tracks the module path during a visit (feed it `enter_module`/`exit_module`) and names each
+/// parameter as transformers does. Also used by the optimizer to name its state.
+#[derive(Debug, Default)]
+pub struct PathStack {
     stack: Vec<(String, String)>,
 }
 
 impl PathStack {
-    fn enter(&mut self, name: &str, container: &str) {
+    pub fn enter(&mut self, name: &str, container: &str) {
         self.stack.push((name.to_string(), container.to_string()));
     }
 
-    fn exit(&mut self) {
+    pub fn exit(&mut self) {
         self.stack.pop();
     }
 
     /// The Hugging Face key of the parameter at the top of the stack, and whether it is a Linear
     /// weight (stored transposed).
-    fn key(&self) -> (String, bool) {
+    pub fn key(&self) -> (String, bool) {
         let Some((param, container)) = self.stack.last() else {
             return (String::new(), false);
         };

@@ -3,4 +3,5 @@ pub mod fill_mask;
 pub mod forward;
 pub mod info;
 pub mod plot;
+pub mod pretrain;
 pub mod tokenize;

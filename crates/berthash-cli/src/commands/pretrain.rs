@@ -1,0 +1,201 @@
+//! `berthash pretrain`: masked-LM pre-training of femto / pico / nano. The recipe is the preset's
+//! `configs/pretrain/<size>.toml` (built in), then `--config`, then the flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use berthash_data::{CorpusConfig, CorpusSource, PretrainStreamConfig};
+use berthash_model::BertHashConfig;
+use berthash_train::{PretrainConfig, RunMode};
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::assets;
+use crate::backend::{BackendKind, BackendTask};
+use crate::recipe;
+
+#[derive(Debug, clap::Args)]
+pub struct PretrainArgs {
+    /// Model size (a preset); may also come from the config file's `size`.
+    #[arg(long, value_parser = ["femto", "pico", "nano"])]
+    pub size: Option<String>,
+    /// A TOML recipe overriding the preset's (see configs/pretrain/).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Parquet files, folders or globs (repeatable). Default: the small sample built into berthash.
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<String>,
+    /// The text column of --data (wikipedia and bookcorpus: `text`).
+    #[arg(long)]
+    pub text_column: Option<String>,
+    /// A tokenizer.json (default: the built-in bert-base-uncased).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// The run directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
+    pub precision: Option<String>,
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub warmup_steps: Option<u64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub grad_accum: Option<usize>,
+    /// Checkpoint every N steps (0: only at the end).
+    #[arg(long)]
+    pub save_every: Option<u64>,
+    /// Evaluate on the held-out batches every N steps (0: only at the end).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Log (loss, lr, tokens/s) every N steps.
+    #[arg(long)]
+    pub log_every: Option<u64>,
+    /// Continue the run in --out from its newest complete checkpoint.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Replace a previous run in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+impl PretrainArgs {
+    /// The flags as recipe keys.
+    fn overlay(&self) -> toml::Table {
+        let mut t = toml::Table::new();
+        let mut put = |key: &str, value: Option<toml::Value>| {
+            if let Some(v) = value {
+                recipe::set(&mut t, key, v);
+            }
+        };
+        let int = |v: Option<u64>| v.map(|v| toml::Value::Integer(v as i64));
+        put("train.max_steps", int(self.max_steps));
+        put("optimizer.lr", self.lr.map(toml::Value::Float));
+        put("train.batch_size", int(self.batch_size.map(|v| v as u64)));
+        put("schedule.warmup_steps", int(self.warmup_steps));
+        put("optimizer.weight_decay", self.weight_decay.map(toml::Value::Float));
+        put("train.seed", int(self.seed));
+        put("train.grad_accum", int(self.grad_accum.map(|v| v as u64)));
+        put("train.save_every", int(self.save_every));
+        put("train.eval_every", int(self.eval_every));
+        put("train.log_every", int(self.log_every));
+        put("train.precision", self.precision.clone().map(toml::Value::String));
+        t
+    }
+}
+
+/// Builds the resolved config: defaults, the preset's recipe, `--config`, the flags.
+pub fn resolve(args: &PretrainArgs, run_dir: &Path) -> anyhow::Result<PretrainConfig> {
+    let mut file = match &args.config {
+        Some(path) => Some((recipe::read_table(path)?, path.display().to_string())),
+        None => None,
+    };
+    let file_size = file
+        .as_mut()
+        .and_then(|(t, _)| t.remove("size"))
+        .map(|v| v.as_str().map(str::to_string).context("`size` must be a string"))
+        .transpose()?;
+    let Some(size) = args.size.clone().or(file_size) else {
+        bail!("choose a model size: --size femto|pico|nano (or `size = \"…\"` in --config)");
+    };
+    let model = BertHashConfig::preset(&size)?;
+
+    // Data the recipe does not name: the built-in sample corpus and tokenizer, written into the
+    // run directory so the run is self-contained.
+    let inputs = run_dir.join("inputs");
+    let tokenizer = match &args.tokenizer {
+        Some(path) => path.clone(),
+        None => assets::write_tokenizer(&inputs.join("tokenizer"))
+            .with_context(|| format!("writing the tokenizer into {}", inputs.display()))?,
+    };
+    let sources = if args.data.is_empty() {
+        let dir = assets::write_sample_corpus(&inputs.join("sample"))
+            .with_context(|| format!("writing the sample corpus into {}", inputs.display()))?;
+        vec![CorpusSource::new(&[&dir.display().to_string()])]
+    } else {
+        let paths: Vec<&str> = args.data.iter().map(String::as_str).collect();
+        vec![CorpusSource::new(&paths)]
+    };
+    let mut sources = sources;
+    if let Some(column) = &args.text_column {
+        sources.iter_mut().for_each(|s| s.text_column = column.clone());
+    }
+    let data = PretrainStreamConfig::new(CorpusConfig::new(sources), tokenizer);
+
+    let mut table = recipe::to_table(&PretrainConfig::new(model, data))?;
+    let mut builtin = recipe::parse_table(
+        assets::pretrain_recipe(&size).expect("a preset has a recipe"),
+        &format!("configs/pretrain/{size}.toml"),
+    )?;
+    builtin.remove("size");
+    recipe::merge(&mut table, builtin);
+    let mut source = "the built-in recipe".to_string();
+    if let Some((user, name)) = file {
+        recipe::merge(&mut table, user);
+        source = name;
+    }
+    recipe::merge(&mut table, args.overlay());
+    let config: PretrainConfig = recipe::from_table(table, &source)?;
+    recipe::check_model_keys(&config.model.extra, &source)?;
+    Ok(config)
+}
+
+struct Pretrain {
+    config: PretrainConfig,
+    out: PathBuf,
+    mode: RunMode,
+}
+
+impl BackendTask for Pretrain {
+    type Output = berthash_train::Summary;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
+        Ok(berthash_train::pretrain::<B>(self.config, &self.out, &device, self.mode)?)
+    }
+}
+
+pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    let size = args.size.clone().unwrap_or_else(|| "model".into());
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("runs/pretrain-{size}")));
+    let mode = if args.resume {
+        RunMode::Resume
+    } else if args.overwrite {
+        RunMode::Overwrite
+    } else {
+        RunMode::New
+    };
+    if mode == RunMode::New && out.join("train_config.json").exists() {
+        bail!(
+            "{} already holds a run: pass --resume to continue it or --overwrite to replace it",
+            out.display()
+        );
+    }
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let config = if mode == RunMode::Resume {
+        let saved = out.join("train_config.json");
+        let text = std::fs::read_to_string(&saved)
+            .with_context(|| format!("reading {} to resume", saved.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{}: not a pre-training config", saved.display()))?
+    } else {
+        resolve(&args, &out)?
+    };
+    let summary = crate::backend::run(args.backend, Pretrain { config, out: out.clone(), mode })?;
+    println!(
+        "done: {} steps, {} tokens in {:.1}s ({:.0} tokens/s), final loss {:.4}",
+        summary.steps, summary.tokens_seen, summary.wall_time_s, summary.tokens_per_s, summary.final_loss.unwrap_or(f64::NAN)
+    );
+    println!("model: {}", summary.model_dir.display());
+    Ok(())
+}

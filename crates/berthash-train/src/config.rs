@@ -1,0 +1,281 @@
+//! The public configuration the CLI maps its flags onto. Every struct is serde with
+//! `deny_unknown_fields`; defaults are the reference recipes (model card pre-training run,
+//! `run_glue` fine-tuning). The resolved config of a run is saved in its run directory.
+
+use std::path::PathBuf;
+
+use berthash_data::{Padding, PretrainStreamConfig, TaskSpec};
+use berthash_model::BertHashConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Result, TrainError};
+use crate::optim::OptimizerConfig;
+use crate::precision::Precision;
+use crate::schedule::ScheduleConfig;
+
+/// What to do when a step's loss (or gradient norm) is not finite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNonFinite {
+    /// Stop with an error; the last checkpoint (all of whose steps were finite) stays.
+    #[default]
+    Stop,
+    /// Skip the update (no parameter or optimizer-state change), log it, go on. Costs one host
+    /// sync per step (the loss is read every step instead of every `log_every` steps).
+    Skip,
+}
+
+/// The loop's knobs, shared by pre-training and fine-tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps. Pre-training needs it; fine-tuning derives it from `epochs` when absent.
+    #[serde(default)]
+    pub max_steps: Option<u64>,
+    /// Rows per micro-batch (the effective batch is `batch_size * grad_accum`).
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    /// Micro-batches per optimizer step; each micro-batch loss is scaled by `1 / grad_accum`.
+    #[serde(default = "default_one")]
+    pub grad_accum: usize,
+    /// Seeds model initialisation, dropout and fine-tuning shuffles.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Checkpoint every N steps (0 = only at the end).
+    #[serde(default = "default_save_every")]
+    pub save_every: u64,
+    /// Evaluate every N steps (0 = only at the end).
+    #[serde(default = "default_eval_every")]
+    pub eval_every: u64,
+    /// Read the loss and write a metrics line every N steps.
+    #[serde(default = "default_log_every")]
+    pub log_every: u64,
+    /// Checkpoints kept (the newest ones); at least 1.
+    #[serde(default = "default_keep")]
+    pub keep_checkpoints: usize,
+    #[serde(default)]
+    pub precision: Precision,
+    #[serde(default)]
+    pub on_nonfinite: OnNonFinite,
+}
+
+fn default_batch_size() -> usize {
+    64
+}
+fn default_one() -> usize {
+    1
+}
+fn default_seed() -> u64 {
+    42
+}
+fn default_save_every() -> u64 {
+    1000
+}
+fn default_eval_every() -> u64 {
+    1000
+}
+fn default_log_every() -> u64 {
+    50
+}
+fn default_keep() -> usize {
+    3
+}
+
+impl TrainConfig {
+    /// The model card's pre-training run: batch 64, seed 42 (`max_steps` must be set).
+    pub fn pretraining() -> Self {
+        Self {
+            max_steps: None,
+            batch_size: default_batch_size(),
+            grad_accum: 1,
+            seed: default_seed(),
+            save_every: default_save_every(),
+            eval_every: default_eval_every(),
+            log_every: default_log_every(),
+            keep_checkpoints: default_keep(),
+            precision: Precision::F32,
+            on_nonfinite: OnNonFinite::Stop,
+        }
+    }
+
+    /// `run_glue` with the card's flags: batch 32, seed 42, f32, evaluation at the end,
+    /// checkpoints every 500 steps (`save_steps`).
+    pub fn finetuning() -> Self {
+        Self {
+            batch_size: 32,
+            save_every: 500,
+            eval_every: 0,
+            log_every: 50,
+            ..Self::pretraining()
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let bad =
+            |field: &str, message: &str| Err(TrainError::config(format!("train.{field}"), message));
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be at least 1");
+        }
+        if self.grad_accum == 0 {
+            return bad("grad_accum", "must be at least 1");
+        }
+        if self.log_every == 0 {
+            return bad("log_every", "must be at least 1");
+        }
+        if self.keep_checkpoints == 0 {
+            return bad("keep_checkpoints", "must be at least 1 (resume needs one)");
+        }
+        if self.max_steps == Some(0) {
+            return bad("max_steps", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self::pretraining()
+    }
+}
+
+/// Masked-LM pre-training of a BERT Hash model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PretrainConfig {
+    /// The model shape (e.g. `BertHashConfig::preset("pico")`).
+    pub model: BertHashConfig,
+    /// Start from the weights of this Hugging Face model directory instead of a fresh init.
+    #[serde(default)]
+    pub init_from: Option<PathBuf>,
+    /// The batch stream; its `batch_size` is set to `train.batch_size`.
+    pub data: PretrainStreamConfig,
+    #[serde(default = "OptimizerConfig::pretraining")]
+    pub optimizer: OptimizerConfig,
+    #[serde(default = "ScheduleConfig::pretraining")]
+    pub schedule: ScheduleConfig,
+    #[serde(default = "TrainConfig::pretraining")]
+    pub train: TrainConfig,
+    /// Held-out batches evaluated (MLM loss and accuracy on the masked tokens).
+    #[serde(default = "default_eval_batches")]
+    pub eval_batches: usize,
+}
+
+fn default_eval_batches() -> usize {
+    16
+}
+
+impl PretrainConfig {
+    /// The reference recipe for `model` on `data`; set `train.max_steps`.
+    pub fn new(model: BertHashConfig, data: PretrainStreamConfig) -> Self {
+        Self {
+            model,
+            init_from: None,
+            data,
+            optimizer: OptimizerConfig::pretraining(),
+            schedule: ScheduleConfig::pretraining(),
+            train: TrainConfig::pretraining(),
+            eval_batches: default_eval_batches(),
+        }
+    }
+
+    /// Checks the config and makes the data stream's batch size the training batch size.
+    pub fn resolve(mut self) -> Result<Self> {
+        self.train.validate()?;
+        self.optimizer.validate()?;
+        self.model.validate()?;
+        if self.train.max_steps.is_none() {
+            return Err(TrainError::config(
+                "train.max_steps",
+                "pre-training needs a number of steps (the corpus stream may be endless)",
+            ));
+        }
+        if self.data.max_length > self.model.max_position_embeddings {
+            return Err(TrainError::config(
+                "data.max_length",
+                format!(
+                    "{} tokens per row exceed the model's max_position_embeddings {}",
+                    self.data.max_length, self.model.max_position_embeddings
+                ),
+            ));
+        }
+        self.data.batch_size = self.train.batch_size;
+        Ok(self)
+    }
+
+    pub fn max_steps(&self) -> u64 {
+        self.train.max_steps.unwrap_or(0)
+    }
+}
+
+/// Fine-tuning a pre-trained model on a GLUE-style task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FinetuneConfig {
+    /// The task (`berthash_data::builtin_task("sst2")` or a user's spec).
+    pub task: TaskSpec,
+    /// The task's data folder (GLUE tsv files or the Hugging Face parquet export).
+    pub data_dir: PathBuf,
+    /// A Hugging Face `tokenizer.json`.
+    pub tokenizer: PathBuf,
+    /// The pre-trained model directory (any BERT Hash model: encoder, MLM or classifier).
+    pub model: PathBuf,
+    #[serde(default = "default_max_seq_length")]
+    pub max_seq_length: usize,
+    #[serde(default)]
+    pub padding: Padding,
+    /// Passes over the training set (used when `train.max_steps` is absent).
+    #[serde(default = "default_epochs")]
+    pub epochs: f64,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    #[serde(default = "OptimizerConfig::finetuning")]
+    pub optimizer: OptimizerConfig,
+    #[serde(default = "ScheduleConfig::finetuning")]
+    pub schedule: ScheduleConfig,
+    #[serde(default = "TrainConfig::finetuning")]
+    pub train: TrainConfig,
+}
+
+fn default_max_seq_length() -> usize {
+    128
+}
+fn default_epochs() -> f64 {
+    4.0
+}
+fn default_eval_batch_size() -> usize {
+    64
+}
+
+impl FinetuneConfig {
+    /// run_glue's recipe (lr 1e-4, batch 32, 4 epochs, 128 tokens padded, seed 42).
+    pub fn new(task: TaskSpec, data_dir: PathBuf, tokenizer: PathBuf, model: PathBuf) -> Self {
+        Self {
+            task,
+            data_dir,
+            tokenizer,
+            model,
+            max_seq_length: default_max_seq_length(),
+            padding: Padding::Fixed,
+            epochs: default_epochs(),
+            eval_batch_size: default_eval_batch_size(),
+            optimizer: OptimizerConfig::finetuning(),
+            schedule: ScheduleConfig::finetuning(),
+            train: TrainConfig::finetuning(),
+        }
+    }
+
+    pub fn resolve(self) -> Result<Self> {
+        self.train.validate()?;
+        self.optimizer.validate()?;
+        if !(self.epochs.is_finite() && self.epochs > 0.0) && self.train.max_steps.is_none() {
+            return Err(TrainError::config(
+                "epochs",
+                format!("must be > 0, got {}", self.epochs),
+            ));
+        }
+        if self.eval_batch_size == 0 {
+            return Err(TrainError::config("eval_batch_size", "must be at least 1"));
+        }
+        Ok(self)
+    }
+}

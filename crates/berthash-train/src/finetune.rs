@@ -1,0 +1,432 @@
+//! Fine-tuning on a GLUE-style task, top to bottom like [`crate::pretrain`]: config and run
+//! directory, data (train split shuffled per epoch from `(seed, epoch)`, dev splits), model
+//! (a pre-trained directory with a fresh classifier, or the newest checkpoint), the loop, the
+//! final evaluation, checkpoint, model export and summary.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use berthash_data::glue::EncodedSplit;
+use berthash_data::{encode_examples, read_split, LabelSpec, Split, TokenizerHandle};
+use berthash_model::loss::{cross_entropy, mse};
+use berthash_model::pretrained;
+use berthash_model::{BertHashConfig, BertHashForSequenceClassification, ClassificationTargets};
+use burn::module::AutodiffModule;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::batch::{classification_tensors, ClassificationTensors};
+use crate::checkpoint::{contiguous, restore, BestEval, Checkpoints, TrainState};
+use crate::config::FinetuneConfig;
+use crate::error::{Result, TrainError};
+use crate::log::{EvalRecord, Logger, Summary};
+use crate::metrics::{task_metrics, Predictions};
+use crate::optim::AdamW;
+use crate::precision::check_precision;
+use crate::pretrain::copy_tokenizer_files;
+use crate::run_dir::{write_json, RunDir, RunMode};
+use crate::trainer::{splitmix64, to_f32, Trainer};
+
+type Classifier<B> = BertHashForSequenceClassification<B>;
+
+/// Fine-tunes `config.model` on `config.task` into `run_dir`.
+pub fn finetune<B: AutodiffBackend>(
+    config: FinetuneConfig,
+    run_dir: &Path,
+    device: &B::Device,
+    mode: RunMode,
+) -> Result<Summary> {
+    // Config and run directory.
+    let mut config = config.resolve()?;
+    check_precision::<B>(config.train.precision, device)?;
+
+    // Data.
+    let tokenizer = TokenizerHandle::from_file(&config.tokenizer)?;
+    let encode = |split: &Split| -> Result<EncodedSplit> {
+        let examples = read_split(&config.task, &config.data_dir, split)?;
+        Ok(encode_examples(
+            &tokenizer,
+            &examples,
+            config.max_seq_length,
+            config.padding,
+        )?)
+    };
+    let train_split = encode(&Split::Train)?;
+    if train_split.is_empty() {
+        return Err(TrainError::config(
+            "data_dir",
+            format!("{}: the train split is empty", config.data_dir.display()),
+        ));
+    }
+    let dev_splits: Vec<(String, EncodedSplit)> = config
+        .task
+        .dev_splits()
+        .iter()
+        .map(|s| {
+            let name = match s {
+                Split::Dev(name) => name.clone(),
+                Split::Train => "train".into(),
+            };
+            encode(s).map(|e| (name, e))
+        })
+        .collect::<Result<_>>()?;
+    let batch_size = config.train.batch_size;
+    let micro_per_epoch = train_split.len().div_ceil(batch_size) as u64;
+    let steps_per_epoch = micro_per_epoch.div_ceil(config.train.grad_accum as u64);
+    let max_steps = config
+        .train
+        .max_steps
+        .unwrap_or_else(|| (config.epochs * steps_per_epoch as f64).ceil() as u64)
+        .max(1);
+    config.train.max_steps = Some(max_steps);
+
+    // The model config: the pre-trained one with the task's labels.
+    let mut model_config = pretrained::read_config(&config.model)?;
+    match &config.task.labels {
+        LabelSpec::Classes(classes) => model_config.set_labels(classes),
+        LabelSpec::Regression => model_config.set_labels(&["LABEL_0".to_string()]),
+    }
+
+    let run = RunDir::prepare(run_dir, mode)?;
+    let checkpoints = Checkpoints::new(run.checkpoints(), config.train.keep_checkpoints);
+    let run_config = serde_json::to_value(&config).expect("config serializes");
+    run.save_config(&config)?;
+
+    // Model, optimizer and where the run stands.
+    let (model, layout, optimizer, state, resumed_from) = if mode == RunMode::Resume {
+        let latest = checkpoints
+            .latest()?
+            .ok_or_else(|| TrainError::NothingToResume {
+                path: run.root().to_path_buf(),
+                message: "no complete checkpoint in checkpoints/".into(),
+            })?;
+        let restored = restore::<B, Classifier<B>>(
+            &latest.path,
+            &model_config,
+            config.optimizer.clone(),
+            device,
+        )?;
+        let step = restored.state.step;
+        (
+            restored.model,
+            restored.layout,
+            restored.optimizer,
+            restored.state,
+            Some((latest.path, step)),
+        )
+    } else {
+        let loaded = pretrained::load::<B, Classifier<B>>(
+            &config.model,
+            Some(model_config.clone()),
+            config.train.seed,
+            device,
+        )?;
+        if !loaded.report.initialized.is_empty() {
+            tracing::info!(
+                "freshly initialised: {}",
+                loaded.report.initialized.join(", ")
+            );
+        }
+        let model = contiguous(loaded.model, device);
+        let optimizer = AdamW::new(config.optimizer.clone(), &model);
+        let state = TrainState {
+            seed: config.train.seed,
+            ..TrainState::default()
+        };
+        (model, loaded.layout, optimizer, state, None)
+    };
+
+    let schedule = config.schedule.build(config.optimizer.lr, max_steps);
+    let mut trainer = Trainer::new(
+        model,
+        optimizer,
+        schedule,
+        config.train.clone(),
+        state,
+        device.clone(),
+    );
+    let mut log = Logger::open(
+        &run.metrics(),
+        trainer.state.step,
+        max_steps,
+        resumed_from.as_ref().map(|r| r.1),
+    )?;
+    if let Some((path, step)) = &resumed_from {
+        trainer.last_checkpoint = Some(path.clone());
+        log.note(&format!("resuming from {} (step {step})", path.display()));
+    }
+    let train = config.train.clone();
+    let regression = config.task.is_regression();
+    let mut order = EpochOrder::new(train.seed, train_split.len());
+
+    // The loop.
+    while trainer.state.step < max_steps {
+        let mut micro = Vec::with_capacity(train.grad_accum);
+        let mut tokens = 0;
+        for _ in 0..train.grad_accum {
+            let k = trainer.state.micro_batches + micro.len() as u64;
+            let (epoch, index) = (k / micro_per_epoch, (k % micro_per_epoch) as usize);
+            let rows = order.rows(epoch, index, batch_size);
+            let batch = train_split.batch(rows)?;
+            let tensors = classification_tensors::<B>(&batch, device);
+            tokens += tensors.tokens as u64;
+            micro.push(tensors);
+        }
+        trainer.step(micro, tokens, |model, batch| {
+            classification_loss(model, batch, regression)
+        })?;
+
+        let step = trainer.state.step;
+        let last = step == max_steps;
+        if step % train.log_every == 0 || last {
+            if let Some(mut record) = trainer.flush()? {
+                record.epoch = Some(trainer.state.micro_batches as f64 / micro_per_epoch as f64);
+                log.step(record)?;
+            }
+        }
+        if train.eval_every > 0 && step % train.eval_every == 0 && !last {
+            evaluate_and_log(&mut trainer, &config, &dev_splits, &mut log)?;
+        }
+        if train.save_every > 0 && step % train.save_every == 0 && !last {
+            save(
+                &mut trainer,
+                &checkpoints,
+                &model_config,
+                &layout,
+                &run_config,
+                &mut log,
+            )?;
+        }
+    }
+
+    // The end.
+    let final_eval = evaluate_and_log(&mut trainer, &config, &dev_splits, &mut log)?;
+    let checkpoint = save(
+        &mut trainer,
+        &checkpoints,
+        &model_config,
+        &layout,
+        &run_config,
+        &mut log,
+    )?;
+    pretrained::save::<B, Classifier<B>>(&run.model_dir(), &model_config, &trainer.model, &layout)?;
+    copy_tokenizer_files(&config.tokenizer, &run.model_dir());
+    log.finish();
+    let summary = Summary {
+        steps: trainer.state.step,
+        tokens_seen: trainer.state.tokens_seen,
+        wall_time_s: trainer.state.elapsed_s,
+        tokens_per_s: trainer.state.tokens_seen as f64 / trainer.state.elapsed_s.max(1e-9),
+        final_loss: trainer.state.last_loss,
+        best_eval: trainer.state.best_eval.clone(),
+        final_eval,
+        skipped_steps: trainer.state.skipped_steps,
+        precision: train.precision.to_string(),
+        model_dir: run.model_dir(),
+        checkpoint: Some(checkpoint),
+    };
+    write_json(&run.summary(), &summary)?;
+    Ok(summary)
+}
+
+/// The shuffled order of the training examples in each epoch, a pure function of
+/// `(seed, epoch)` (so resuming needs only the micro-batch counter).
+struct EpochOrder {
+    seed: u64,
+    len: usize,
+    epoch: Option<u64>,
+    order: Vec<usize>,
+}
+
+impl EpochOrder {
+    fn new(seed: u64, len: usize) -> Self {
+        Self {
+            seed,
+            len,
+            epoch: None,
+            order: Vec::new(),
+        }
+    }
+
+    /// The example indices of micro-batch `index` of `epoch` (the last one may be short).
+    fn rows(&mut self, epoch: u64, index: usize, batch_size: usize) -> &[usize] {
+        if self.epoch != Some(epoch) {
+            let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(self.seed ^ splitmix64(epoch)));
+            self.order = (0..self.len).collect();
+            self.order.shuffle(&mut rng);
+            self.epoch = Some(epoch);
+        }
+        let start = (index * batch_size).min(self.len);
+        let end = (start + batch_size).min(self.len);
+        &self.order[start..end]
+    }
+}
+
+/// Cross-entropy for classes, MSE for scores, computed in f32.
+fn classification_loss<B: Backend>(
+    model: &Classifier<B>,
+    batch: ClassificationTensors<B>,
+    regression: bool,
+) -> Tensor<B, 1> {
+    let (_, logits) = model.forward(batch.input);
+    let logits = to_f32(logits);
+    match batch.targets {
+        Some(ClassificationTargets::Classes(classes)) if !regression => {
+            cross_entropy(logits, classes)
+        }
+        Some(ClassificationTargets::Scores(scores)) => mse(logits, scores),
+        _ => panic!("the training split must be labelled as the task says"),
+    }
+}
+
+fn save<B: AutodiffBackend>(
+    trainer: &mut Trainer<B, Classifier<B>>,
+    checkpoints: &Checkpoints,
+    model_config: &BertHashConfig,
+    layout: &berthash_model::weights::WeightLayout,
+    run_config: &serde_json::Value,
+    log: &mut Logger,
+) -> Result<std::path::PathBuf> {
+    let (path, record) = trainer.save(checkpoints, model_config, layout, run_config)?;
+    if let Some(record) = record {
+        log.step(record)?;
+    }
+    log.note(&format!("checkpoint {}", path.display()));
+    Ok(path)
+}
+
+/// Evaluates every dev split; the first split's first metric decides the best evaluation.
+/// Returns the metrics of all splits (a split other than `dev` gets its name as a suffix:
+/// `eval_accuracy_dev_mismatched`).
+fn evaluate_and_log<B: AutodiffBackend>(
+    trainer: &mut Trainer<B, Classifier<B>>,
+    config: &FinetuneConfig,
+    splits: &[(String, EncodedSplit)],
+    log: &mut Logger,
+) -> Result<BTreeMap<String, f64>> {
+    let model = trainer.model.valid();
+    let step = trainer.state.step;
+    let mut all = BTreeMap::new();
+    for (i, (name, split)) in splits.iter().enumerate() {
+        let metrics = evaluate_classifier(&model, config, split, &trainer.device);
+        if i == 0 {
+            if let Some(first) = config.task.metrics.first() {
+                let key = metric_key(*first);
+                if let Some(&value) = metrics.get(&key) {
+                    let better = trainer
+                        .state
+                        .best_eval
+                        .as_ref()
+                        .is_none_or(|b| value > b.value);
+                    if better && value.is_finite() {
+                        trainer.state.best_eval = Some(BestEval {
+                            metric: key,
+                            value,
+                            step,
+                        });
+                    }
+                }
+            }
+        }
+        for (k, v) in &metrics {
+            let key = if i == 0 {
+                k.clone()
+            } else {
+                format!("{k}_{name}")
+            };
+            all.insert(key, *v);
+        }
+        log.eval(EvalRecord {
+            step,
+            split: name.clone(),
+            metrics,
+        })?;
+    }
+    Ok(all)
+}
+
+/// run_glue's name of a metric.
+pub fn metric_key(metric: berthash_data::Metric) -> String {
+    use berthash_data::Metric;
+    let name = match metric {
+        Metric::Accuracy => "accuracy",
+        Metric::F1 => "f1",
+        Metric::MatthewsCorrelation => "matthews_correlation",
+        Metric::Pearson => "pearson",
+        Metric::Spearman => "spearmanr",
+    };
+    format!("eval_{name}")
+}
+
+/// `eval_loss` and the task's metrics on one split (without autodiff: no dropout).
+pub fn evaluate_classifier<B: Backend>(
+    model: &Classifier<B>,
+    config: &FinetuneConfig,
+    split: &EncodedSplit,
+    device: &B::Device,
+) -> BTreeMap<String, f64> {
+    let regression = config.task.is_regression();
+    let (mut loss_sum, mut rows) = (0.0f64, 0usize);
+    let (mut classes, mut class_labels, mut scores, mut score_labels) =
+        (vec![], vec![], vec![], vec![]);
+    for batch in split.batches(config.eval_batch_size) {
+        let tensors = classification_tensors::<B>(&batch, device);
+        let (_, logits) = model.forward(tensors.input);
+        let n = tensors.rows;
+        match (tensors.targets, &batch.labels) {
+            (
+                Some(ClassificationTargets::Classes(t)),
+                berthash_data::BatchLabels::Classes(labels),
+            ) if !regression => {
+                loss_sum += cross_entropy(logits.clone(), t).into_scalar().elem::<f64>() * n as f64;
+                let predicted: Vec<i64> = logits
+                    .argmax(1)
+                    .reshape([n])
+                    .into_data()
+                    .convert::<i64>()
+                    .to_vec()
+                    .expect("ints");
+                classes.extend(predicted.into_iter().map(|p| p as usize));
+                class_labels.extend(labels.iter().copied());
+            }
+            (
+                Some(ClassificationTargets::Scores(t)),
+                berthash_data::BatchLabels::Scores(labels),
+            ) => {
+                loss_sum += mse(logits.clone(), t).into_scalar().elem::<f64>() * n as f64;
+                let predicted: Vec<f64> = logits
+                    .reshape([n])
+                    .into_data()
+                    .convert::<f64>()
+                    .to_vec()
+                    .expect("floats");
+                scores.extend(predicted);
+                score_labels.extend(labels.iter().map(|&l| l as f64));
+            }
+            _ => continue, // unlabelled split: nothing to score
+        }
+        rows += n;
+    }
+    let mut metrics = BTreeMap::new();
+    if rows == 0 {
+        return metrics;
+    }
+    let predictions = if regression {
+        Predictions::Scores {
+            predictions: scores,
+            labels: score_labels,
+        }
+    } else {
+        Predictions::Classes {
+            predictions: classes,
+            labels: class_labels,
+        }
+    };
+    metrics.extend(task_metrics(&config.task.metrics, &predictions));
+    metrics.insert("eval_loss".into(), loss_sum / rows as f64);
+    metrics.insert("eval_samples".into(), rows as f64);
+    metrics
+}

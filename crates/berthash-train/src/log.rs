@@ -1,0 +1,220 @@
+//! Observability: `metrics.jsonl` (one record per logged step and per evaluation), `summary.json`,
+//! and progress on the terminal (an indicatif bar on a TTY, plain `tracing` lines otherwise).
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::BestEval;
+use crate::error::{Result, TrainError};
+
+/// A logged training step: means over the steps since the previous record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub grad_norm: f64,
+    pub tokens_per_s: f64,
+    pub tokens_seen: u64,
+    pub elapsed_s: f64,
+    /// Updates skipped for non-finite values in this interval.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub skipped: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_scale: Option<f64>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// An evaluation: `eval_loss`, `eval_accuracy`, … as run_glue names them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalRecord {
+    pub step: u64,
+    /// The split evaluated (`dev`, `dev_matched`, `held_out`, …).
+    pub split: String,
+    #[serde(flatten)]
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Record {
+    Train(StepRecord),
+    Eval(EvalRecord),
+}
+
+impl Record {
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Train(r) => r.step,
+            Record::Eval(r) => r.step,
+        }
+    }
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub steps: u64,
+    pub tokens_seen: u64,
+    /// Training wall time (across resumes), evaluation included.
+    pub wall_time_s: f64,
+    pub tokens_per_s: f64,
+    pub final_loss: Option<f64>,
+    pub best_eval: Option<BestEval>,
+    pub final_eval: BTreeMap<String, f64>,
+    pub skipped_steps: u64,
+    pub precision: String,
+    /// The final model (a Hugging Face directory).
+    pub model_dir: PathBuf,
+    /// The last checkpoint.
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// Reads every record of a `metrics.jsonl`.
+pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
+    let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let mut records = Vec::new();
+    for (i, line) in BufReader::new(file).lines().enumerate() {
+        let line = line.map_err(|e| TrainError::io(path, e))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        records.push(serde_json::from_str(&line).map_err(|e| TrainError::Format {
+            path: path.to_path_buf(),
+            message: format!("line {}: {e}", i + 1),
+        })?);
+    }
+    Ok(records)
+}
+
+/// Writes records and shows progress.
+pub struct Logger {
+    path: PathBuf,
+    file: File,
+    bar: Option<ProgressBar>,
+    max_steps: u64,
+}
+
+impl Logger {
+    /// Opens `metrics.jsonl` for appending. `resume_step`: drop records past that step (written
+    /// by the interrupted run after its last checkpoint) so the file reads as one clean run.
+    pub fn open(
+        path: &Path,
+        start_step: u64,
+        max_steps: u64,
+        resume_step: Option<u64>,
+    ) -> Result<Self> {
+        if let Some(step) = resume_step {
+            if path.exists() {
+                let kept: Vec<Record> = read_metrics(path)?
+                    .into_iter()
+                    .filter(|r| r.step() <= step)
+                    .collect();
+                let mut text = String::new();
+                for r in &kept {
+                    text.push_str(&serde_json::to_string(r).expect("record serializes"));
+                    text.push('\n');
+                }
+                crate::run_dir::write_file(path, text.as_bytes())?;
+            }
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| TrainError::io(path, e))?;
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = ProgressBar::new(max_steps);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} steps  {msg}  ETA {eta}",
+                )
+                .expect("valid template"),
+            );
+            bar.set_position(start_step);
+            bar.enable_steady_tick(Duration::from_millis(250));
+            bar
+        });
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            bar,
+            max_steps,
+        })
+    }
+
+    fn append(&mut self, record: &Record) -> Result<()> {
+        let mut line = serde_json::to_string(record).expect("record serializes");
+        line.push('\n');
+        self.file
+            .write_all(line.as_bytes())
+            .and_then(|_| self.file.flush())
+            .map_err(|e| TrainError::io(&self.path, e))
+    }
+
+    pub fn step(&mut self, record: StepRecord) -> Result<()> {
+        let msg = format!(
+            "loss {:.4}  lr {:.3e}  |g| {:.3}  {:.0} tok/s",
+            record.loss, record.lr, record.grad_norm, record.tokens_per_s
+        );
+        match &self.bar {
+            Some(bar) => {
+                bar.set_position(record.step);
+                bar.set_message(msg);
+            }
+            None => tracing::info!("step {}/{}  {msg}", record.step, self.max_steps),
+        }
+        self.append(&Record::Train(record))
+    }
+
+    pub fn eval(&mut self, record: EvalRecord) -> Result<()> {
+        let text: Vec<String> = record
+            .metrics
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.4}"))
+            .collect();
+        let line = format!(
+            "eval {} at step {}: {}",
+            record.split,
+            record.step,
+            text.join("  ")
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => tracing::info!("{line}"),
+        }
+        self.append(&Record::Eval(record))
+    }
+
+    pub fn note(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(message),
+            None => tracing::info!("{message}"),
+        }
+    }
+
+    pub fn warn(&self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("warning: {message}")),
+            None => tracing::warn!("{message}"),
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish();
+        }
+    }
+}

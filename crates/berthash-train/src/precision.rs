@@ -1,0 +1,136 @@
+//! Mixed precision: f32 master weights, forward and backward in half precision.
+//!
+//! The compute copy of the model is the master model with every parameter passed through a
+//! tracked `cast` ([`cast_params`]): the copy's parameters are graph nodes that hang off the f32
+//! leaves, so `backward` delivers the gradients straight to the f32 master weights (the cast's
+//! backward casts them back to f32). The optimizer therefore only ever sees f32. f16 adds a
+//! dynamic loss scale ([`LossScaler`], torch `GradScaler` defaults). See `PRECISION.md`.
+
+use burn::module::{Module, ModuleMapper, Param};
+use burn::prelude::*;
+use burn::tensor::FloatDType;
+use serde::{Deserialize, Serialize};
+
+/// The dtype of the forward/backward computation. Weights and optimizer state stay f32.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    F16,
+}
+
+impl Precision {
+    pub fn dtype(self) -> FloatDType {
+        match self {
+            Precision::F32 => FloatDType::F32,
+            Precision::Bf16 => FloatDType::BF16,
+            Precision::F16 => FloatDType::F16,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The module with every float parameter cast to `dtype` through a tracked op (gradients flow
+/// back to the original parameters).
+pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
+    module.map(&mut Caster { dtype })
+}
+
+struct Caster {
+    dtype: FloatDType,
+}
+
+impl<B: Backend> ModuleMapper<B> for Caster {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        Param::from_mapped_value(id, tensor.cast(self.dtype), mapper)
+    }
+}
+
+/// Dynamic loss scaling for f16 (torch `GradScaler` defaults: start 2^16, halve on overflow,
+/// double after 2000 finite steps). Its state is saved in the checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossScaler {
+    pub scale: f64,
+    pub good_steps: u64,
+    pub growth_interval: u64,
+}
+
+impl LossScaler {
+    pub fn new() -> Self {
+        Self {
+            scale: 65536.0,
+            good_steps: 0,
+            growth_interval: 2000,
+        }
+    }
+
+    pub fn from_state(state: &crate::checkpoint::TrainState) -> Self {
+        let mut scaler = Self::new();
+        if let Some(scale) = state.loss_scale {
+            scaler.scale = scale;
+            scaler.good_steps = state.loss_scale_good_steps;
+        }
+        scaler
+    }
+
+    pub fn save_to(&self, state: &mut crate::checkpoint::TrainState) {
+        state.loss_scale = Some(self.scale);
+        state.loss_scale_good_steps = self.good_steps;
+    }
+
+    /// After a step: back off on overflow, grow after a run of finite steps.
+    pub fn update(&mut self, finite: bool) {
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps >= self.growth_interval {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale = (self.scale * 0.5).max(1.0);
+            self.good_steps = 0;
+        }
+    }
+}
+
+impl Default for LossScaler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Refuses a half precision the backend cannot compute in.
+pub fn check_precision<B: Backend>(precision: Precision, device: &B::Device) -> crate::Result<()> {
+    use burn::tensor::backend::DTypeUsage;
+    if precision == Precision::F32 {
+        return Ok(());
+    }
+    let dtype: burn::tensor::DType = precision.dtype().into();
+    let usage = B::dtype_usage(device, dtype);
+    if !usage.is_superset(DTypeUsage::general()) {
+        return Err(crate::TrainError::Precision {
+            precision: precision.to_string(),
+            message: format!(
+                "backend {} cannot compute in {precision} on this device; {precision} needs a GPU backend (use precision = \"f32\" on CPU)",
+                B::name(device)
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The optimizer step shared by pre-training and fine-tuning: micro-batches with gradient
+//! accumulation, optional half-precision compute, clipping, the non-finite guard, AdamW, and the
+//! lazily read loss/gradient-norm that the logs report.
+//!
+//! Nothing here reads a tensor back to the host except [`Trainer::flush`] (every `log_every`
+//! steps and before a checkpoint), unless `on_nonfinite = skip` or f16 loss scaling asks for a
+//! per-step check.
+
+use std::time::Instant;
+
+use berthash_model::pretrained::HfModel;
+use berthash_model::weights::WeightLayout;
+use berthash_model::BertHashConfig;
+use burn::module::AutodiffModule;
+use burn::optim::{GradientsAccumulator, GradientsParams};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::DType;
+
+use crate::checkpoint::{Checkpoints, TrainState};
+use crate::clip::{clip_grad_norm, scale_grads};
+use crate::config::{OnNonFinite, TrainConfig};
+use crate::error::{Result, TrainError};
+use crate::log::StepRecord;
+use crate::optim::AdamW;
+use crate::precision::{cast_params, LossScaler, Precision};
+use crate::schedule::Schedule;
+
+/// The seed of the backend RNG (dropout) for one micro-batch: a hash of the run's seed, the
+/// step and the micro-batch, so a resumed run draws the same masks as an uninterrupted one.
+pub fn micro_batch_seed(seed: u64, step: u64, micro: u64) -> u64 {
+    let mut h = splitmix64(seed);
+    h = splitmix64(h ^ step);
+    splitmix64(h ^ micro.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+}
+
+pub(crate) fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    Updated,
+    /// Non-finite loss or gradient: no update (`on_nonfinite = skip`, or an f16 overflow).
+    Skipped,
+}
+
+/// Lazily read values of the steps since the last flush.
+struct Pending<B: Backend> {
+    losses: Vec<Tensor<B, 1>>,
+    norms: Vec<Tensor<B, 1>>,
+    /// Steps (1-based, after the update) the entries belong to.
+    steps: Vec<u64>,
+    lr: f64,
+    tokens: u64,
+    skipped: u64,
+    since: Instant,
+}
+
+pub struct Trainer<B: AutodiffBackend, M> {
+    pub model: M,
+    pub optimizer: AdamW<B>,
+    pub schedule: Schedule,
+    pub config: TrainConfig,
+    pub max_grad_norm: Option<f64>,
+    pub state: TrainState,
+    pub device: B::Device,
+    scaler: Option<LossScaler>,
+    pending: Pending<B::InnerBackend>,
+    /// `state.elapsed_s` when this session started, and when.
+    elapsed_base: f64,
+    session: Instant,
+    /// The newest checkpoint written or resumed from.
+    pub last_checkpoint: Option<std::path::PathBuf>,
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
+    pub fn new(
+        model: M,
+        optimizer: AdamW<B>,
+        schedule: Schedule,
+        config: TrainConfig,
+        state: TrainState,
+        device: B::Device,
+    ) -> Self {
+        let max_grad_norm = optimizer.config().max_grad_norm;
+        let scaler = (config.precision == Precision::F16).then(|| LossScaler::from_state(&state));
+        let elapsed_base = state.elapsed_s;
+        Self {
+            model,
+            optimizer,
+            schedule,
+            config,
+            max_grad_norm,
+            state,
+            device,
+            scaler,
+            pending: Pending {
+                losses: Vec::new(),
+                norms: Vec::new(),
+                steps: Vec::new(),
+                lr: 0.0,
+                tokens: 0,
+                skipped: 0,
+                since: Instant::now(),
+            },
+            elapsed_base,
+            session: Instant::now(),
+            last_checkpoint: None,
+        }
+    }
+
+    /// Wall time of the run so far (all sessions).
+    pub fn elapsed_s(&self) -> f64 {
+        self.elapsed_base + self.session.elapsed().as_secs_f64()
+    }
+
+    /// One optimizer step over `micro_batches` (one backward each, loss scaled by
+    /// `1 / micro_batches.len()`). `loss` computes an f32 `[1]` loss on the (possibly half
+    /// precision) compute model. `tokens`: non-padding tokens in the micro-batches.
+    pub fn step<T>(
+        &mut self,
+        micro_batches: Vec<T>,
+        tokens: u64,
+        loss: impl Fn(&M, T) -> Tensor<B, 1>,
+    ) -> Result<StepOutcome> {
+        let lr = self.schedule.lr(self.state.step);
+        let n = micro_batches.len();
+        let compute = match self.config.precision {
+            Precision::F32 => None,
+            half => Some(cast_params(self.model.clone(), half.dtype())),
+        };
+        let loss_scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
+        let mut accumulator = GradientsAccumulator::<M>::new();
+        let mut losses = Vec::with_capacity(n);
+        for (micro, batch) in micro_batches.into_iter().enumerate() {
+            B::seed(
+                &self.device,
+                micro_batch_seed(self.state.seed, self.state.step, micro as u64),
+            );
+            let value = loss(compute.as_ref().unwrap_or(&self.model), batch);
+            losses.push(value.clone().detach().inner());
+            let grads = value.mul_scalar(loss_scale / n as f64).backward();
+            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+        }
+        let mut grads = accumulator.grads();
+        if loss_scale != 1.0 {
+            let inverse = Tensor::<B::InnerBackend, 1>::from_floats(
+                [(1.0 / loss_scale) as f32],
+                &self.device,
+            );
+            scale_grads(&self.model, &mut grads, inverse);
+        }
+        let loss = Tensor::cat(losses, 0).mean();
+        let norm = clip_grad_norm(&self.model, &mut grads, self.max_grad_norm);
+
+        self.state.step += 1;
+        self.state.scheduler_step = self.state.step;
+        self.state.micro_batches += n as u64;
+        self.state.tokens_seen += tokens;
+        self.pending.tokens += tokens;
+        self.pending.lr = lr;
+
+        let check_now = self.config.on_nonfinite == OnNonFinite::Skip || self.scaler.is_some();
+        let finite = if check_now {
+            let values = Tensor::cat(vec![loss.clone(), norm.clone()], 0)
+                .into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .expect("f64 values");
+            let finite = values.iter().all(|v| v.is_finite());
+            if let Some(scaler) = &mut self.scaler {
+                scaler.update(finite);
+                scaler.save_to(&mut self.state);
+            }
+            if !finite && self.config.on_nonfinite == OnNonFinite::Stop && self.scaler.is_none() {
+                return Err(self.nonfinite_error(self.state.step, values[0] as f32));
+            }
+            finite
+        } else {
+            true
+        };
+        self.pending.losses.push(loss);
+        self.pending.norms.push(norm);
+        self.pending.steps.push(self.state.step);
+        if !finite {
+            self.state.skipped_steps += 1;
+            self.pending.skipped += 1;
+            tracing::warn!(
+                "step {}: non-finite loss or gradient norm, update skipped",
+                self.state.step
+            );
+            return Ok(StepOutcome::Skipped);
+        }
+        let model = self.model.clone();
+        self.model = self.optimizer.step(lr, model, grads);
+        Ok(StepOutcome::Updated)
+    }
+
+    fn nonfinite_error(&self, step: u64, value: f32) -> TrainError {
+        TrainError::NonFinite {
+            step,
+            value,
+            last_checkpoint: self.last_checkpoint.clone(),
+        }
+    }
+
+    /// Reads the losses and norms since the last flush (one host sync) and returns the record to
+    /// log, or `None` if no step happened or every one of them was skipped. Under
+    /// `on_nonfinite = stop`, a non-finite loss is an error naming its step.
+    pub fn flush(&mut self) -> Result<Option<StepRecord>> {
+        if self.pending.steps.is_empty() {
+            return Ok(None);
+        }
+        let read = |tensors: Vec<Tensor<B::InnerBackend, 1>>| -> Vec<f64> {
+            Tensor::cat(tensors, 0)
+                .into_data()
+                .convert::<f64>()
+                .to_vec::<f64>()
+                .expect("f64 values")
+        };
+        let losses = read(std::mem::take(&mut self.pending.losses));
+        let norms = read(std::mem::take(&mut self.pending.norms));
+        let steps = std::mem::take(&mut self.pending.steps);
+        if self.config.on_nonfinite == OnNonFinite::Stop && self.scaler.is_none() {
+            if let Some(i) =
+                (0..losses.len()).find(|&i| !losses[i].is_finite() || !norms[i].is_finite())
+            {
+                return Err(self.nonfinite_error(steps[i], losses[i] as f32));
+            }
+        }
+        let finite: Vec<usize> = (0..losses.len())
+            .filter(|&i| losses[i].is_finite() && norms[i].is_finite())
+            .collect();
+        let seconds = self.pending.since.elapsed().as_secs_f64();
+        let tokens = std::mem::take(&mut self.pending.tokens);
+        let skipped = std::mem::take(&mut self.pending.skipped);
+        self.pending.since = Instant::now();
+        self.state.elapsed_s = self.elapsed_s();
+        if finite.is_empty() {
+            return Ok(None);
+        }
+        let mean = |v: &[f64]| finite.iter().map(|&i| v[i]).sum::<f64>() / finite.len() as f64;
+        let loss = mean(&losses);
+        self.state.last_loss = Some(loss);
+        Ok(Some(StepRecord {
+            step: self.state.step,
+            loss,
+            lr: self.pending.lr,
+            grad_norm: mean(&norms),
+            tokens_per_s: if seconds > 0.0 {
+                tokens as f64 / seconds
+            } else {
+                0.0
+            },
+            tokens_seen: self.state.tokens_seen,
+            elapsed_s: self.state.elapsed_s,
+            skipped,
+            epoch: None,
+            loss_scale: self.scaler.as_ref().map(|s| s.scale),
+        }))
+    }
+
+    /// Writes a checkpoint of the current state (after checking the pending losses).
+    pub fn save(
+        &mut self,
+        checkpoints: &Checkpoints,
+        model_config: &BertHashConfig,
+        layout: &WeightLayout,
+        run_config: &serde_json::Value,
+    ) -> Result<(std::path::PathBuf, Option<StepRecord>)> {
+        let record = self.flush()?;
+        self.state.elapsed_s = self.elapsed_s();
+        let path = checkpoints.save(
+            model_config,
+            &self.model,
+            layout,
+            &self.optimizer,
+            &self.state,
+            run_config,
+        )?;
+        self.last_checkpoint = Some(path.clone());
+        Ok((path, record))
+    }
+}
+
+/// The loss in f32 whatever the compute dtype (the cast is tracked, so gradients flow back).
+pub fn to_f32<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Tensor<B, D> {
+    if tensor.dtype() == DType::F32 {
+        tensor
+    } else {
+        tensor.cast(burn::tensor::FloatDType::F32)
+    }
+}
