@@ -24,6 +24,12 @@ struct Cli {
 enum Command {
     /// Pre-train a femto/pico/nano model with masked-LM (default data: a built-in sample).
     Pretrain(commands::pretrain::PretrainArgs),
+    /// Fine-tune on a GLUE-style task (configs/glue/<task>.toml).
+    Finetune(commands::finetune::FinetuneArgs),
+    /// Dev-set metrics of a fine-tuned model.
+    Eval(commands::eval::EvalArgs),
+    /// Labels and scores of a fine-tuned model for texts.
+    Predict(commands::predict::PredictArgs),
     /// Show a model's config and parameter counts by module.
     Info(commands::info::InfoArgs),
     /// Run a model on a batch of token ids and write its outputs as safetensors.
@@ -45,9 +51,13 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let result = match Cli::parse().command {
         Command::Pretrain(args) => commands::pretrain::run(args),
+        Command::Finetune(args) => commands::finetune::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+        Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Export(args) => commands::export::run(args),

@@ -12,12 +12,14 @@ use toml::{Table, Value};
 
 /// Reads a TOML file into a table, errors naming the file (and line, from the parser).
 pub fn read_table(path: &Path) -> anyhow::Result<Table> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     parse_table(&text, &path.display().to_string())
 }
 
 pub fn parse_table(text: &str, name: &str) -> anyhow::Result<Table> {
-    text.parse::<Table>().map_err(|e| anyhow::anyhow!("{name}: {e}"))
+    text.parse::<Table>()
+        .map_err(|e| anyhow::anyhow!("{name}: {e}"))
 }
 
 /// Merges `overlay` into `base`: tables key by key, anything else replaced.
@@ -60,7 +62,10 @@ pub fn from_table<T: DeserializeOwned>(table: Table, source: &str) -> anyhow::Re
 
 /// `[model]` overrides must be fields the model has: the model config keeps unknown fields of
 /// a Hugging Face config.json on purpose, but in a recipe an unknown key is a typo.
-pub fn check_model_keys(extra: &serde_json::Map<String, serde_json::Value>, source: &str) -> anyhow::Result<()> {
+pub fn check_model_keys(
+    extra: &serde_json::Map<String, serde_json::Value>,
+    source: &str,
+) -> anyhow::Result<()> {
     if let Some(key) = extra.keys().next() {
         bail!("{source}: unknown key `model.{key}` (see `berthash info --preset nano --json` for the model fields)");
     }

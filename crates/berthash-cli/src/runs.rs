@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use serde_json::Value;
 
 fn is_model_dir(dir: &Path) -> bool {
@@ -67,5 +67,45 @@ impl RunRecords {
             records.eval_results = records.eval_results.or_else(|| read("eval_results.json"));
         }
         records
+    }
+}
+
+/// How a training command treats its run directory, from its flags; a new run refuses a
+/// directory that already holds one.
+pub fn run_mode(
+    out: &Path,
+    resume: bool,
+    overwrite: bool,
+) -> anyhow::Result<berthash_train::RunMode> {
+    use berthash_train::RunMode;
+    let mode = match (resume, overwrite) {
+        (true, _) => RunMode::Resume,
+        (false, true) => RunMode::Overwrite,
+        (false, false) => RunMode::New,
+    };
+    if mode == RunMode::New && out.join("train_config.json").exists() {
+        bail!(
+            "{} already holds a run: pass --resume to continue it or --overwrite to replace it",
+            out.display()
+        );
+    }
+    Ok(mode)
+}
+
+/// The resolved config a run saved, to resume it exactly as it started.
+pub fn saved_config<C: serde::de::DeserializeOwned>(out: &Path, what: &str) -> anyhow::Result<C> {
+    let saved = out.join("train_config.json");
+    let text = std::fs::read_to_string(&saved)
+        .with_context(|| format!("reading {} to resume", saved.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: not a {what} config", saved.display()))
+}
+
+/// Where a command writes the inputs it generates (built-in corpus, tokenizer): the run
+/// directory, or a scratch directory when it only prints its config.
+pub fn inputs_dir(out: &Path, print_only: bool) -> PathBuf {
+    if print_only {
+        std::env::temp_dir().join(format!("berthash-config-{}", std::process::id()))
+    } else {
+        out.join("inputs")
     }
 }

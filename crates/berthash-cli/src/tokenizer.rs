@@ -25,3 +25,23 @@ pub fn load(explicit: Option<&Path>, model_dir: Option<&Path>) -> anyhow::Result
         "embedded bert-base-uncased tokenizer.json",
     )?)
 }
+
+/// A `tokenizer.json` on disk for code that takes a path: `--tokenizer`, the model's own, or the
+/// embedded one written into `scratch`.
+pub fn file(
+    explicit: Option<&Path>,
+    model_dir: Option<&Path>,
+    scratch: &Path,
+) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(path) = explicit {
+        return Ok(path.to_path_buf());
+    }
+    if let Some(file) = model_dir
+        .map(|d| d.join("tokenizer.json"))
+        .filter(|f| f.is_file())
+    {
+        return Ok(file);
+    }
+    assets::write_tokenizer(&scratch.join("tokenizer"))
+        .with_context(|| format!("writing the tokenizer into {}", scratch.display()))
+}

@@ -57,6 +57,10 @@ pub struct TrainConfig {
     pub precision: Precision,
     #[serde(default)]
     pub on_nonfinite: OnNonFinite,
+    /// Write every training batch and the initial model here, for replaying the run in PyTorch
+    /// (see [`crate::dump`]; fresh runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dump_batches: Option<PathBuf>,
 }
 
 fn default_batch_size() -> usize {
@@ -95,6 +99,7 @@ impl TrainConfig {
             keep_checkpoints: default_keep(),
             precision: Precision::F32,
             on_nonfinite: OnNonFinite::Stop,
+            dump_batches: None,
         }
     }
 
@@ -228,6 +233,15 @@ pub struct FinetuneConfig {
     pub epochs: f64,
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
+    /// Train on the first N training examples only (run_glue's `--max_train_samples`).
+    #[serde(default)]
+    pub max_train_samples: Option<usize>,
+    /// Evaluate on the first N examples of each dev split (run_glue's `--max_eval_samples`).
+    #[serde(default)]
+    pub max_eval_samples: Option<usize>,
+    /// Evaluate at the end of every epoch (and keep the best model in `best/`).
+    #[serde(default = "default_true")]
+    pub eval_each_epoch: bool,
     #[serde(default = "OptimizerConfig::finetuning")]
     pub optimizer: OptimizerConfig,
     #[serde(default = "ScheduleConfig::finetuning")]
@@ -245,6 +259,9 @@ fn default_epochs() -> f64 {
 fn default_eval_batch_size() -> usize {
     64
 }
+fn default_true() -> bool {
+    true
+}
 
 impl FinetuneConfig {
     /// run_glue's recipe (lr 1e-4, batch 32, 4 epochs, 128 tokens padded, seed 42).
@@ -258,6 +275,9 @@ impl FinetuneConfig {
             padding: Padding::Fixed,
             epochs: default_epochs(),
             eval_batch_size: default_eval_batch_size(),
+            max_train_samples: None,
+            max_eval_samples: None,
+            eval_each_epoch: true,
             optimizer: OptimizerConfig::finetuning(),
             schedule: ScheduleConfig::finetuning(),
             train: TrainConfig::finetuning(),

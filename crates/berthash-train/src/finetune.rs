@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::batch::{classification_tensors, ClassificationTensors};
 use crate::checkpoint::{contiguous, restore, BestEval, Checkpoints, TrainState};
 use crate::config::FinetuneConfig;
+use crate::dump::BatchDump;
 use crate::error::{Result, TrainError};
 use crate::log::{EvalRecord, Logger, Summary};
 use crate::metrics::{task_metrics, Predictions};
@@ -45,34 +46,14 @@ pub fn finetune<B: AutodiffBackend>(
 
     // Data.
     let tokenizer = TokenizerHandle::from_file(&config.tokenizer)?;
-    let encode = |split: &Split| -> Result<EncodedSplit> {
-        let examples = read_split(&config.task, &config.data_dir, split)?;
-        Ok(encode_examples(
-            &tokenizer,
-            &examples,
-            config.max_seq_length,
-            config.padding,
-        )?)
-    };
-    let train_split = encode(&Split::Train)?;
+    let train_split = encode_split(&config, &tokenizer, &Split::Train)?;
     if train_split.is_empty() {
         return Err(TrainError::config(
             "data_dir",
             format!("{}: the train split is empty", config.data_dir.display()),
         ));
     }
-    let dev_splits: Vec<(String, EncodedSplit)> = config
-        .task
-        .dev_splits()
-        .iter()
-        .map(|s| {
-            let name = match s {
-                Split::Dev(name) => name.clone(),
-                Split::Train => "train".into(),
-            };
-            encode(s).map(|e| (name, e))
-        })
-        .collect::<Result<_>>()?;
+    let dev_splits = dev_splits(&config, &tokenizer)?;
     let batch_size = config.train.batch_size;
     let micro_per_epoch = train_split.len().div_ceil(batch_size) as u64;
     let steps_per_epoch = micro_per_epoch.div_ceil(config.train.grad_accum as u64);
@@ -161,6 +142,23 @@ pub fn finetune<B: AutodiffBackend>(
     let train = config.train.clone();
     let regression = config.task.is_regression();
     let mut order = EpochOrder::new(train.seed, train_split.len());
+    trainer.padding_idx = Some(model_config.pad_token_id);
+    let mut dump = BatchDump::for_run(
+        train.dump_batches.as_deref(),
+        mode,
+        "classification",
+        &run_config,
+    );
+    if let Some(dump) = &dump {
+        dump.write_initial(&model_config, &trainer.model, &layout)?;
+    }
+    // The best model so far (tiny: kept in memory), written to `best/` as it improves.
+    let mut best = BestModel {
+        dir: run.root().join("best"),
+        config: &model_config,
+        layout: &layout,
+        model: None,
+    };
 
     // The loop.
     while trainer.state.step < max_steps {
@@ -171,6 +169,9 @@ pub fn finetune<B: AutodiffBackend>(
             let (epoch, index) = (k / micro_per_epoch, (k % micro_per_epoch) as usize);
             let rows = order.rows(epoch, index, batch_size);
             let batch = train_split.batch(rows)?;
+            if let Some(dump) = &mut dump {
+                dump.push_classification(trainer.state.step + 1, micro.len(), &batch);
+            }
             let tensors = classification_tensors::<B>(&batch, device);
             tokens += tensors.tokens as u64;
             micro.push(tensors);
@@ -187,8 +188,12 @@ pub fn finetune<B: AutodiffBackend>(
                 log.step(record)?;
             }
         }
-        if train.eval_every > 0 && step % train.eval_every == 0 && !last {
+        let epoch_done = trainer.state.micro_batches / micro_per_epoch
+            > (trainer.state.micro_batches - train.grad_accum as u64) / micro_per_epoch;
+        let periodic = train.eval_every > 0 && step % train.eval_every == 0;
+        if (periodic || (config.eval_each_epoch && epoch_done)) && !last {
             evaluate_and_log(&mut trainer, &config, &dev_splits, &mut log)?;
+            keep_if_best(&trainer, &mut best)?;
         }
         if train.save_every > 0 && step % train.save_every == 0 && !last {
             save(
@@ -202,8 +207,22 @@ pub fn finetune<B: AutodiffBackend>(
         }
     }
 
-    // The end.
+    if let Some(dump) = dump {
+        dump.finish()?;
+    }
+
+    // The end: the final evaluation, then the best model's results and dev predictions.
     let final_eval = evaluate_and_log(&mut trainer, &config, &dev_splits, &mut log)?;
+    keep_if_best(&trainer, &mut best)?;
+    let best_model = best.model.clone().unwrap_or_else(|| trainer.model.valid());
+    let (best_eval, predictions) =
+        evaluate_splits(&best_model, &config, &dev_splits, &trainer.device);
+    write_json(&run.root().join("eval_results.json"), &best_eval)?;
+    write_predictions(
+        &run.root().join("predictions.tsv"),
+        &model_config,
+        &predictions,
+    )?;
     let checkpoint = save(
         &mut trainer,
         &checkpoints,
@@ -332,12 +351,7 @@ fn evaluate_and_log<B: AutodiffBackend>(
             }
         }
         for (k, v) in &metrics {
-            let key = if i == 0 {
-                k.clone()
-            } else {
-                format!("{k}_{name}")
-            };
-            all.insert(key, *v);
+            all.insert(split_key(k, i, name), *v);
         }
         log.eval(EvalRecord {
             step,
@@ -346,6 +360,137 @@ fn evaluate_and_log<B: AutodiffBackend>(
         })?;
     }
     Ok(all)
+}
+
+/// Reads and tokenizes one split, limited to `max_train_samples` / `max_eval_samples`.
+pub fn encode_split(
+    config: &FinetuneConfig,
+    tokenizer: &TokenizerHandle,
+    split: &Split,
+) -> Result<EncodedSplit> {
+    let mut examples = read_split(&config.task, &config.data_dir, split)?;
+    let limit = match split {
+        Split::Train => config.max_train_samples,
+        Split::Dev(_) => config.max_eval_samples,
+    };
+    examples.truncate(limit.unwrap_or(usize::MAX));
+    Ok(encode_examples(
+        tokenizer,
+        &examples,
+        config.max_seq_length,
+        config.padding,
+    )?)
+}
+
+/// The task's dev splits, named (`dev`, or MNLI's `dev_matched` and `dev_mismatched`).
+pub fn dev_splits(
+    config: &FinetuneConfig,
+    tokenizer: &TokenizerHandle,
+) -> Result<Vec<(String, EncodedSplit)>> {
+    config
+        .task
+        .dev_splits()
+        .iter()
+        .map(|split| {
+            let name = match split {
+                Split::Dev(name) => name.clone(),
+                Split::Train => "train".into(),
+            };
+            encode_split(config, tokenizer, split).map(|e| (name, e))
+        })
+        .collect()
+}
+
+/// The key of a metric of dev split `index`: run_glue's names for the first split, MNLI's
+/// mismatched set gets `_mm` (`eval_accuracy_mm`), any other split its name as a suffix.
+fn split_key(metric: &str, index: usize, split: &str) -> String {
+    match index {
+        0 => metric.to_string(),
+        _ if split.ends_with("mismatched") => format!("{metric}_mm"),
+        _ => format!("{metric}_{split}"),
+    }
+}
+
+/// The best model of a run, by the first metric of the first dev split.
+struct BestModel<'a, B: Backend> {
+    dir: std::path::PathBuf,
+    config: &'a BertHashConfig,
+    layout: &'a berthash_model::weights::WeightLayout,
+    model: Option<Classifier<B>>,
+}
+
+/// Saves the model as `best/` when the evaluation just made was the best so far.
+fn keep_if_best<B: AutodiffBackend>(
+    trainer: &Trainer<B, Classifier<B>>,
+    best: &mut BestModel<'_, B::InnerBackend>,
+) -> Result<()> {
+    let improved = trainer
+        .state
+        .best_eval
+        .as_ref()
+        .is_some_and(|b| b.step == trainer.state.step);
+    if improved || best.model.is_none() {
+        let model = trainer.model.valid();
+        pretrained::save::<B::InnerBackend, Classifier<B::InnerBackend>>(
+            &best.dir,
+            best.config,
+            &model,
+            best.layout,
+        )?;
+        best.model = Some(model);
+    }
+    Ok(())
+}
+
+/// Metrics of every dev split (keys as in `eval_results.json`) and each split's predictions.
+pub fn evaluate_splits<B: Backend>(
+    model: &Classifier<B>,
+    config: &FinetuneConfig,
+    splits: &[(String, EncodedSplit)],
+    device: &B::Device,
+) -> (BTreeMap<String, f64>, Vec<(String, Predictions)>) {
+    let mut all = BTreeMap::new();
+    let mut predictions = Vec::new();
+    for (i, (name, split)) in splits.iter().enumerate() {
+        let (metrics, predicted) = evaluate_with_predictions(model, config, split, device);
+        for (k, v) in &metrics {
+            all.insert(split_key(k, i, name), *v);
+        }
+        predictions.extend(predicted.map(|p| (name.clone(), p)));
+    }
+    (all, predictions)
+}
+
+/// `predictions.tsv`: split, index, predicted label (name or score), gold label.
+pub fn write_predictions(
+    path: &Path,
+    model_config: &BertHashConfig,
+    splits: &[(String, Predictions)],
+) -> Result<()> {
+    let labels = model_config.labels();
+    let name = |i: usize| labels.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let mut text = String::from("split\tindex\tprediction\tlabel\n");
+    for (split, predictions) in splits {
+        match predictions {
+            Predictions::Classes {
+                predictions,
+                labels,
+            } => {
+                for (i, (p, l)) in predictions.iter().zip(labels).enumerate() {
+                    text.push_str(&format!("{split}\t{i}\t{}\t{}\n", name(*p), name(*l)));
+                }
+            }
+            Predictions::Scores {
+                predictions,
+                labels,
+            } => {
+                for (i, (p, l)) in predictions.iter().zip(labels).enumerate() {
+                    text.push_str(&format!("{split}\t{i}\t{p:.6}\t{l}\n"));
+                }
+            }
+        }
+    }
+    crate::run_dir::write_file(path, text.as_bytes())
 }
 
 /// run_glue's name of a metric.
@@ -368,6 +513,16 @@ pub fn evaluate_classifier<B: Backend>(
     split: &EncodedSplit,
     device: &B::Device,
 ) -> BTreeMap<String, f64> {
+    evaluate_with_predictions(model, config, split, device).0
+}
+
+/// The metrics and the predictions (none for an unlabelled split).
+pub fn evaluate_with_predictions<B: Backend>(
+    model: &Classifier<B>,
+    config: &FinetuneConfig,
+    split: &EncodedSplit,
+    device: &B::Device,
+) -> (BTreeMap<String, f64>, Option<Predictions>) {
     let regression = config.task.is_regression();
     let (mut loss_sum, mut rows) = (0.0f64, 0usize);
     let (mut classes, mut class_labels, mut scores, mut score_labels) =
@@ -412,7 +567,7 @@ pub fn evaluate_classifier<B: Backend>(
     }
     let mut metrics = BTreeMap::new();
     if rows == 0 {
-        return metrics;
+        return (metrics, None);
     }
     let predictions = if regression {
         Predictions::Scores {
@@ -428,5 +583,5 @@ pub fn evaluate_classifier<B: Backend>(
     metrics.extend(task_metrics(&config.task.metrics, &predictions));
     metrics.insert("eval_loss".into(), loss_sum / rows as f64);
     metrics.insert("eval_samples".into(), rows as f64);
-    metrics
+    (metrics, Some(predictions))
 }

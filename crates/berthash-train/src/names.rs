@@ -5,8 +5,8 @@
 //!
 //! The names come from `berthash_model::weights::PathStack`, the one naming rule of the project.
 
-use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use berthash_model::weights::PathStack;
+use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::prelude::*;
 
 /// One float parameter of a module.

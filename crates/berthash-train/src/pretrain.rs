@@ -17,6 +17,7 @@ use burn::tensor::backend::AutodiffBackend;
 use crate::batch::{mlm_tensors, MlmTensors};
 use crate::checkpoint::{contiguous, restore, BestEval, Checkpoints, TrainState};
 use crate::config::PretrainConfig;
+use crate::dump::BatchDump;
 use crate::error::{Result, TrainError};
 use crate::log::{EvalRecord, Logger, Summary};
 use crate::optim::AdamW;
@@ -134,6 +135,11 @@ pub fn pretrain<B: AutodiffBackend>(
         log.note(&format!("resuming from {} (step {step})", path.display()));
     }
     let train = config.train.clone();
+    trainer.padding_idx = Some(config.model.pad_token_id);
+    let mut dump = BatchDump::for_run(train.dump_batches.as_deref(), mode, "mlm", &run_config);
+    if let Some(dump) = &dump {
+        dump.write_initial(&config.model, &trainer.model, &layout)?;
+    }
 
     // The loop.
     while trainer.state.step < max_steps {
@@ -145,6 +151,9 @@ pub fn pretrain<B: AutodiffBackend>(
                 step: trainer.state.step,
                 max_steps,
             })??;
+            if let Some(dump) = &mut dump {
+                dump.push_mlm(trainer.state.step + 1, micro.len(), &batch);
+            }
             tokens += batch.real_tokens() as u64;
             micro.push(mlm_tensors::<B>(&batch, device));
             trainer.state.stream_position = Some(position);
@@ -171,6 +180,10 @@ pub fn pretrain<B: AutodiffBackend>(
                 &mut log,
             )?;
         }
+    }
+
+    if let Some(dump) = dump {
+        dump.finish()?;
     }
 
     // The end: evaluation, checkpoint, model export, summary.

@@ -67,6 +67,9 @@ pub struct Trainer<B: AutodiffBackend, M> {
     pub schedule: Schedule,
     pub config: TrainConfig,
     pub max_grad_norm: Option<f64>,
+    /// The token table row whose gradient is zeroed after backward (`padding_idx` semantics,
+    /// see [`crate::padding`]); pretrain/finetune set it to the model's `pad_token_id`.
+    pub padding_idx: Option<usize>,
     pub state: TrainState,
     pub device: B::Device,
     scaler: Option<LossScaler>,
@@ -96,6 +99,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             schedule,
             config,
             max_grad_norm,
+            padding_idx: None,
             state,
             device,
             scaler,
@@ -156,6 +160,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             scale_grads(&self.model, &mut grads, inverse);
         }
         let loss = Tensor::cat(losses, 0).mean();
+        if let Some(pad) = self.padding_idx {
+            crate::padding::zero_padding_grad(&self.model, &mut grads, pad);
+        }
         let norm = clip_grad_norm(&self.model, &mut grads, self.max_grad_norm);
 
         self.state.step += 1;

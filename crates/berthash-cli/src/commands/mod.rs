@@ -1,7 +1,10 @@
+pub mod eval;
 pub mod export;
 pub mod fill_mask;
+pub mod finetune;
 pub mod forward;
 pub mod info;
 pub mod plot;
+pub mod predict;
 pub mod pretrain;
 pub mod tokenize;

@@ -66,6 +66,13 @@ pub struct PretrainArgs {
     /// Replace a previous run in --out.
     #[arg(long)]
     pub overwrite: bool,
+    /// Write every training batch (safetensors) and the initial model (FILE.init/) here, to
+    /// replay the run in PyTorch (tests/python/parity_checks/training.py).
+    #[arg(long, value_name = "FILE")]
+    pub dump_batches: Option<PathBuf>,
+    /// Print the resolved config (defaults, recipe, --config, flags) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
 }
 
 impl PretrainArgs {
@@ -82,19 +89,31 @@ impl PretrainArgs {
         put("optimizer.lr", self.lr.map(toml::Value::Float));
         put("train.batch_size", int(self.batch_size.map(|v| v as u64)));
         put("schedule.warmup_steps", int(self.warmup_steps));
-        put("optimizer.weight_decay", self.weight_decay.map(toml::Value::Float));
+        put(
+            "optimizer.weight_decay",
+            self.weight_decay.map(toml::Value::Float),
+        );
         put("train.seed", int(self.seed));
         put("train.grad_accum", int(self.grad_accum.map(|v| v as u64)));
         put("train.save_every", int(self.save_every));
         put("train.eval_every", int(self.eval_every));
         put("train.log_every", int(self.log_every));
-        put("train.precision", self.precision.clone().map(toml::Value::String));
+        put(
+            "train.precision",
+            self.precision.clone().map(toml::Value::String),
+        );
+        put(
+            "train.dump_batches",
+            self.dump_batches
+                .as_ref()
+                .map(|p| toml::Value::String(p.display().to_string())),
+        );
         t
     }
 }
 
 /// Builds the resolved config: defaults, the preset's recipe, `--config`, the flags.
-pub fn resolve(args: &PretrainArgs, run_dir: &Path) -> anyhow::Result<PretrainConfig> {
+pub fn resolve(args: &PretrainArgs, inputs: &Path) -> anyhow::Result<PretrainConfig> {
     let mut file = match &args.config {
         Some(path) => Some((recipe::read_table(path)?, path.display().to_string())),
         None => None,
@@ -102,7 +121,11 @@ pub fn resolve(args: &PretrainArgs, run_dir: &Path) -> anyhow::Result<PretrainCo
     let file_size = file
         .as_mut()
         .and_then(|(t, _)| t.remove("size"))
-        .map(|v| v.as_str().map(str::to_string).context("`size` must be a string"))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_string)
+                .context("`size` must be a string")
+        })
         .transpose()?;
     let Some(size) = args.size.clone().or(file_size) else {
         bail!("choose a model size: --size femto|pico|nano (or `size = \"…\"` in --config)");
@@ -111,7 +134,6 @@ pub fn resolve(args: &PretrainArgs, run_dir: &Path) -> anyhow::Result<PretrainCo
 
     // Data the recipe does not name: the built-in sample corpus and tokenizer, written into the
     // run directory so the run is self-contained.
-    let inputs = run_dir.join("inputs");
     let tokenizer = match &args.tokenizer {
         Some(path) => path.clone(),
         None => assets::write_tokenizer(&inputs.join("tokenizer"))
@@ -127,7 +149,9 @@ pub fn resolve(args: &PretrainArgs, run_dir: &Path) -> anyhow::Result<PretrainCo
     };
     let mut sources = sources;
     if let Some(column) = &args.text_column {
-        sources.iter_mut().for_each(|s| s.text_column = column.clone());
+        sources
+            .iter_mut()
+            .for_each(|s| s.text_column = column.clone());
     }
     let data = PretrainStreamConfig::new(CorpusConfig::new(sources), tokenizer);
 
@@ -159,7 +183,12 @@ impl BackendTask for Pretrain {
     type Output = berthash_train::Summary;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
-        Ok(berthash_train::pretrain::<B>(self.config, &self.out, &device, self.mode)?)
+        Ok(berthash_train::pretrain::<B>(
+            self.config,
+            &self.out,
+            &device,
+            self.mode,
+        )?)
     }
 }
 
@@ -169,32 +198,32 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/pretrain-{size}")));
-    let mode = if args.resume {
-        RunMode::Resume
-    } else if args.overwrite {
-        RunMode::Overwrite
-    } else {
-        RunMode::New
-    };
-    if mode == RunMode::New && out.join("train_config.json").exists() {
-        bail!(
-            "{} already holds a run: pass --resume to continue it or --overwrite to replace it",
-            out.display()
-        );
-    }
-    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let mode = crate::runs::run_mode(&out, args.resume, args.overwrite)?;
     let config = if mode == RunMode::Resume {
-        let saved = out.join("train_config.json");
-        let text = std::fs::read_to_string(&saved)
-            .with_context(|| format!("reading {} to resume", saved.display()))?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not a pre-training config", saved.display()))?
+        crate::runs::saved_config(&out, "pre-training")?
     } else {
-        resolve(&args, &out)?
+        resolve(&args, &crate::runs::inputs_dir(&out, args.print_config))?
     };
-    let summary = crate::backend::run(args.backend, Pretrain { config, out: out.clone(), mode })?;
+    if args.print_config {
+        print!("{}", toml::to_string(&config)?);
+        let _ = std::fs::remove_dir_all(crate::runs::inputs_dir(&out, true));
+        return Ok(());
+    }
+    let summary = crate::backend::run(
+        args.backend,
+        Pretrain {
+            config,
+            out: out.clone(),
+            mode,
+        },
+    )?;
     println!(
         "done: {} steps, {} tokens in {:.1}s ({:.0} tokens/s), final loss {:.4}",
-        summary.steps, summary.tokens_seen, summary.wall_time_s, summary.tokens_per_s, summary.final_loss.unwrap_or(f64::NAN)
+        summary.steps,
+        summary.tokens_seen,
+        summary.wall_time_s,
+        summary.tokens_per_s,
+        summary.final_loss.unwrap_or(f64::NAN)
     );
     println!("model: {}", summary.model_dir.display());
     Ok(())

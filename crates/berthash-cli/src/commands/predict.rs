@@ -1,0 +1,115 @@
+//! `berthash predict`: labels and scores of a fine-tuned classifier for texts given on the
+//! command line or in a file (one example a line; a tab separates the two texts of a pair).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use berthash_data::{encode_examples, GlueExample, Padding};
+use berthash_model::{load, BertHashForSequenceClassification};
+use burn::backend::Flex;
+use burn::tensor::activation::softmax;
+
+type B = Flex;
+
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// A fine-tuned model: a model dir, a fine-tuning run (its best model) or a checkpoint.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The task recipe, for max_seq_length (default 128).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// A file with one example per line (`text` or `text_a<TAB>text_b`).
+    #[arg(long, conflicts_with = "texts")]
+    pub input: Option<PathBuf>,
+    /// Examples (`text_a<TAB>text_b` for pairs).
+    #[arg(required_unless_present = "input")]
+    pub texts: Vec<String>,
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+}
+
+pub fn run(args: PredictArgs) -> anyhow::Result<()> {
+    let dir = crate::runs::resolve_model_dir(&args.model)?;
+    let tokenizer = crate::tokenizer::load(args.tokenizer.as_deref(), Some(&dir))?;
+    let max_seq_length = match &args.config {
+        Some(path) => crate::recipe::read_table(path)?
+            .get("max_seq_length")
+            .and_then(toml::Value::as_integer)
+            .map_or(128, |n| n as usize),
+        None => 128,
+    };
+    let lines: Vec<String> = match &args.input {
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+        None => args.texts.clone(),
+    };
+    let examples: Vec<GlueExample> = lines
+        .iter()
+        .map(|line| {
+            let (a, b) = match line.split_once('\t') {
+                Some((a, b)) => (a.to_string(), Some(b.to_string())),
+                None => (line.clone(), None),
+            };
+            GlueExample {
+                text_a: a,
+                text_b: b,
+                label: None,
+            }
+        })
+        .collect();
+    if examples.is_empty() {
+        bail!("nothing to predict: give texts or --input FILE");
+    }
+    let device = Default::default();
+    let loaded = load::<B, BertHashForSequenceClassification<B>>(&dir, None, 0, &device)
+        .with_context(|| format!("loading {}", dir.display()))?;
+    if let Some(key) = loaded
+        .report
+        .initialized
+        .iter()
+        .find(|k| k.starts_with("classifier."))
+    {
+        bail!(
+            "{} has no trained classifier (`{key}` is missing): fine-tune it first",
+            dir.display()
+        );
+    }
+    let labels = loaded.config.labels();
+    let regression = loaded.config.is_regression();
+    let encoded = encode_examples(&tokenizer, &examples, max_seq_length, Padding::Longest)?;
+    let mut row = 0;
+    for batch in encoded.batches(64) {
+        let tensors = berthash_train::batch::classification_tensors::<B>(&batch, &device);
+        let (_, logits) = loaded.model.forward(tensors.input);
+        let n = tensors.rows;
+        if regression {
+            let scores = logits.into_data().to_vec::<f32>().expect("f32 scores");
+            for score in scores {
+                println!("{score:.4}\t{}", lines[row]);
+                row += 1;
+            }
+        } else {
+            let probs = softmax(logits, 1)
+                .into_data()
+                .to_vec::<f32>()
+                .expect("f32 probabilities");
+            for p in probs.chunks(labels.len()).take(n) {
+                let (best, score) = p.iter().copied().enumerate().fold((0, f32::MIN), |a, b| {
+                    if b.1 > a.1 {
+                        b
+                    } else {
+                        a
+                    }
+                });
+                println!("{}\t{score:.4}\t{}", labels[best], lines[row]);
+                row += 1;
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! `nn.Embedding(padding_idx=pad)` semantics for the hashed token table: PyTorch never updates
+//! the padding row (its gradient is zero however many `[PAD]` tokens a batch holds), so the
+//! trainer zeroes the gradient of row `pad_token_id` of
+//! `…embeddings.word_embeddings.embeddings.weight` after backward, before clipping and the
+//! optimizer. Without it, padded fine-tuning batches (and MLM random replacements that draw
+//! id 0) move the `[PAD]` row and the gradient norm differs from transformers'.
+
+use berthash_model::weights::PathStack;
+use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+
+/// The Hugging Face name (suffix) of the hashed token table.
+pub const TOKEN_TABLE: &str = "embeddings.word_embeddings.embeddings.weight";
+
+/// Zeroes row `pad` of the token table's gradient in `grads` (if it has one).
+pub fn zero_padding_grad<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+    pad: usize,
+) {
+    module.visit(&mut PadRow::<B> {
+        path: PathStack::default(),
+        grads,
+        pad,
+        _backend: std::marker::PhantomData,
+    });
+}
+
+struct PadRow<'a, B: AutodiffBackend> {
+    path: PathStack,
+    grads: &'a mut GradientsParams,
+    pad: usize,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for PadRow<'_, B> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.enter(name, container_type);
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.exit();
+    }
+
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let key = self.path.key().0;
+        if D < 2 || !(key == TOKEN_TABLE || key.ends_with(&format!(".{TOKEN_TABLE}"))) {
+            return;
+        }
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
+            return;
+        };
+        let dims = grad.dims();
+        let grad = if self.pad < dims[0] {
+            let cols: usize = dims[1..].iter().product();
+            let device = grad.device();
+            grad.reshape([dims[0], cols])
+                .slice_assign(
+                    [self.pad..self.pad + 1, 0..cols],
+                    Tensor::zeros([1, cols], &device),
+                )
+                .reshape(dims)
+        } else {
+            grad
+        };
+        self.grads.register(param.id, grad);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use berthash_model::pretrained::init_model;
+    use berthash_model::{
+        BertHashConfig, BertHashForSequenceClassification, BertInput, ModelOptions,
+    };
+    use burn::backend::{Autodiff, Flex};
+
+    type B = Autodiff<Flex>;
+
+    /// A padded batch puts gradient on the `[PAD]` row; after zeroing, that row is exactly zero
+    /// and every other row is unchanged.
+    #[test]
+    fn pad_row_gradient_is_zeroed_and_nothing_else() {
+        let device = Default::default();
+        let mut config = BertHashConfig::preset("femto").unwrap();
+        config.hidden_dropout_prob = 0.0;
+        config.attention_probs_dropout_prob = 0.0;
+        config.set_labels(&["a".to_string(), "b".to_string()]);
+        let model: BertHashForSequenceClassification<B> =
+            init_model(&config, ModelOptions::default(), 7, &device);
+        let ids = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(
+                vec![101i64, 2000, 102, 0, 0, 101, 3000, 4000, 5000, 102],
+                [2, 5],
+            ),
+            &device,
+        );
+        let mask = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(vec![1i64, 1, 1, 0, 0, 1, 1, 1, 1, 1], [2, 5]),
+            &device,
+        );
+        let input = BertInput {
+            input_ids: ids,
+            token_type_ids: None,
+            attention_mask: Some(mask),
+        };
+        let (_, logits) = model.forward(input);
+        let grads = logits.powi_scalar(2).sum().backward();
+        let mut grads = GradientsParams::from_grads(grads, &model);
+        let id = model.bert.embeddings.word_embeddings.embeddings.weight.id;
+        let row = |g: &GradientsParams, r: usize| -> Vec<f32> {
+            g.get::<Flex, 2>(id)
+                .unwrap()
+                .slice([r..r + 1, 0..config.projections])
+                .into_data()
+                .to_vec()
+                .unwrap()
+        };
+        assert!(
+            row(&grads, 0).iter().any(|&v| v != 0.0),
+            "padding should reach row 0"
+        );
+        let before = row(&grads, 2000);
+        zero_padding_grad(&model, &mut grads, config.pad_token_id);
+        assert!(row(&grads, 0).iter().all(|&v| v == 0.0));
+        assert_eq!(row(&grads, 2000), before);
+        assert!(before.iter().any(|&v| v != 0.0));
+    }
+}
