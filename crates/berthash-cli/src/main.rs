@@ -42,6 +42,7 @@ enum Command {
     Tokenize(commands::tokenize::TokenizeArgs),
     /// Draw a run's loss, learning-rate and eval curves (SVG).
     Plot(commands::plot::PlotArgs),
+    Bench(commands::bench::BenchArgs),
 }
 
 fn main() {
@@ -64,6 +65,7 @@ fn main() {
         Command::FillMask(args) => commands::fill_mask::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Plot(args) => commands::plot::run(args),
+        Command::Bench(args) => commands::bench::run(args),
     };
     if let Err(err) = result {
         eprintln!("error: {err:#}");

@@ -198,7 +198,7 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
         resolve_task(&args.task, &model, &tokenizer, args.overlay())?
     };
     if args.print_config {
-        print!("{}", toml::to_string(&config)?);
+        print!("{}", toml::to_string(&config.resolve()?)?);
         let _ = std::fs::remove_dir_all(crate::runs::inputs_dir(&out, true));
         return Ok(());
     }

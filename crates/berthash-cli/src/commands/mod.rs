@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod eval;
 pub mod export;
 pub mod fill_mask;

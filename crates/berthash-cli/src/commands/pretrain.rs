@@ -205,7 +205,7 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
         resolve(&args, &crate::runs::inputs_dir(&out, args.print_config))?
     };
     if args.print_config {
-        print!("{}", toml::to_string(&config)?);
+        print!("{}", toml::to_string(&config.resolve()?)?);
         let _ = std::fs::remove_dir_all(crate::runs::inputs_dir(&out, true));
         return Ok(());
     }
