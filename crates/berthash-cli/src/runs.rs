@@ -109,3 +109,23 @@ pub fn inputs_dir(out: &Path, print_only: bool) -> PathBuf {
         out.join("inputs")
     }
 }
+
+/// Loads `dir` as `M` on the CPU, refusing a model whose `head` (key prefix, e.g. `classifier.`)
+/// the file does not hold: a freshly initialised head would give noise, not an answer.
+pub fn load_trained<M: berthash_model::HfModel<burn::backend::Flex>>(
+    dir: &Path,
+    head: &str,
+    hint: &str,
+) -> anyhow::Result<berthash_model::Pretrained<M>> {
+    let loaded = berthash_model::load::<burn::backend::Flex, M>(dir, None, 0, &Default::default())
+        .with_context(|| format!("loading {}", dir.display()))?;
+    if let Some(key) = loaded
+        .report
+        .initialized
+        .iter()
+        .find(|k| k.starts_with(head))
+    {
+        bail!("{} has no `{key}`: {hint}", dir.display());
+    }
+    Ok(loaded)
+}

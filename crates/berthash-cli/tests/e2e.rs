@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn berthash(args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_berthash")).args(args).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_berthash"))
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         output.status.success(),
         "berthash {}: {}\n{}",
@@ -29,34 +32,104 @@ fn pretrain_export_finetune_eval_predict_fill_mask() {
     let dir = tempfile::tempdir().unwrap();
     let pre = dir.path().join("pre");
     berthash(&[
-        "pretrain", "--size", "femto", "--max-steps", "6", "--batch-size", "8", "--warmup-steps", "2",
-        "--save-every", "3", "--eval-every", "3", "--log-every", "1", "--out", s(&pre),
+        "pretrain",
+        "--size",
+        "femto",
+        "--max-steps",
+        "6",
+        "--batch-size",
+        "8",
+        "--warmup-steps",
+        "2",
+        "--save-every",
+        "3",
+        "--eval-every",
+        "3",
+        "--log-every",
+        "1",
+        "--out",
+        s(&pre),
     ]);
-    for file in ["train_config.json", "train_config.toml", "metrics.jsonl", "summary.json", "model/model.safetensors", "model/tokenizer.json", "inputs/sample/SOURCES.md"] {
-        assert!(pre.join(file).exists(), "{file} missing from the pre-training run");
+    for file in [
+        "train_config.json",
+        "train_config.toml",
+        "metrics.jsonl",
+        "summary.json",
+        "model/model.safetensors",
+        "model/tokenizer.json",
+        "inputs/sample/SOURCES.md",
+    ] {
+        assert!(
+            pre.join(file).exists(),
+            "{file} missing from the pre-training run"
+        );
     }
-    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(pre.join("summary.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(pre.join("summary.json")).unwrap()).unwrap();
     assert_eq!(summary["steps"], 6);
 
     let export = dir.path().join("export");
-    berthash(&["export", "--from", s(&pre), "--out", s(&export), "--head", "mlm"]);
-    for file in ["config.json", "model.safetensors", "modeling_bert_hash.py", "configuration_bert_hash.py", "tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "README.md"] {
+    berthash(&[
+        "export",
+        "--from",
+        s(&pre),
+        "--out",
+        s(&export),
+        "--head",
+        "mlm",
+    ]);
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "modeling_bert_hash.py",
+        "configuration_bert_hash.py",
+        "tokenizer.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "README.md",
+    ] {
         assert!(export.join(file).exists(), "{file} missing from the export");
     }
     let card = std::fs::read_to_string(export.join("README.md")).unwrap();
-    assert!(card.contains("## Training") && card.contains("tokens_seen"), "{card}");
+    assert!(
+        card.contains("## Training") && card.contains("tokens_seen"),
+        "{card}"
+    );
 
-    let out = berthash(&["fill-mask", "--model", s(&export), "the capital of france is [MASK]."]);
+    let out = berthash(&[
+        "fill-mask",
+        "--model",
+        s(&export),
+        "the capital of france is [MASK].",
+    ]);
     assert!(String::from_utf8_lossy(&out.stdout).lines().count() >= 6);
 
     let fine = dir.path().join("fine");
     let sst2 = repo().join("tests/fixtures/glue/SST-2");
     let config = repo().join("configs/glue/sst2.toml");
     berthash(&[
-        "finetune", "--config", s(&config), "--model", s(&export), "--data-dir", s(&sst2), "--out", s(&fine),
-        "--epochs", "2", "--batch-size", "16", "--max-train-samples", "64", "--max-eval-samples", "40",
+        "finetune",
+        "--config",
+        s(&config),
+        "--model",
+        s(&export),
+        "--data-dir",
+        s(&sst2),
+        "--out",
+        s(&fine),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--max-train-samples",
+        "64",
+        "--max-eval-samples",
+        "40",
     ]);
-    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(fine.join("eval_results.json")).unwrap()).unwrap();
+    let results: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fine.join("eval_results.json")).unwrap())
+            .unwrap();
     let accuracy = results["eval_accuracy"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&accuracy));
     assert_eq!(results["eval_samples"], 40.0);
@@ -65,16 +138,43 @@ fn pretrain_export_finetune_eval_predict_fill_mask() {
     assert!(fine.join("best/model.safetensors").exists());
     // Evaluated every epoch: two dev evaluations in the log.
     let metrics = std::fs::read_to_string(fine.join("metrics.jsonl")).unwrap();
-    assert!(metrics.lines().filter(|l| l.contains("eval_accuracy")).count() >= 2, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .filter(|l| l.contains("eval_accuracy"))
+            .count()
+            >= 2,
+        "{metrics}"
+    );
 
-    let out = berthash(&["eval", "--model", s(&fine), "--config", s(&config), "--data-dir", s(&sst2), "--max-eval-samples", "40"]);
+    let out = berthash(&[
+        "eval",
+        "--model",
+        s(&fine),
+        "--config",
+        s(&config),
+        "--data-dir",
+        s(&sst2),
+        "--max-eval-samples",
+        "40",
+    ]);
     let evaluated: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(evaluated["eval_accuracy"].as_f64().unwrap(), accuracy);
 
-    let out = berthash(&["predict", "--model", s(&fine), "a wonderful , moving film", "dull and lifeless"]);
+    let out = berthash(&[
+        "predict",
+        "--model",
+        s(&fine),
+        "a wonderful , moving film",
+        "dull and lifeless",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 2, "{text}");
-    assert!(text.lines().all(|l| l.starts_with("0\t") || l.starts_with("1\t")), "{text}");
+    assert!(
+        text.lines()
+            .all(|l| l.starts_with("0\t") || l.starts_with("1\t")),
+        "{text}"
+    );
 
     berthash(&["plot", s(&pre)]);
     let svg = std::fs::read_to_string(pre.join("curves.svg")).unwrap();

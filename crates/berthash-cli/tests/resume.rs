@@ -10,8 +10,26 @@ const STEPS: &str = "10";
 fn pretrain(out: &Path, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_berthash"));
     command
-        .args(["pretrain", "--size", "femto", "--max-steps", STEPS, "--batch-size", "8", "--warmup-steps", "3"])
-        .args(["--save-every", "4", "--eval-every", "0", "--log-every", "1", "--out"])
+        .args([
+            "pretrain",
+            "--size",
+            "femto",
+            "--max-steps",
+            STEPS,
+            "--batch-size",
+            "8",
+            "--warmup-steps",
+            "3",
+        ])
+        .args([
+            "--save-every",
+            "4",
+            "--eval-every",
+            "0",
+            "--log-every",
+            "1",
+            "--out",
+        ])
         .arg(out)
         .args(extra)
         .stdout(std::process::Stdio::null())
@@ -41,7 +59,10 @@ fn a_run_killed_with_sigkill_resumes_bit_identically() {
     let first_checkpoint = killed.join("checkpoints/step-00000004");
     let start = Instant::now();
     while !first_checkpoint.exists() {
-        assert!(start.elapsed() < Duration::from_secs(300), "no checkpoint appeared");
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "no checkpoint appeared"
+        );
         if child.try_wait().unwrap().is_some() {
             break; // finished before we could kill it: the resume below then has nothing to do
         }
@@ -50,12 +71,18 @@ fn a_run_killed_with_sigkill_resumes_bit_identically() {
     child.kill().unwrap(); // SIGKILL on Unix
     child.wait().unwrap();
     let killed_at = losses(&killed).last().map_or(0, |l| l.0);
-    assert!(killed_at < 10, "the run should have been killed before its last step");
+    assert!(
+        killed_at < 10,
+        "the run should have been killed before its last step"
+    );
 
     assert!(pretrain(&killed, &["--resume"]).status().unwrap().success());
     let (a, b) = (losses(&whole), losses(&killed));
     assert_eq!(a.len(), 10);
     assert_eq!(a, b, "per-step losses differ after resume");
     let weights = |run: &Path| std::fs::read(run.join("model/model.safetensors")).unwrap();
-    assert!(weights(&whole) == weights(&killed), "final weights differ after resume");
+    assert!(
+        weights(&whole) == weights(&killed),
+        "final weights differ after resume"
+    );
 }

@@ -28,9 +28,7 @@ use berthash_model::{BertHashConfig, BertHashForMaskedLM, ModelOptions};
 use berthash_train::batch::{mlm_tensors, MlmTensors};
 use berthash_train::precision::check_precision;
 use berthash_train::trainer::{to_f32, Trainer};
-use berthash_train::{
-    AdamW, OptimizerConfig, Precision, ScheduleConfig, TrainConfig, TrainState,
-};
+use berthash_train::{AdamW, OptimizerConfig, Precision, ScheduleConfig, TrainConfig, TrainState};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -166,7 +164,9 @@ pub fn synthetic_batch(config: &BertHashConfig, batch: usize, seq: usize, seed: 
     let mut rng = Rng(seed);
     let n = batch * seq;
     let vocab = config.vocab_size as u64;
-    let labels: Vec<u32> = (0..n).map(|_| (999 + rng.below(vocab - 999)) as u32).collect();
+    let labels: Vec<u32> = (0..n)
+        .map(|_| (999 + rng.below(vocab - 999)) as u32)
+        .collect();
     let mut input_ids = labels.clone();
     let masked = ((n as f64) * 0.15).round() as usize;
     // Partial Fisher-Yates over the positions.
@@ -346,7 +346,11 @@ fn bench_train<B: AutodiffBackend>(
         }
         reps.push((n, start.elapsed().as_secs_f64()));
     }
-    let variant = if cfg.full_vocab { "full-vocab" } else { "masked" };
+    let variant = if cfg.full_vocab {
+        "full-vocab"
+    } else {
+        "masked"
+    };
     let mut m = summarize(cfg.base(variant), cfg.batch * cfg.seq, &reps);
     m.loss = loss;
     Ok(m)
@@ -358,6 +362,7 @@ fn bench_infer<B: AutodiffBackend>(
     device: &B::Device,
 ) -> anyhow::Result<Measurement> {
     type Inner<B> = <B as AutodiffBackend>::InnerBackend;
+    berthash_train::trainer::keep_freed_memory();
     let model: Mlm<B> = init_model(model_config, ModelOptions::default(), 0, device);
     let model = model.valid();
     let model = match cfg.precision {
@@ -423,7 +428,12 @@ fn bench_data(cfg: &Config) -> anyhow::Result<Measurement> {
     // Real tokens per batch may vary (the last rows of a pass); normalise by them.
     let reps: Vec<(usize, f64)> = rates
         .iter()
-        .map(|&(n, tokens, secs)| (n, secs * (n * cfg.batch * cfg.seq) as f64 / tokens.max(1) as f64))
+        .map(|&(n, tokens, secs)| {
+            (
+                n,
+                secs * (n * cfg.batch * cfg.seq) as f64 / tokens.max(1) as f64,
+            )
+        })
         .collect();
     let mut m = cfg.base("sample-corpus");
     m.size = "-".into();
@@ -442,7 +452,17 @@ fn precision_of(name: &str) -> anyhow::Result<Precision> {
 fn print_table(rows: &[Measurement]) {
     println!(
         "{:<6} {:<5} {:<13} {:<5} {:<5} {:>5} {:>5} {:>11} {:>19} {:>9} {:>9}",
-        "size", "phase", "variant", "back", "prec", "batch", "seq", "tokens/s", "(min-max)", "ms/step", "peak MiB"
+        "size",
+        "phase",
+        "variant",
+        "back",
+        "prec",
+        "batch",
+        "seq",
+        "tokens/s",
+        "(min-max)",
+        "ms/step",
+        "peak MiB"
     );
     for m in rows {
         let phase = match m.phase {
@@ -473,7 +493,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BertHashConfig::preset(size)?;
     }
     let batches = if args.batch.is_empty() {
-        vec![if args.backend == BackendKind::Cpu { 32 } else { 256 }]
+        vec![if args.backend == BackendKind::Cpu {
+            32
+        } else {
+            256
+        }]
     } else {
         args.batch.clone()
     };
@@ -495,7 +519,11 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         for size in &sizes {
             for &batch in &batches {
                 for &seq in &args.seq {
-                    let variants: &[bool] = if phase == Phase::Train { &losses } else { &[false] };
+                    let variants: &[bool] = if phase == Phase::Train {
+                        &losses
+                    } else {
+                        &[false]
+                    };
                     for &full_vocab in variants {
                         configs.push(Config {
                             size: size.clone(),

@@ -2,9 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use berthash_data::TokenizerHandle;
-use berthash_model::{load, BertHashForSequenceClassification};
+use berthash_model::BertHashForSequenceClassification;
 use burn::backend::Flex;
 
 use crate::commands::finetune::{resolve_task, TaskArgs};
@@ -31,19 +30,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let config = resolve_task(&args.task, &dir, &tokenizer_file, toml::Table::new())?;
     let tokenizer = TokenizerHandle::from_file(&tokenizer_file)?;
     let device = Default::default();
-    let loaded = load::<B, BertHashForSequenceClassification<B>>(&dir, None, 0, &device)
-        .with_context(|| format!("loading {}", dir.display()))?;
-    if let Some(key) = loaded
-        .report
-        .initialized
-        .iter()
-        .find(|k| k.starts_with("classifier."))
-    {
-        anyhow::bail!(
-            "{} has no trained classifier (`{key}` is missing): fine-tune it first",
-            dir.display()
-        );
-    }
+    let loaded = crate::runs::load_trained::<BertHashForSequenceClassification<B>>(
+        &dir,
+        "classifier.",
+        "no trained classifier; fine-tune it first",
+    )?;
     if loaded.config.num_labels() != config.task.num_labels() {
         anyhow::bail!(
             "{} has {} labels but task {} has {}",

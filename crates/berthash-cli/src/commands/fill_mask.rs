@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context};
-use berthash_model::{load, BertHashForMaskedLM, BertInput};
+use anyhow::bail;
+use berthash_model::{BertHashForMaskedLM, BertInput};
 use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -29,19 +29,11 @@ pub fn run(args: FillMaskArgs) -> anyhow::Result<()> {
     let dir = crate::runs::resolve_model_dir(&args.model)?;
     let tokenizer = crate::tokenizer::load(args.tokenizer.as_deref(), Some(&dir))?;
     let device = Default::default();
-    let loaded = load::<B, BertHashForMaskedLM<B>>(&dir, None, 0, &device)
-        .with_context(|| format!("loading {}", dir.display()))?;
-    if loaded
-        .report
-        .initialized
-        .iter()
-        .any(|k| k.starts_with("cls."))
-    {
-        bail!(
-            "{} has no MLM head: fill-mask needs a pre-trained (MLM) model",
-            dir.display()
-        );
-    }
+    let loaded = crate::runs::load_trained::<BertHashForMaskedLM<B>>(
+        &dir,
+        "cls.",
+        "no MLM head; fill-mask needs a pre-trained (MLM) model",
+    )?;
     if tokenizer.vocab_size() != loaded.config.vocab_size {
         bail!(
             "the tokenizer ({}) has {} tokens but the model's vocabulary has {}: pass the model's tokenizer with --tokenizer",

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use berthash_data::{encode_examples, GlueExample, Padding};
-use berthash_model::{load, BertHashForSequenceClassification};
+use berthash_model::BertHashForSequenceClassification;
 use burn::backend::Flex;
 use burn::tensor::activation::softmax;
 
@@ -66,19 +66,11 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         bail!("nothing to predict: give texts or --input FILE");
     }
     let device = Default::default();
-    let loaded = load::<B, BertHashForSequenceClassification<B>>(&dir, None, 0, &device)
-        .with_context(|| format!("loading {}", dir.display()))?;
-    if let Some(key) = loaded
-        .report
-        .initialized
-        .iter()
-        .find(|k| k.starts_with("classifier."))
-    {
-        bail!(
-            "{} has no trained classifier (`{key}` is missing): fine-tune it first",
-            dir.display()
-        );
-    }
+    let loaded = crate::runs::load_trained::<BertHashForSequenceClassification<B>>(
+        &dir,
+        "classifier.",
+        "no trained classifier; fine-tune it first",
+    )?;
     let labels = loaded.config.labels();
     let regression = loaded.config.is_regression();
     let encoded = encode_examples(&tokenizer, &examples, max_seq_length, Padding::Longest)?;
