@@ -12,6 +12,7 @@ Options:
     --markdown PATH   file to update (default docs/parity.md); "-" writes nothing
     --only NAME       run only this module (repeatable); --list shows them
     --keep            keep the scratch directory (printed) for inspection
+    --long            the long versions of the slow checks (glue: full train sets, 4 epochs)
 Exit status: 0 when every row passes (SKIP rows allowed), 1 on any failure, 2 on bad usage.
 """
 
@@ -83,6 +84,7 @@ def parse_args():
     p.add_argument("--only", action="append", default=[])
     p.add_argument("--list", action="store_true")
     p.add_argument("--keep", action="store_true")
+    p.add_argument("--long", action="store_true")
     return p.parse_args()
 
 
@@ -182,6 +184,7 @@ def main():
     label = args.label or f"transformers-{vers['transformers']}"
     berthash = Berthash(binary)
     ctx = Context(berthash, workdir)
+    ctx.long = args.long
     report = Report()
     print(f"parity [{label}]: berthash {berthash.version()} ({binary}); "
           + ", ".join(f"{k} {v}" for k, v in vers.items()))

@@ -2,8 +2,10 @@
 //! the padding row (its gradient is zero however many `[PAD]` tokens a batch holds), so the
 //! trainer zeroes the gradient of row `pad_token_id` of
 //! `…embeddings.word_embeddings.embeddings.weight` after backward, before clipping and the
-//! optimizer. Without it, padded fine-tuning batches (and MLM random replacements that draw
-//! id 0) move the `[PAD]` row and the gradient norm differs from transformers'.
+//! optimizer. Padding behind an attention mask gets exactly zero gradient anyway (its keys get
+//! softmax weight 0 and its outputs feed no loss); what moved the `[PAD]` row without this is an
+//! id 0 at an attended position: MLM random replacements that draw id 0, or inputs without an
+//! attention mask. There the gradient norm and the update differed from transformers'.
 
 use berthash_model::weights::PathStack;
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
@@ -80,8 +82,8 @@ mod tests {
 
     type B = Autodiff<Flex>;
 
-    /// A padded batch puts gradient on the `[PAD]` row; after zeroing, that row is exactly zero
-    /// and every other row is unchanged.
+    /// An attended id 0 (as an MLM random replacement can draw) puts gradient on the `[PAD]`
+    /// row; after zeroing, that row is exactly zero and every other row is unchanged.
     #[test]
     fn pad_row_gradient_is_zeroed_and_nothing_else() {
         let device = Default::default();
@@ -93,13 +95,13 @@ mod tests {
             init_model(&config, ModelOptions::default(), 7, &device);
         let ids = Tensor::<B, 2, Int>::from_data(
             TensorData::new(
-                vec![101i64, 2000, 102, 0, 0, 101, 3000, 4000, 5000, 102],
+                vec![101i64, 2000, 0, 102, 0, 101, 3000, 4000, 5000, 102],
                 [2, 5],
             ),
             &device,
         );
         let mask = Tensor::<B, 2, Int>::from_data(
-            TensorData::new(vec![1i64, 1, 1, 0, 0, 1, 1, 1, 1, 1], [2, 5]),
+            TensorData::new(vec![1i64, 1, 1, 1, 0, 1, 1, 1, 1, 1], [2, 5]),
             &device,
         );
         let input = BertInput {
@@ -121,7 +123,7 @@ mod tests {
         };
         assert!(
             row(&grads, 0).iter().any(|&v| v != 0.0),
-            "padding should reach row 0"
+            "the attended id 0 should reach row 0"
         );
         let before = row(&grads, 2000);
         zero_padding_grad(&model, &mut grads, config.pad_token_id);

@@ -1,0 +1,246 @@
+"""Fine-tuning parity with run_glue's recipe (issue 6, part 4): SST-2 and MRPC fine-tuned from the
+same exported pre-trained checkpoint by `berthash finetune` and by PyTorch; dev metrics within
+1.5 points.
+
+The checkpoint: the femto model pre-trained by the `training` module (120 masked-LM steps on the
+built-in sample; pre-trained here when that module did not run), exported with
+`berthash export --head mlm`, with dropout 0.1 (the stock config) restored in config.json. Both
+sides fine-tune it with run_glue's recipe (configs/glue/<task>.toml): max_seq_length 128 padded,
+batch 32, lr 1e-4, linear decay, no warmup, weight decay 0, AdamW eps 1e-8, clip 1.0, seed 42,
+dropout 0.1; the classifier head is initialised by each side (transformers: seed 42).
+
+- default (CI): the first 2,000 training examples, 1 epoch, the full dev set. PyTorch trains with a
+  plain loop (AdamW with run_glue's no-decay groups, get_linear_schedule_with_warmup,
+  clip_grad_norm_) on the batches berthash dumped (`--dump-batches`), so the two runs differ only
+  in the head's initialisation and the dropout masks.
+- `--long`: the whole training set, 4 epochs, PyTorch through `transformers.Trainer` with its own
+  tokenization (AutoTokenizer of the export) and data order, as run_glue does.
+
+Dev sets are tokenized by AutoTokenizer on the PyTorch side. Needs the GLUE data in
+`$BERTHASH_SHARED/data/glue` (or `../shared/data/glue`); SKIP rows otherwise. Numbers also go to
+docs/benchmarks.md ("Fine-tuning parity").
+"""
+
+import csv
+import datetime
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from .common import REPO_ROOT, quiet_load, stage_code
+from . import training
+
+NAME = "glue"
+TITLE = "fine-tuning parity with run_glue's recipe (berthash finetune vs PyTorch, dev metrics)"
+
+TOLERANCE_POINTS = 1.5
+TASKS = [("SST-2", "sst2", ["accuracy"]), ("MRPC", "mrpc", ["accuracy", "f1"])]
+CI_TRAIN_SAMPLES = 2000
+BENCHMARKS = REPO_ROOT / "docs" / "benchmarks.md"
+BENCH_HEADING = "## Fine-tuning parity"
+
+
+def shared_glue():
+    root = os.environ.get("BERTHASH_SHARED")
+    base = Path(root) if root else REPO_ROOT.parent / "shared"
+    return base / "data" / "glue"
+
+
+def read_tsv(path, columns):
+    """Rows of a GLUE tsv as tuples of the named columns (text columns, then the label)."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        header = next(reader)
+        idx = [header.index(c) for c in columns]
+        return [tuple(row[i] for i in idx) for row in reader if len(row) >= len(header)]
+
+
+COLUMNS = {"sst2": (["sentence"], "label"), "mrpc": (["#1 String", "#2 String"], "Quality")}
+
+
+def examples(path, task):
+    texts, label = COLUMNS[task]
+    rows = read_tsv(path, texts + [label])
+    return [r[:-1] for r in rows], [int(r[-1]) for r in rows]
+
+
+def encode(tokenizer, texts):
+    cols = list(zip(*texts))
+    enc = tokenizer(*cols, max_length=128, padding="max_length", truncation=True, return_tensors="pt")
+    return {k: enc[k] for k in ("input_ids", "token_type_ids", "attention_mask")}
+
+
+def metrics(pred, labels):
+    pred, labels = torch.as_tensor(pred), torch.as_tensor(labels)
+    acc = (pred == labels).double().mean().item()
+    tp = ((pred == 1) & (labels == 1)).sum().item()
+    fp = ((pred == 1) & (labels == 0)).sum().item()
+    fn = ((pred == 0) & (labels == 1)).sum().item()
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    return {"accuracy": acc, "f1": f1}
+
+
+@torch.no_grad()
+def evaluate(model, enc, labels, batch=64):
+    model.eval()
+    preds = []
+    for i in range(0, len(labels), batch):
+        out = model(**{k: v[i:i + batch] for k, v in enc.items()})
+        preds.extend(out.logits.argmax(-1).tolist())
+    return metrics(preds, labels)
+
+
+def load_classifier(model_dir):
+    from transformers import AutoModelForSequenceClassification, set_seed
+
+    set_seed(42)
+    model, _ = quiet_load(AutoModelForSequenceClassification.from_pretrained, model_dir, num_labels=2,
+                          trust_remote_code=True, attn_implementation="eager", _silent=True)
+    return model.float()
+
+
+def torch_on_dump(model_dir, dump_path, dev_enc, dev_labels):
+    """run_glue's optimisation in a plain loop over berthash's dumped batches."""
+    from transformers import set_seed
+
+    meta, steps = training.load_dump(dump_path)
+    model = load_classifier(model_dir)
+    set_seed(42)
+    training.replay(model, meta, steps, "classification")
+    return evaluate(model, dev_enc, dev_labels), len(steps)
+
+
+def torch_trainer(model_dir, tokenizer, train_texts, train_labels, dev_enc, dev_labels, out, epochs):
+    """transformers.Trainer with run_glue's arguments."""
+    from transformers import Trainer, TrainingArguments
+
+    enc = encode(tokenizer, train_texts)
+    data = [{**{k: v[i] for k, v in enc.items()}, "labels": train_labels[i]} for i in range(len(train_labels))]
+    model = load_classifier(model_dir)
+    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=32, learning_rate=1e-4,
+                             num_train_epochs=epochs, lr_scheduler_type="linear", warmup_steps=0, weight_decay=0.0,
+                             seed=42, save_strategy="no", report_to=[], logging_steps=50, use_cpu=True,
+                             disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    trainer.train()
+    return evaluate(model, dev_enc, dev_labels), trainer.state.global_step
+
+
+def final_eval(run_dir):
+    last = None
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec.get("kind") == "eval" and rec.get("split") == "dev":
+            last = rec
+    return last
+
+
+def pretrained_checkpoint(ctx, work):
+    """The exported femto MLM checkpoint, dropout 0.1."""
+    bh = ctx.berthash
+    run = getattr(ctx, "training_pretrain_run", None)
+    if run is None:
+        run = work / "pretrain"
+        bh("pretrain", "--size", "femto", "--max-steps", 120, "--warmup-steps", 10, "--batch-size", 8,
+           "--eval-every", 0, "--save-every", 0, "--out", run)
+    export = work / "pretrained"
+    bh("export", "--from", run, "--out", export, "--head", "mlm", "--force")
+    cfg_path = export / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["hidden_dropout_prob"] = cfg["attention_probs_dropout_prob"] = 0.1
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    stage_code(export)
+    return export, run
+
+
+def write_benchmarks(rows, mode, checkpoint_note):
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    import transformers
+
+    lines = [BENCH_HEADING, "",
+             "Generated by `tests/python/parity.py` (module `glue`, see its docstring); each run replaces this "
+             "section. Same exported checkpoint and run_glue hyper-parameters on both sides (max_seq_length 128 "
+             "padded, batch 32, lr 1e-4, linear decay, no warmup, wd 0, seed 42, dropout 0.1); dev metrics in "
+             "points, tolerance 1.5. CPU (berthash CPU backend, debug build; PyTorch CPU).", "",
+             f"- date: {now}; mode: {mode}; torch {torch.__version__}, transformers {transformers.__version__}",
+             f"- checkpoint: {checkpoint_note}", "",
+             "| task | train examples | epochs | steps (ours / PyTorch) | metric | berthash | PyTorch | diff | "
+             "time berthash / PyTorch |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    lines += rows
+    body = "\n".join(lines) + "\n"
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(BENCH_HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    BENCHMARKS.write_text(text)
+
+
+def run(ctx, report):
+    from transformers import AutoTokenizer
+
+    bh = ctx.berthash
+    long = getattr(ctx, "long", False)
+    glue = shared_glue()
+    if not all((glue / d / "train.tsv").is_file() for d, _, _ in TASKS):
+        report.skip("run_glue parity", f"no GLUE data at {glue} (set BERTHASH_SHARED); the repo's fixtures are too "
+                    "small for dev metrics")
+        return
+    if "--dump-batches" not in bh("finetune", "--help", check=False).stdout:
+        report.skip("run_glue parity", "berthash finetune (with --dump-batches) is not available")
+        return
+    torch.set_num_threads(1)
+    work = ctx.scratch("glue")
+    export, pre_run = pretrained_checkpoint(ctx, work)
+    tokenizer = AutoTokenizer.from_pretrained(export)
+    epochs = 4 if long else 1
+    bench = []
+    for folder, task, names in TASKS:
+        label = f"{task} ({'full, 4 epochs' if long else f'{CI_TRAIN_SAMPLES} examples, 1 epoch'})"
+        data = glue / folder
+        dev_texts, dev_labels = examples(data / "dev.tsv", task)
+        dev_enc = encode(tokenizer, dev_texts)
+        out, dump = work / f"ft-{task}", work / f"ft-{task}.safetensors"
+        args = ["finetune", "--config", REPO_ROOT / "configs" / "glue" / f"{task}.toml", "--model", export,
+                "--data-dir", data, "--out", out, "--epochs", epochs, "--overwrite"]
+        if not long:
+            args += ["--max-train-samples", CI_TRAIN_SAMPLES, "--dump-batches", dump]
+        t0 = time.perf_counter()
+        bh(*args)
+        ours_s = time.perf_counter() - t0
+        ev = final_eval(out)
+        ours = {n: ev[f"eval_{n}"] for n in names}
+        ours_steps = json.loads((out / "summary.json").read_text())["steps"]
+        t0 = time.perf_counter()
+        if long:
+            train_texts, train_labels = examples(data / "train.tsv", task)
+            ref, ref_steps = torch_trainer(export, tokenizer, train_texts, train_labels, dev_enc, dev_labels,
+                                           work / f"hf-{task}", epochs)
+            n_train = len(train_labels)
+        else:
+            ref, ref_steps = torch_on_dump(export, dump, dev_enc, dev_labels)
+            n_train = CI_TRAIN_SAMPLES
+        ref_s = time.perf_counter() - t0
+        majority = 100 * max(dev_labels.count(0), dev_labels.count(1)) / len(dev_labels)
+        if long is False and abs(100 * ours["accuracy"] - majority) < 0.01 and abs(100 * ref["accuracy"] - majority) < 0.01:
+            report.info(f"{label}: majority class", f"both sides predict the majority class ({majority:.2f}%): the "
+                        "reduced run only shows matching recipes, not learning; run --long for real dev metrics")
+        for n in names:
+            a, b = 100 * ours[n], 100 * ref[n]
+            report.add(f"{label}: dev {n}", abs(a - b) <= TOLERANCE_POINTS, f"{a:.2f}", f"PyTorch {b:.2f}",
+                       f"{TOLERANCE_POINTS} points",
+                       f"{len(dev_labels)} dev examples; steps {ours_steps} / {ref_steps}; "
+                       f"berthash {ours_s:.0f} s, PyTorch {ref_s:.0f} s")
+            bench.append(f"| {folder} | {n_train} | {epochs} | {ours_steps} / {ref_steps} | {n} | {a:.2f} | {b:.2f} | "
+                         f"{a - b:+.2f} | {ours_s:.0f} s / {ref_s:.0f} s |")
+    note = (f"femto, {'the training module' if getattr(ctx, 'training_pretrain_run', None) else 'here'}: "
+            "120 MLM steps (batch 8, warmup 10) on the built-in sample, `berthash export --head mlm`")
+    write_benchmarks(bench, "long (--long: full train sets, 4 epochs, transformers.Trainer)" if long else
+                     f"CI (first {CI_TRAIN_SAMPLES} training examples, 1 epoch, full dev sets; PyTorch loop on "
+                     "berthash's batch order)", note)
