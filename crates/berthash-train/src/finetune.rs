@@ -19,16 +19,16 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::batch::{classification_tensors, ClassificationTensors};
-use crate::checkpoint::{contiguous, restore, BestEval, Checkpoints, TrainState};
+use crate::checkpoint::{contiguous, BestEval, Checkpoints};
 use crate::config::FinetuneConfig;
 use crate::dump::BatchDump;
 use crate::error::{Result, TrainError};
 use crate::log::{EvalRecord, Logger, Summary};
 use crate::metrics::{task_metrics, Predictions};
-use crate::optim::AdamW;
 use crate::precision::check_precision;
 use crate::pretrain::copy_tokenizer_files;
 use crate::run_dir::{write_json, RunDir, RunMode};
+use crate::start::{start, Plan, Started};
 use crate::trainer::{splitmix64, to_f32, Trainer};
 
 type Classifier<B> = BertHashForSequenceClassification<B>;
@@ -77,28 +77,22 @@ pub fn finetune<B: AutodiffBackend>(
     run.save_config(&config)?;
 
     // Model, optimizer and where the run stands.
-    let (model, layout, optimizer, state, resumed_from) = if mode == RunMode::Resume {
-        let latest = checkpoints
-            .latest()?
-            .ok_or_else(|| TrainError::NothingToResume {
-                path: run.root().to_path_buf(),
-                message: "no complete checkpoint in checkpoints/".into(),
-            })?;
-        let restored = restore::<B, Classifier<B>>(
-            &latest.path,
-            &model_config,
-            config.optimizer.clone(),
-            device,
-        )?;
-        let step = restored.state.step;
-        (
-            restored.model,
-            restored.layout,
-            restored.optimizer,
-            restored.state,
-            Some((latest.path, step)),
-        )
-    } else {
+    let plan = Plan {
+        mode,
+        run: &run,
+        checkpoints: &checkpoints,
+        model: &model_config,
+        optimizer: &config.optimizer,
+        schedule: &config.schedule,
+        train: &config.train,
+        max_steps,
+    };
+    let Started {
+        mut trainer,
+        mut log,
+        layout,
+        ..
+    } = start::<B, Classifier<B>>(plan, device, || {
         let loaded = pretrained::load::<B, Classifier<B>>(
             &config.model,
             Some(model_config.clone()),
@@ -111,38 +105,11 @@ pub fn finetune<B: AutodiffBackend>(
                 loaded.report.initialized.join(", ")
             );
         }
-        let model = contiguous(loaded.model, device);
-        let optimizer = AdamW::new(config.optimizer.clone(), &model);
-        let state = TrainState {
-            seed: config.train.seed,
-            ..TrainState::default()
-        };
-        (model, loaded.layout, optimizer, state, None)
-    };
-
-    let schedule = config.schedule.build(config.optimizer.lr, max_steps);
-    let mut trainer = Trainer::new(
-        model,
-        optimizer,
-        schedule,
-        config.train.clone(),
-        state,
-        device.clone(),
-    );
-    let mut log = Logger::open(
-        &run.metrics(),
-        trainer.state.step,
-        max_steps,
-        resumed_from.as_ref().map(|r| r.1),
-    )?;
-    if let Some((path, step)) = &resumed_from {
-        trainer.last_checkpoint = Some(path.clone());
-        log.note(&format!("resuming from {} (step {step})", path.display()));
-    }
+        Ok((contiguous(loaded.model, device), loaded.layout))
+    })?;
     let train = config.train.clone();
     let regression = config.task.is_regression();
     let mut order = EpochOrder::new(train.seed, train_split.len());
-    trainer.padding_idx = Some(model_config.pad_token_id);
     let mut dump = BatchDump::for_run(
         train.dump_batches.as_deref(),
         mode,

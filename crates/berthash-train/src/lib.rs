@@ -22,6 +22,7 @@ pub mod precision;
 pub mod pretrain;
 pub mod run_dir;
 pub mod schedule;
+mod start;
 pub mod trainer;
 
 pub use checkpoint::{Checkpoints, TrainState};

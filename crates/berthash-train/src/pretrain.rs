@@ -15,14 +15,14 @@ use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::batch::{mlm_tensors, MlmTensors};
-use crate::checkpoint::{contiguous, restore, BestEval, Checkpoints, TrainState};
+use crate::checkpoint::{contiguous, BestEval, Checkpoints};
 use crate::config::PretrainConfig;
 use crate::dump::BatchDump;
 use crate::error::{Result, TrainError};
 use crate::log::{EvalRecord, Logger, Summary};
-use crate::optim::AdamW;
 use crate::precision::check_precision;
 use crate::run_dir::{write_json, RunDir, RunMode};
+use crate::start::{start, Plan, Started};
 use crate::trainer::{to_f32, Trainer};
 
 type Mlm<B> = BertHashForMaskedLM<B>;
@@ -46,29 +46,23 @@ pub fn pretrain<B: AutodiffBackend>(
     run.save_config(&config)?;
 
     // Model, optimizer and where the run stands.
-    let (model, layout, optimizer, state, resumed_from) = if mode == RunMode::Resume {
-        let latest = checkpoints
-            .latest()?
-            .ok_or_else(|| TrainError::NothingToResume {
-                path: run.root().to_path_buf(),
-                message: "no complete checkpoint in checkpoints/".into(),
-            })?;
-        let restored = restore::<B, Mlm<B>>(
-            &latest.path,
-            &config.model,
-            config.optimizer.clone(),
-            device,
-        )?;
-        let step = restored.state.step;
-        (
-            restored.model,
-            restored.layout,
-            restored.optimizer,
-            restored.state,
-            Some((latest.path, step)),
-        )
-    } else {
-        let (model, layout) = match &config.init_from {
+    let plan = Plan {
+        mode,
+        run: &run,
+        checkpoints: &checkpoints,
+        model: &config.model,
+        optimizer: &config.optimizer,
+        schedule: &config.schedule,
+        train: &config.train,
+        max_steps,
+    };
+    let Started {
+        mut trainer,
+        mut log,
+        layout,
+        resumed_at,
+    } = start::<B, Mlm<B>>(plan, device, || {
+        Ok(match &config.init_from {
             Some(dir) => {
                 let loaded = pretrained::load::<B, Mlm<B>>(
                     dir,
@@ -87,14 +81,8 @@ pub fn pretrain<B: AutodiffBackend>(
                 ),
                 WeightLayout::default(),
             ),
-        };
-        let optimizer = AdamW::new(config.optimizer.clone(), &model);
-        let state = TrainState {
-            seed: config.train.seed,
-            ..TrainState::default()
-        };
-        (model, layout, optimizer, state, None)
-    };
+        })
+    })?;
 
     // Data: the training stream (from the saved position) and the fixed held-out batches.
     let tokenizer = TokenizerHandle::from_file(&config.data.tokenizer)?;
@@ -112,30 +100,9 @@ pub fn pretrain<B: AutodiffBackend>(
     let mut loader = PretrainLoader::with_tokenizer(
         config.data.clone(),
         tokenizer,
-        state.stream_position.clone(),
+        trainer.state.stream_position.clone(),
     )?;
-
-    let schedule = config.schedule.build(config.optimizer.lr, max_steps);
-    let mut trainer = Trainer::new(
-        model,
-        optimizer,
-        schedule,
-        config.train.clone(),
-        state,
-        device.clone(),
-    );
-    let mut log = Logger::open(
-        &run.metrics(),
-        trainer.state.step,
-        max_steps,
-        resumed_from.as_ref().map(|r| r.1),
-    )?;
-    if let Some((path, step)) = &resumed_from {
-        trainer.last_checkpoint = Some(path.clone());
-        log.note(&format!("resuming from {} (step {step})", path.display()));
-    }
     let train = config.train.clone();
-    trainer.padding_idx = Some(config.model.pad_token_id);
     let mut dump = BatchDump::for_run(train.dump_batches.as_deref(), mode, "mlm", &run_config);
     if let Some(dump) = &dump {
         dump.write_initial(&config.model, &trainer.model, &layout)?;
@@ -187,7 +154,7 @@ pub fn pretrain<B: AutodiffBackend>(
     }
 
     // The end: evaluation, checkpoint, model export, summary.
-    let final_eval = if trainer.state.step > resumed_from.as_ref().map_or(0, |r| r.1)
+    let final_eval = if trainer.state.step > resumed_at.unwrap_or(0)
         || mode != RunMode::Resume
     {
         evaluate_and_log(&mut trainer, &eval_batches, &mut log)?
