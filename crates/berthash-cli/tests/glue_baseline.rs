@@ -15,7 +15,12 @@ fn glue_dir(task: &str) -> Option<PathBuf> {
 
 const RECIPE: &str = "max_seq_length = 64\npadding = \"longest\"\n[optimizer]\nlr = 1e-3\n[schedule]\nwarmup_steps = 30\n[train]\nbatch_size = 32\n";
 
-fn finetune_from_scratch(task: &str, data: &Path, samples: &str, epochs: &str) -> serde_json::Value {
+fn finetune_from_scratch(
+    task: &str,
+    data: &Path,
+    samples: &str,
+    epochs: &str,
+) -> serde_json::Value {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("recipe.toml");
     std::fs::write(&config, format!("task = \"{task}\"\n{RECIPE}")).unwrap();
@@ -29,7 +34,11 @@ fn finetune_from_scratch(task: &str, data: &Path, samples: &str, epochs: &str) -
         .arg(&out)
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let results = std::fs::read_to_string(out.join("eval_results.json")).unwrap();
     println!("{task}: {results}");
     serde_json::from_str(&results).unwrap()
@@ -38,13 +47,18 @@ fn finetune_from_scratch(task: &str, data: &Path, samples: &str, epochs: &str) -
 #[test]
 fn pico_from_scratch_learns_sst2_and_reports_mrpc() {
     let (Some(sst2), Some(mrpc)) = (glue_dir("SST-2"), glue_dir("MRPC")) else {
-        eprintln!("skipped: ../shared/data/glue not found (set BERTHASH_SHARED); CI runs this test");
+        eprintln!(
+            "skipped: ../shared/data/glue not found (set BERTHASH_SHARED); CI runs this test"
+        );
         return;
     };
     let results = finetune_from_scratch("sst2", &sst2, "4000", "3");
     let accuracy = results["eval_accuracy"].as_f64().unwrap();
     assert_eq!(results["eval_samples"], 872.0);
-    assert!(accuracy > 0.60, "SST-2 dev accuracy {accuracy} is not clearly above the majority class");
+    assert!(
+        accuracy > 0.60,
+        "SST-2 dev accuracy {accuracy} is not clearly above the majority class"
+    );
 
     let results = finetune_from_scratch("mrpc", &mrpc, "2000", "1");
     assert_eq!(results["eval_samples"], 408.0);

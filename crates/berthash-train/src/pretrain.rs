@@ -154,9 +154,7 @@ pub fn pretrain<B: AutodiffBackend>(
     }
 
     // The end: evaluation, checkpoint, model export, summary.
-    let final_eval = if trainer.state.step > resumed_at.unwrap_or(0)
-        || mode != RunMode::Resume
-    {
+    let final_eval = if trainer.state.step > resumed_at.unwrap_or(0) || mode != RunMode::Resume {
         evaluate_and_log(&mut trainer, &eval_batches, &mut log)?
     } else {
         BTreeMap::new()

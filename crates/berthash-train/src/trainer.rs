@@ -41,6 +41,28 @@ pub(crate) fn splitmix64(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Tells glibc's allocator to keep freed memory for reuse instead of handing it back to the
+/// kernel. A training step allocates and frees the same tensors every step, several of them
+/// above glibc's 32 MiB mmap limit (the MLM logits, say): by default each of those is a fresh
+/// `mmap`, page-faulted and zeroed by the kernel, then `munmap`ed — on the CPU backend that was a
+/// third of the step. With mmap off and trimming off, the heap grows to the step's peak once and
+/// is reused (peak memory unchanged). Process-wide; called by [`Trainer::new`]; a no-op
+/// elsewhere than glibc Linux.
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            // SAFETY: mallopt only sets allocator parameters; it is safe to call at any time.
+            unsafe {
+                libc::mallopt(libc::M_MMAP_MAX, 0);
+                libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+                libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+            }
+        });
+    }
+}
+
 /// What one step did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StepOutcome {
@@ -90,6 +112,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         state: TrainState,
         device: B::Device,
     ) -> Self {
+        keep_freed_memory();
         let max_grad_norm = optimizer.config().max_grad_norm;
         let scaler = (config.precision == Precision::F16).then(|| LossScaler::from_state(&state));
         let elapsed_base = state.elapsed_s;

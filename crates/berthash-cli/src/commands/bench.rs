@@ -8,7 +8,7 @@
 //!   rows — the work of Hugging Face's `BertForMaskedLM` + `Trainer` step.
 //! - `infer`: the encoder forward (`last_hidden_state`) without autodiff.
 //! - `data`: the pre-training loader (tokenize, pack, shuffle, mask) over the built-in sample
-//!   corpus, looping.
+//!   corpus, looping; at least 3 repetitions of 64 batches after draining its prefetch buffer.
 //!
 //! Each configuration (size x batch x seq x phase) runs in a fresh child process (this binary
 //! re-invoked with `--child`), so the peak resident memory (`VmHWM`) is that configuration's own.
@@ -393,6 +393,10 @@ fn bench_infer<B: AutodiffBackend>(
     Ok(summarize(cfg.base("encoder"), cfg.batch * cfg.seq, &reps))
 }
 
+/// Batches per timed repetition of the data phase (the loader is fast: short repetitions would
+/// time its prefetch buffer).
+const DATA_BATCHES_PER_REPETITION: usize = 64;
+
 fn bench_data(cfg: &Config) -> anyhow::Result<Measurement> {
     let dir = std::env::temp_dir().join(format!("berthash-bench-{}", std::process::id()));
     let result = (|| {
@@ -404,16 +408,21 @@ fn bench_data(cfg: &Config) -> anyhow::Result<Measurement> {
         config.batch_size = cfg.batch;
         config.eval_documents = 0;
         config.epochs = None;
+        let prefetch = config.prefetch_batches;
         let mut loader = PretrainLoader::new(config, None)?;
         let mut next = || -> anyhow::Result<usize> {
             let (batch, _) = loader.next().context("the loader ended")??;
             Ok(batch.real_tokens())
         };
-        for _ in 0..cfg.warmup {
+        // The loader tokenizes ahead on its threads: drain what it prefetched during the warm-up,
+        // and time repetitions long enough that the pipeline, not its buffer, sets the rate.
+        for _ in 0..cfg.warmup + 2 * prefetch {
             next()?;
         }
         let mut rates = Vec::new();
-        for n in cfg.repetitions() {
+        let per_rep = DATA_BATCHES_PER_REPETITION.max(cfg.sync_every);
+        for _ in 0..cfg.repetitions().len().max(3) {
+            let n = per_rep;
             let start = Instant::now();
             let mut tokens = 0;
             for _ in 0..n {
@@ -437,7 +446,9 @@ fn bench_data(cfg: &Config) -> anyhow::Result<Measurement> {
         .collect();
     let mut m = cfg.base("sample-corpus");
     m.size = "-".into();
-    Ok(summarize(m, cfg.batch * cfg.seq, &reps))
+    let mut m = summarize(m, cfg.batch * cfg.seq, &reps);
+    m.steps = reps.iter().map(|r| r.0).sum();
+    Ok(m)
 }
 
 fn precision_of(name: &str) -> anyhow::Result<Precision> {
