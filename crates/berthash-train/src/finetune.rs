@@ -26,9 +26,8 @@ use crate::error::{Result, TrainError};
 use crate::log::{EvalRecord, Logger, Summary};
 use crate::metrics::{task_metrics, Predictions};
 use crate::precision::check_precision;
-use crate::pretrain::copy_tokenizer_files;
 use crate::run_dir::{write_json, RunDir, RunMode};
-use crate::start::{start, Plan, Started};
+use crate::start::{finish, start, Plan, Started};
 use crate::trainer::{splitmix64, to_f32, Trainer};
 
 type Classifier<B> = BertHashForSequenceClassification<B>;
@@ -198,24 +197,16 @@ pub fn finetune<B: AutodiffBackend>(
         &run_config,
         &mut log,
     )?;
-    pretrained::save::<B, Classifier<B>>(&run.model_dir(), &model_config, &trainer.model, &layout)?;
-    copy_tokenizer_files(&config.tokenizer, &run.model_dir());
-    log.finish();
-    let summary = Summary {
-        steps: trainer.state.step,
-        tokens_seen: trainer.state.tokens_seen,
-        wall_time_s: trainer.state.elapsed_s,
-        tokens_per_s: trainer.state.tokens_seen as f64 / trainer.state.elapsed_s.max(1e-9),
-        final_loss: trainer.state.last_loss,
-        best_eval: trainer.state.best_eval.clone(),
+    finish(
+        &trainer,
+        &run,
+        &model_config,
+        &layout,
+        &config.tokenizer,
         final_eval,
-        skipped_steps: trainer.state.skipped_steps,
-        precision: train.precision.to_string(),
-        model_dir: run.model_dir(),
-        checkpoint: Some(checkpoint),
-    };
-    write_json(&run.summary(), &summary)?;
-    Ok(summary)
+        checkpoint,
+        &log,
+    )
 }
 
 /// The shuffled order of the training examples in each epoch, a pure function of

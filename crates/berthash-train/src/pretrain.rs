@@ -21,8 +21,8 @@ use crate::dump::BatchDump;
 use crate::error::{Result, TrainError};
 use crate::log::{EvalRecord, Logger, Summary};
 use crate::precision::check_precision;
-use crate::run_dir::{write_json, RunDir, RunMode};
-use crate::start::{start, Plan, Started};
+use crate::run_dir::{RunDir, RunMode};
+use crate::start::{finish, start, Plan, Started};
 use crate::trainer::{to_f32, Trainer};
 
 type Mlm<B> = BertHashForMaskedLM<B>;
@@ -167,24 +167,16 @@ pub fn pretrain<B: AutodiffBackend>(
         &run_config,
         &mut log,
     )?;
-    pretrained::save::<B, Mlm<B>>(&run.model_dir(), &config.model, &trainer.model, &layout)?;
-    copy_tokenizer_files(&config.data.tokenizer, &run.model_dir());
-    log.finish();
-    let summary = Summary {
-        steps: trainer.state.step,
-        tokens_seen: trainer.state.tokens_seen,
-        wall_time_s: trainer.state.elapsed_s,
-        tokens_per_s: trainer.state.tokens_seen as f64 / trainer.state.elapsed_s.max(1e-9),
-        final_loss: trainer.state.last_loss,
-        best_eval: trainer.state.best_eval.clone(),
+    finish(
+        &trainer,
+        &run,
+        &config.model,
+        &layout,
+        &config.data.tokenizer,
         final_eval,
-        skipped_steps: trainer.state.skipped_steps,
-        precision: train.precision.to_string(),
-        model_dir: run.model_dir(),
-        checkpoint: Some(checkpoint),
-    };
-    write_json(&run.summary(), &summary)?;
-    Ok(summary)
+        checkpoint,
+        &log,
+    )
 }
 
 /// Mean cross-entropy over the masked tokens, computed in f32.

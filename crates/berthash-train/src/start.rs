@@ -1,17 +1,20 @@
-//! How a run begins, the same for pre-training and fine-tuning: from the newest complete
-//! checkpoint (resume) or fresh, with the trainer and the metrics log set to continue from
-//! that step.
+//! How a run begins and ends, the same for pre-training and fine-tuning: it starts from the
+//! newest complete checkpoint (resume) or fresh, with the trainer and the metrics log set to
+//! continue from that step; it ends with the final model and `summary.json`.
 
 use berthash_model::weights::WeightLayout;
-use berthash_model::{BertHashConfig, HfModel};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use berthash_model::{pretrained, BertHashConfig, HfModel};
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 
 use crate::checkpoint::{restore, Checkpoints, TrainState};
 use crate::error::{Result, TrainError};
-use crate::log::Logger;
+use crate::log::{Logger, Summary};
 use crate::optim::{AdamW, OptimizerConfig};
-use crate::run_dir::{RunDir, RunMode};
+use crate::run_dir::{write_json, RunDir, RunMode};
 use crate::schedule::ScheduleConfig;
 use crate::trainer::Trainer;
 use crate::TrainConfig;
@@ -100,4 +103,41 @@ where
         layout,
         resumed_at: resumed_from.map(|r| r.1),
     })
+}
+
+/// Saves the final model as `RUN/model` (with the tokenizer files beside `tokenizer`) and writes
+/// `summary.json`.
+pub(crate) fn finish<B, M>(
+    trainer: &Trainer<B, M>,
+    run: &RunDir,
+    model_config: &BertHashConfig,
+    layout: &WeightLayout,
+    tokenizer: &Path,
+    final_eval: BTreeMap<String, f64>,
+    checkpoint: PathBuf,
+    log: &Logger,
+) -> Result<Summary>
+where
+    B: AutodiffBackend,
+    M: HfModel<B> + AutodiffModule<B>,
+{
+    pretrained::save::<B, M>(&run.model_dir(), model_config, &trainer.model, layout)?;
+    crate::pretrain::copy_tokenizer_files(tokenizer, &run.model_dir());
+    log.finish();
+    let state = &trainer.state;
+    let summary = Summary {
+        steps: state.step,
+        tokens_seen: state.tokens_seen,
+        wall_time_s: state.elapsed_s,
+        tokens_per_s: state.tokens_seen as f64 / state.elapsed_s.max(1e-9),
+        final_loss: state.last_loss,
+        best_eval: state.best_eval.clone(),
+        final_eval,
+        skipped_steps: state.skipped_steps,
+        precision: trainer.config.precision.to_string(),
+        model_dir: run.model_dir(),
+        checkpoint: Some(checkpoint),
+    };
+    write_json(&run.summary(), &summary)?;
+    Ok(summary)
 }
