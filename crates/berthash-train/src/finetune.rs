@@ -27,7 +27,7 @@ use crate::log::{EvalRecord, Logger, Summary};
 use crate::metrics::{task_metrics, Predictions};
 use crate::precision::check_precision;
 use crate::run_dir::{write_json, RunDir, RunMode};
-use crate::start::{finish, start, Plan, Started};
+use crate::start::{finish, save_checkpoint, start, Plan, Started};
 use crate::trainer::{splitmix64, to_f32, Trainer};
 
 type Classifier<B> = BertHashForSequenceClassification<B>;
@@ -162,7 +162,7 @@ pub fn finetune<B: AutodiffBackend>(
             keep_if_best(&trainer, &mut best)?;
         }
         if train.save_every > 0 && step % train.save_every == 0 && !last {
-            save(
+            save_checkpoint(
                 &mut trainer,
                 &checkpoints,
                 &model_config,
@@ -189,7 +189,7 @@ pub fn finetune<B: AutodiffBackend>(
         &model_config,
         &predictions,
     )?;
-    let checkpoint = save(
+    let checkpoint = save_checkpoint(
         &mut trainer,
         &checkpoints,
         &model_config,
@@ -257,22 +257,6 @@ fn classification_loss<B: Backend>(
         Some(ClassificationTargets::Scores(scores)) => mse(logits, scores),
         _ => panic!("the training split must be labelled as the task says"),
     }
-}
-
-fn save<B: AutodiffBackend>(
-    trainer: &mut Trainer<B, Classifier<B>>,
-    checkpoints: &Checkpoints,
-    model_config: &BertHashConfig,
-    layout: &berthash_model::weights::WeightLayout,
-    run_config: &serde_json::Value,
-    log: &mut Logger,
-) -> Result<std::path::PathBuf> {
-    let (path, record) = trainer.save(checkpoints, model_config, layout, run_config)?;
-    if let Some(record) = record {
-        log.step(record)?;
-    }
-    log.note(&format!("checkpoint {}", path.display()));
-    Ok(path)
 }
 
 /// Evaluates every dev split; the first split's first metric decides the best evaluation.

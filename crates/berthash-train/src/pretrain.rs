@@ -22,7 +22,7 @@ use crate::error::{Result, TrainError};
 use crate::log::{EvalRecord, Logger, Summary};
 use crate::precision::check_precision;
 use crate::run_dir::{RunDir, RunMode};
-use crate::start::{finish, start, Plan, Started};
+use crate::start::{finish, save_checkpoint, start, Plan, Started};
 use crate::trainer::{to_f32, Trainer};
 
 type Mlm<B> = BertHashForMaskedLM<B>;
@@ -138,10 +138,10 @@ pub fn pretrain<B: AutodiffBackend>(
             evaluate_and_log(&mut trainer, &eval_batches, &mut log)?;
         }
         if train.save_every > 0 && step % train.save_every == 0 && !last {
-            save(
+            save_checkpoint(
                 &mut trainer,
                 &checkpoints,
-                &config,
+                &config.model,
                 &layout,
                 &run_config,
                 &mut log,
@@ -159,10 +159,10 @@ pub fn pretrain<B: AutodiffBackend>(
     } else {
         BTreeMap::new()
     };
-    let checkpoint = save(
+    let checkpoint = save_checkpoint(
         &mut trainer,
         &checkpoints,
-        &config,
+        &config.model,
         &layout,
         &run_config,
         &mut log,
@@ -183,22 +183,6 @@ pub fn pretrain<B: AutodiffBackend>(
 fn mlm_loss<B: Backend>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
     let logits = model.forward_selected(batch.input, batch.positions);
     cross_entropy(to_f32(logits), batch.labels)
-}
-
-fn save<B: AutodiffBackend>(
-    trainer: &mut Trainer<B, Mlm<B>>,
-    checkpoints: &Checkpoints,
-    config: &PretrainConfig,
-    layout: &WeightLayout,
-    run_config: &serde_json::Value,
-    log: &mut Logger,
-) -> Result<std::path::PathBuf> {
-    let (path, record) = trainer.save(checkpoints, &config.model, layout, run_config)?;
-    if let Some(record) = record {
-        log.step(record)?;
-    }
-    log.note(&format!("checkpoint {}", path.display()));
-    Ok(path)
 }
 
 fn evaluate_and_log<B: AutodiffBackend>(

@@ -141,3 +141,24 @@ where
     write_json(&run.summary(), &summary)?;
     Ok(summary)
 }
+
+/// Writes a checkpoint and logs it (with the step record the save flushed, if any).
+pub(crate) fn save_checkpoint<B, M>(
+    trainer: &mut Trainer<B, M>,
+    checkpoints: &Checkpoints,
+    model_config: &BertHashConfig,
+    layout: &WeightLayout,
+    run_config: &serde_json::Value,
+    log: &mut Logger,
+) -> Result<PathBuf>
+where
+    B: AutodiffBackend,
+    M: HfModel<B> + AutodiffModule<B>,
+{
+    let (path, record) = trainer.save(checkpoints, model_config, layout, run_config)?;
+    if let Some(record) = record {
+        log.step(record)?;
+    }
+    log.note(&format!("checkpoint {}", path.display()));
+    Ok(path)
+}
