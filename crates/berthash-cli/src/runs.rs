@@ -10,16 +10,14 @@ fn is_model_dir(dir: &Path) -> bool {
     dir.join("config.json").is_file() && dir.join("model.safetensors").is_file()
 }
 
-/// The model directory inside `path`: `path` itself, its `model/`, or the newest complete
-/// checkpoint of a run.
+/// The model directory inside `path`: `path` itself, a fine-tuning run's `best/`, a run's
+/// `model/`, or the newest complete checkpoint of a run.
 pub fn resolve_model_dir(path: &Path) -> anyhow::Result<PathBuf> {
     if is_model_dir(path) {
         return Ok(path.to_path_buf());
     }
-    if is_model_dir(&path.join("model")) {
-        return Ok(path.join("model"));
-    }
-    for name in ["best", "final"] {
+    // A fine-tuning run keeps its best model in `best/`; every run has its last in `model/`.
+    for name in ["best", "model"] {
         if is_model_dir(&path.join(name)) {
             return Ok(path.join(name));
         }
