@@ -130,20 +130,27 @@ impl BatchDump {
         self.grad_accum = self.grad_accum.max(micro + 1);
     }
 
+    /// The model inputs of a micro-batch: ids, token types and the attention mask if any.
+    fn put_inputs(
+        &mut self,
+        step: u64,
+        micro: usize,
+        shape: [usize; 2],
+        [ids, types]: [&Vec<u32>; 2],
+        mask: Option<&Vec<u32>>,
+    ) {
+        self.put_ints(step, micro, "input_ids", shape.to_vec(), ids);
+        self.put_ints(step, micro, "token_type_ids", shape.to_vec(), types);
+        if let Some(mask) = mask {
+            self.put_ints(step, micro, "attention_mask", shape.to_vec(), mask);
+        }
+    }
+
     /// Records micro-batch `micro` of step `step` (1-based: the update it feeds).
     pub fn push_mlm(&mut self, step: u64, micro: usize, batch: &MlmBatch) {
-        let shape = vec![batch.batch_size, batch.seq_len];
-        self.put_ints(step, micro, "input_ids", shape.clone(), &batch.input_ids);
-        self.put_ints(
-            step,
-            micro,
-            "token_type_ids",
-            shape.clone(),
-            &batch.token_type_ids,
-        );
-        if let Some(mask) = &batch.attention_mask {
-            self.put_ints(step, micro, "attention_mask", shape, mask);
-        }
+        let shape = [batch.batch_size, batch.seq_len];
+        let inputs = [&batch.input_ids, &batch.token_type_ids];
+        self.put_inputs(step, micro, shape, inputs, batch.attention_mask.as_ref());
         let n = batch.masked_positions.len();
         self.put_ints(
             step,
@@ -158,16 +165,9 @@ impl BatchDump {
 
     /// Records micro-batch `micro` of step `step` (1-based) of a fine-tuning run.
     pub fn push_classification(&mut self, step: u64, micro: usize, batch: &ClassificationBatch) {
-        let shape = vec![batch.batch_size, batch.seq_len];
-        self.put_ints(step, micro, "input_ids", shape.clone(), &batch.input_ids);
-        self.put_ints(
-            step,
-            micro,
-            "token_type_ids",
-            shape.clone(),
-            &batch.token_type_ids,
-        );
-        self.put_ints(step, micro, "attention_mask", shape, &batch.attention_mask);
+        let shape = [batch.batch_size, batch.seq_len];
+        let inputs = [&batch.input_ids, &batch.token_type_ids];
+        self.put_inputs(step, micro, shape, inputs, Some(&batch.attention_mask));
         match &batch.labels {
             BatchLabels::Classes(classes) => {
                 let values: Vec<u32> = classes.iter().map(|&c| c as u32).collect();
