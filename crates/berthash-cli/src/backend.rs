@@ -1,7 +1,7 @@
 //! The one place a Burn backend is chosen. Commands are written once, generic over the backend,
 //! as a [`BackendTask`]; `run` instantiates them for the backend the user asked for.
 
-use burn::tensor::backend::AutodiffBackend;
+use berthash_kernels::TrainBackend;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
@@ -16,7 +16,7 @@ pub enum BackendKind {
 /// A command body that runs on any autodiff backend.
 pub trait BackendTask {
     type Output;
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
 }
 
 pub fn run<T: BackendTask>(kind: BackendKind, task: T) -> anyhow::Result<T::Output> {

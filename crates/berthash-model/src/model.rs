@@ -5,6 +5,7 @@
 
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
+use berthash_kernels::Kernels;
 
 use crate::attention::additive_attention_mask;
 use crate::config::BertHashConfig;
@@ -117,7 +118,9 @@ impl<B: Backend> BertHashForMaskedLM<B> {
         self.cls
             .forward_selected(self.bert.encode(input), positions)
     }
+}
 
+impl<B: Kernels> BertHashForMaskedLM<B> {
     /// Mean cross-entropy over the selected positions, and their logits.
     pub fn loss(
         &self,
@@ -170,7 +173,9 @@ impl<B: Backend> BertHashForSequenceClassification<B> {
         let logits = self.classifier.forward(self.dropout.forward(pooled));
         (output, logits)
     }
+}
 
+impl<B: Kernels> BertHashForSequenceClassification<B> {
     /// Cross-entropy for classes, MSE for scores, as `BertForSequenceClassification` picks.
     pub fn loss(
         &self,

@@ -13,7 +13,7 @@ use berthash_model::pretrained;
 use berthash_model::{BertHashConfig, BertHashForSequenceClassification, ClassificationTargets};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use berthash_kernels::{Kernels, TrainBackend};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -33,7 +33,7 @@ use crate::trainer::{splitmix64, to_f32, Trainer};
 type Classifier<B> = BertHashForSequenceClassification<B>;
 
 /// Fine-tunes `config.model` on `config.task` into `run_dir`.
-pub fn finetune<B: AutodiffBackend>(
+pub fn finetune<B: TrainBackend>(
     config: FinetuneConfig,
     run_dir: &Path,
     device: &B::Device,
@@ -243,7 +243,7 @@ impl EpochOrder {
 }
 
 /// Cross-entropy for classes, MSE for scores, computed in f32.
-fn classification_loss<B: Backend>(
+fn classification_loss<B: Kernels>(
     model: &Classifier<B>,
     batch: ClassificationTensors<B>,
     regression: bool,
@@ -262,7 +262,7 @@ fn classification_loss<B: Backend>(
 /// Evaluates every dev split; the first split's first metric decides the best evaluation.
 /// Returns the metrics of all splits (a split other than `dev` gets its name as a suffix:
 /// `eval_accuracy_dev_mismatched`).
-fn evaluate_and_log<B: AutodiffBackend>(
+fn evaluate_and_log<B: TrainBackend>(
     trainer: &mut Trainer<B, Classifier<B>>,
     config: &FinetuneConfig,
     splits: &[(String, EncodedSplit)],
@@ -362,7 +362,7 @@ struct BestModel<'a, B: Backend> {
 }
 
 /// Saves the model as `best/` when the evaluation just made was the best so far.
-fn keep_if_best<B: AutodiffBackend>(
+fn keep_if_best<B: TrainBackend>(
     trainer: &Trainer<B, Classifier<B>>,
     best: &mut BestModel<'_, B::InnerBackend>,
 ) -> Result<()> {
@@ -385,7 +385,7 @@ fn keep_if_best<B: AutodiffBackend>(
 }
 
 /// Metrics of every dev split (keys as in `eval_results.json`) and each split's predictions.
-pub fn evaluate_splits<B: Backend>(
+pub fn evaluate_splits<B: Kernels>(
     model: &Classifier<B>,
     config: &FinetuneConfig,
     splits: &[(String, EncodedSplit)],
@@ -449,7 +449,7 @@ pub fn metric_key(metric: berthash_data::Metric) -> String {
 }
 
 /// `eval_loss` and the task's metrics on one split (without autodiff: no dropout).
-pub fn evaluate_classifier<B: Backend>(
+pub fn evaluate_classifier<B: Kernels>(
     model: &Classifier<B>,
     config: &FinetuneConfig,
     split: &EncodedSplit,
@@ -459,7 +459,7 @@ pub fn evaluate_classifier<B: Backend>(
 }
 
 /// The metrics and the predictions (none for an unlabelled split).
-pub fn evaluate_with_predictions<B: Backend>(
+pub fn evaluate_with_predictions<B: Kernels>(
     model: &Classifier<B>,
     config: &FinetuneConfig,
     split: &EncodedSplit,

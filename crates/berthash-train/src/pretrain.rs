@@ -12,7 +12,7 @@ use berthash_model::weights::WeightLayout;
 use berthash_model::{BertHashForMaskedLM, ModelOptions};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use berthash_kernels::{Kernels, TrainBackend};
 
 use crate::batch::{mlm_tensors, MlmTensors};
 use crate::checkpoint::{contiguous, BestEval, Checkpoints};
@@ -30,7 +30,7 @@ type Mlm<B> = BertHashForMaskedLM<B>;
 /// Pre-trains `config.model` into `run_dir` (see [`crate::run_dir`] for what is written there).
 /// `mode` says whether to start fresh (refusing an existing run), overwrite, or resume from the
 /// newest complete checkpoint.
-pub fn pretrain<B: AutodiffBackend>(
+pub fn pretrain<B: TrainBackend>(
     config: PretrainConfig,
     run_dir: &Path,
     device: &B::Device,
@@ -180,12 +180,12 @@ pub fn pretrain<B: AutodiffBackend>(
 }
 
 /// Mean cross-entropy over the masked tokens, computed in f32.
-fn mlm_loss<B: Backend>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
+fn mlm_loss<B: Kernels>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
     let logits = model.forward_selected(batch.input, batch.positions);
     cross_entropy(to_f32(logits), batch.labels)
 }
 
-fn evaluate_and_log<B: AutodiffBackend>(
+fn evaluate_and_log<B: TrainBackend>(
     trainer: &mut Trainer<B, Mlm<B>>,
     batches: &[MlmBatch],
     log: &mut Logger,
@@ -216,7 +216,7 @@ fn evaluate_and_log<B: AutodiffBackend>(
 
 /// MLM loss (mean over all masked tokens), accuracy on the masked tokens and perplexity, on
 /// fixed held-out batches. Runs without autodiff (no dropout).
-pub fn evaluate_mlm<B: Backend>(
+pub fn evaluate_mlm<B: Kernels>(
     model: &Mlm<B>,
     batches: &[MlmBatch],
     device: &B::Device,

@@ -33,6 +33,7 @@ use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
+use berthash_kernels::{Kernels, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::assets;
@@ -194,7 +195,7 @@ pub fn synthetic_batch(config: &BertHashConfig, batch: usize, seq: usize, seed: 
 }
 
 /// The pre-training loss: logits at the masked rows only (as `pretrain`).
-fn masked_loss<B: Backend>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
+fn masked_loss<B: Kernels>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
     let logits = model.forward_selected(batch.input, batch.positions);
     cross_entropy(to_f32(logits), batch.labels)
 }
@@ -279,7 +280,7 @@ fn summarize(mut m: Measurement, tokens_per_step: usize, reps: &[(usize, f64)]) 
 impl BackendTask for Config {
     type Output = Measurement;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Measurement> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Measurement> {
         let model_config = BertHashConfig::preset(&self.size)?;
         match self.phase {
             Phase::Train => bench_train::<B>(&self, &model_config, &device),
@@ -289,7 +290,7 @@ impl BackendTask for Config {
     }
 }
 
-fn bench_train<B: AutodiffBackend>(
+fn bench_train<B: TrainBackend>(
     cfg: &Config,
     model_config: &BertHashConfig,
     device: &B::Device,
@@ -356,7 +357,7 @@ fn bench_train<B: AutodiffBackend>(
     Ok(m)
 }
 
-fn bench_infer<B: AutodiffBackend>(
+fn bench_infer<B: TrainBackend>(
     cfg: &Config,
     model_config: &BertHashConfig,
     device: &B::Device,

@@ -9,7 +9,7 @@ use berthash_model::pretrained::{init_model, WEIGHTS_FILE};
 use berthash_model::{save, BertHashConfig, BertHashForMaskedLM, ModelOptions};
 use berthash_train::{FinetuneConfig, RunMode};
 use burn::backend::Flex;
-use burn::tensor::backend::AutodiffBackend;
+use berthash_kernels::TrainBackend;
 
 use crate::backend::{BackendKind, BackendTask};
 use crate::recipe;
@@ -162,7 +162,7 @@ struct Finetune {
 impl BackendTask for Finetune {
     type Output = berthash_train::Summary;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
         Ok(berthash_train::finetune::<B>(
             self.config,
             &self.out,

@@ -8,7 +8,7 @@ use berthash_model::inputs::InputBatch;
 use berthash_model::weights::{RawTensor, TensorFile};
 use berthash_model::{load_any, AnyModel};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
+use berthash_kernels::TrainBackend;
 
 use crate::backend::{BackendKind, BackendTask};
 
@@ -32,7 +32,7 @@ struct Forward(ForwardArgs);
 impl BackendTask for Forward {
     type Output = Vec<(String, Vec<usize>)>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
         let args = self.0;
         // Inference needs no autodiff: run on the inner backend (dropout off, no graph).
         let loaded = load_any::<B::InnerBackend>(&args.model, &device)

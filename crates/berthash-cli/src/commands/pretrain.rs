@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use berthash_data::{CorpusConfig, CorpusSource, PretrainStreamConfig};
 use berthash_model::BertHashConfig;
 use berthash_train::{PretrainConfig, RunMode};
-use burn::tensor::backend::AutodiffBackend;
+use berthash_kernels::TrainBackend;
 
 use crate::assets;
 use crate::backend::{BackendKind, BackendTask};
@@ -182,7 +182,7 @@ struct Pretrain {
 impl BackendTask for Pretrain {
     type Output = berthash_train::Summary;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
         Ok(berthash_train::pretrain::<B>(
             self.config,
             &self.out,

@@ -1,0 +1,47 @@
+//! Cross-entropy composed from Burn tensor ops: the reference the fused kernels are tested
+//! against, and the implementation on backends without a fused one.
+
+use burn::prelude::*;
+use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::{IndexingUpdateOp, TensorPrimitive};
+
+fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+}
+
+fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B> {
+    tensor.into_primitive().tensor()
+}
+
+/// `(mean loss [1], log-sum-exp [rows])`, with the max shift for stability.
+pub fn forward_composed<B: Backend>(
+    logits: FloatTensor<B>,
+    targets: IntTensor<B>,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let logits: Tensor<B, 2> = float(logits);
+    let [rows, _] = logits.dims();
+    let targets = Tensor::<B, 1, Int>::from_primitive(targets).reshape([rows, 1]);
+    let max = logits.clone().max_dim(1);
+    let log_sum_exp = (logits.clone() - max.clone()).exp().sum_dim(1).log() + max;
+    let picked = logits.gather(1, targets);
+    let loss = (log_sum_exp.clone() - picked).mean();
+    (primitive(loss), primitive(log_sum_exp.reshape([rows])))
+}
+
+/// `(softmax(logits) - one_hot(targets)) * grad / rows`.
+pub fn backward_composed<B: Backend>(
+    logits: FloatTensor<B>,
+    log_sum_exp: FloatTensor<B>,
+    targets: IntTensor<B>,
+    grad: FloatTensor<B>,
+) -> FloatTensor<B> {
+    let logits: Tensor<B, 2> = float(logits);
+    let [rows, _] = logits.dims();
+    let targets = Tensor::<B, 1, Int>::from_primitive(targets).reshape([rows, 1]);
+    let log_sum_exp: Tensor<B, 1> = float(log_sum_exp);
+    let probs = (logits - log_sum_exp.reshape([rows, 1])).exp();
+    let minus_one = Tensor::<B, 2>::ones([rows, 1], &probs.device()).neg();
+    let diff = probs.scatter(1, targets, minus_one, IndexingUpdateOp::Add);
+    let grad: Tensor<B, 1> = float(grad);
+    primitive(diff * grad.reshape([1, 1]) / rows as f64)
+}
