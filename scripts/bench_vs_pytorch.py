@@ -176,7 +176,9 @@ def main():
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count(), help="torch.set_num_threads")
     p.add_argument("--losses", default="masked,full")
-    p.add_argument("--berthash", default=str(REPO / "target/release/berthash"))
+    target = Path(os.environ.get("CARGO_TARGET_DIR") or REPO / "target")
+    p.add_argument("--berthash", default=str(target / "release" / "berthash"),
+                   help="the release binary (default: $CARGO_TARGET_DIR or target/, release/berthash)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
 

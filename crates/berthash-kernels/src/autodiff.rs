@@ -8,9 +8,91 @@ use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 
-use crate::Kernels;
+use crate::{dropout, Kernels};
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Gelu;
+
+        impl<B: Kernels> Backward<B, 1> for Gelu {
+            /// The input.
+            type State = FloatTensor<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let x = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::gelu_erf_backward(x, grad)
+                });
+            }
+        }
+
+        match Gelu
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let out = B::gelu_erf(x.primitive.clone());
+                prep.finish(x.primitive, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(x.primitive)),
+        }
+    }
+
+    // Graph nodes built from tracked Burn ops: only reached by a second-order use.
+    type DropoutMask = FloatTensor<Self>;
+
+    fn dropout_forward(x: FloatTensor<Self>, prob: f64) -> (FloatTensor<Self>, Self::DropoutMask) {
+        dropout::forward_composed::<Self>(x, prob)
+    }
+
+    fn dropout_backward(
+        grad: FloatTensor<Self>,
+        mask: Self::DropoutMask,
+        prob: f64,
+    ) -> FloatTensor<Self> {
+        dropout::backward_composed::<Self>(grad, mask, prob)
+    }
+
+    fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct Dropout;
+
+        impl<B: Kernels> Backward<B, 1> for Dropout {
+            type State = (B::DropoutMask, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (mask, prob) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::dropout_backward(grad, mask, prob)
+                });
+            }
+        }
+
+        match Dropout
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let (out, mask) = B::dropout_forward(x.primitive, prob);
+                prep.finish((mask, prob), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(B::dropout_forward(x.primitive, prob).0),
+        }
+    }
+
     fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct CrossEntropy;

@@ -26,7 +26,10 @@ pub fn exp_shifted_scaled(row: &mut [f32], shift: f32, scale: f32) {
 
 mod scalar {
     fn max(row: &[f32]) -> f32 {
-        row.iter().fold(f32::NEG_INFINITY, |a, &b| if b > a || b.is_nan() { b } else { a })
+        row.iter().fold(
+            f32::NEG_INFINITY,
+            |a, &b| if b > a || b.is_nan() { b } else { a },
+        )
     }
 
     pub fn log_sum_exp(row: &[f32]) -> f32 {
@@ -45,10 +48,10 @@ mod scalar {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
-    const LANES: usize = 8;
+    pub const LANES: usize = 8;
 
     pub fn available() -> bool {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
@@ -58,15 +61,25 @@ mod avx2 {
     /// built in the exponent bits), relative error about 2e-7. Below -87.3 gives 0 (the true
     /// value is under f32's normal range); NaN stays NaN.
     #[target_feature(enable = "avx2,fma")]
-    fn exp8(x: __m256) -> __m256 {
+    pub fn exp8(x: __m256) -> __m256 {
         let splat = _mm256_set1_ps;
         // `max`/`min` return their second operand when either is NaN: keep `x` second.
         let clamped = _mm256_min_ps(splat(88.7), _mm256_max_ps(splat(-87.3), x));
-        let n = _mm256_floor_ps(_mm256_fmadd_ps(clamped, splat(std::f32::consts::LOG2_E), splat(0.5)));
+        let n = _mm256_floor_ps(_mm256_fmadd_ps(
+            clamped,
+            splat(std::f32::consts::LOG2_E),
+            splat(0.5),
+        ));
         let r = _mm256_fnmadd_ps(n, splat(0.693_359_4), clamped);
         let r = _mm256_fnmadd_ps(n, splat(-2.121_944_4e-4), r);
         let mut p = splat(1.987_569_1e-4);
-        for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            5.000_000_1e-1,
+        ] {
             p = _mm256_fmadd_ps(p, r, splat(c));
         }
         let e = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, splat(1.0)));
@@ -104,7 +117,10 @@ mod avx2 {
         let mut lanes = [0.0f32; LANES];
         // SAFETY: `lanes` holds 8 f32.
         unsafe { _mm256_storeu_ps(lanes.as_mut_ptr(), max) };
-        let max = lanes.iter().chain(tail).fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+        let max = lanes
+            .iter()
+            .chain(tail)
+            .fold(f32::NEG_INFINITY, |a, &b| a.max(b));
         if !max.is_finite() {
             return max;
         }
@@ -151,7 +167,16 @@ mod avx2 {
             x += 0.0137;
         }
         assert!(worst < 5e-7, "worst relative error {worst}");
-        let specials = [-100.0, f32::NEG_INFINITY, 0.0, f32::NAN, 1.0, -1.0, 2.0, 3.0];
+        let specials = [
+            -100.0,
+            f32::NEG_INFINITY,
+            0.0,
+            f32::NAN,
+            1.0,
+            -1.0,
+            2.0,
+            3.0,
+        ];
         let mut out = [0.0f32; LANES];
         // SAFETY: as above.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), exp8(_mm256_loadu_ps(specials.as_ptr()))) };
@@ -166,17 +191,26 @@ mod tests {
 
     fn exact_log_sum_exp(row: &[f32]) -> f64 {
         let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
-        row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln() + max
+        row.iter()
+            .map(|&x| (x as f64 - max).exp())
+            .sum::<f64>()
+            .ln()
+            + max
     }
 
     #[test]
     fn log_sum_exp_matches_the_exact_value_both_ways() {
         for len in [1usize, 7, 8, 9, 61, 30522] {
-            let row: Vec<f32> = (0..len).map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0).collect();
+            let row: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % 1000) as f32 / 37.0 - 13.0)
+                .collect();
             let expected = exact_log_sum_exp(&row);
             for got in [log_sum_exp(&row), scalar::log_sum_exp(&row)] {
                 let got = got as f64;
-                assert!((got - expected).abs() < 1e-5 * expected.abs().max(1.0), "{len}: {got} vs {expected}");
+                assert!(
+                    (got - expected).abs() < 1e-5 * expected.abs().max(1.0),
+                    "{len}: {got} vs {expected}"
+                );
             }
         }
     }

@@ -1,15 +1,58 @@
-//! The CPU backend's kernels: one rayon task per row, SIMD `exp` ([`crate::exp`]). Other float
-//! types than f32 take the composed path.
+//! The CPU backend's kernels: cross-entropy with one rayon task per row and SIMD `exp`
+//! ([`crate::exp`]; f32, other float types take the composed path), dropout with a hashed mask
+//! ([`crate::hash_mask`]).
 
 use burn::backend::Flex;
-use burn::tensor::ops::{FloatTensor, IntTensor};
-use burn::tensor::{DType, TensorData};
+use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
+use burn::tensor::{DType, Distribution, FloatDType, Shape, TensorData};
 use burn_flex::FlexTensor;
+use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::cross_entropy::{backward_composed, forward_composed};
 use crate::exp::{exp_shifted_scaled, log_sum_exp};
-use crate::Kernels;
+use crate::gelu;
+use crate::hash_mask::{self, MaskKey};
+use crate::{Kernels, CHUNK};
+
+/// `tensor` with a contiguous buffer this handle alone owns when it was the only handle: the
+/// buffer can then be written in place.
+fn into_contiguous(tensor: FlexTensor) -> FlexTensor {
+    let contiguous = tensor.to_contiguous();
+    drop(tensor);
+    contiguous
+}
+
+/// A new dropout key from the backend's RNG, so that `Backend::seed` makes runs reproducible.
+fn draw_mask_key() -> MaskKey {
+    let draws = Flex::float_random(
+        Shape::new([2]),
+        Distribution::Default,
+        &Default::default(),
+        FloatDType::F32,
+    );
+    let bits: Vec<u64> = draws
+        .into_data()
+        .to_vec::<f32>()
+        .expect("f32 draws")
+        .iter()
+        .map(|&u| (u * 16_777_216.0) as u64)
+        .collect();
+    MaskKey(bits[0] << 24 | bits[1])
+}
+
+/// Dropout in place on a float buffer of any precision (the mask depends only on the key).
+fn masked(tensor: FlexTensor, key: MaskKey, prob: f64) -> FlexTensor {
+    let mut out = into_contiguous(tensor);
+    match out.dtype() {
+        DType::F32 => hash_mask::apply(out.storage_mut::<f32>(), key, prob),
+        DType::F64 => hash_mask::apply(out.storage_mut::<f64>(), key, prob),
+        DType::BF16 => hash_mask::apply(out.storage_mut::<bf16>(), key, prob),
+        DType::F16 => hash_mask::apply(out.storage_mut::<f16>(), key, prob),
+        other => panic!("dropout: not a float tensor ({other:?})"),
+    }
+    out
+}
 
 /// `[rows, classes]` of a 2-D tensor.
 fn matrix_dims(tensor: &FlexTensor) -> [usize; 2] {
@@ -43,6 +86,45 @@ fn f32_tensor(values: Vec<f32>, shape: [usize; 1]) -> FlexTensor {
 }
 
 impl Kernels for Flex {
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::gelu(x);
+        }
+        let shape = x.layout().shape().clone();
+        let x = x.to_contiguous();
+        let input = x.as_slice::<f32>().expect("contiguous f32");
+        let mut out = vec![0.0f32; input.len()];
+        out.par_chunks_mut(CHUNK)
+            .zip(input.par_chunks(CHUNK))
+            .for_each(|(out, x)| gelu::gelu(x, out));
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return <Self as ActivationOps<Self>>::gelu_backward(x, grad);
+        }
+        let x = x.to_contiguous();
+        let input = x.as_slice::<f32>().expect("contiguous f32");
+        let mut out = into_contiguous(grad);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .zip(input.par_chunks(CHUNK))
+            .for_each(|(grad, x)| gelu::gelu_backward_in_place(x, grad));
+        out
+    }
+
+    type DropoutMask = MaskKey;
+
+    fn dropout_forward(x: FloatTensor<Self>, prob: f64) -> (FloatTensor<Self>, MaskKey) {
+        let key = draw_mask_key();
+        (masked(x, key, prob), key)
+    }
+
+    fn dropout_backward(grad: FloatTensor<Self>, key: MaskKey, prob: f64) -> FloatTensor<Self> {
+        masked(grad, key, prob)
+    }
+
     fn cross_entropy_forward(
         logits: FloatTensor<Self>,
         targets: IntTensor<Self>,
@@ -82,7 +164,7 @@ impl Kernels for Flex {
         let log_sum_exp = log_sum_exp.as_slice::<f32>().expect("contiguous f32");
         // The logits are dead after this: write the gradient over them when we hold the only
         // reference (the usual case), else into a copy.
-        let mut out = logits.to_contiguous();
+        let mut out = into_contiguous(logits);
         let values: &mut [f32] = out.storage_mut();
         values
             .par_chunks_mut(classes)

@@ -5,6 +5,13 @@
 //! each a pass over ~75 MB at nano's batch. A fused kernel reads the logits twice per step
 //! instead: once forward for the row log-sum-exps, once backward to write the gradient.
 //!
+//! Dropout is the other: Burn draws its mask element by element from a ChaCha RNG on one thread
+//! and multiplies twice; the CPU kernel hashes the element index with a per-call key (drawn from
+//! the backend's seeded RNG, so runs stay reproducible) in one parallel pass, and the backward
+//! recomputes the mask from the key instead of storing it.
+//!
+//! GELU is the third: Burn's CPU GELU calls a scalar `erf` per element, forward and backward.
+//!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
 //!   use these);
@@ -13,17 +20,24 @@
 //! - `Autodiff<B>` records one graph node whose backward calls `B`'s fused backward
 //!   ([`autodiff`]).
 
+use burn::nn::Dropout;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor};
 use burn::tensor::TensorPrimitive;
 
 mod autodiff;
 pub mod cross_entropy;
+pub mod dropout;
 mod exp;
 mod flex;
+mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
+mod hash_mask;
+
+/// Elements per rayon task of the CPU element-wise kernels.
+const CHUNK: usize = 1 << 15;
 
 /// A backend with berthash's fused kernels.
 pub trait Kernels: Backend {
@@ -51,6 +65,55 @@ pub trait Kernels: Backend {
     fn cross_entropy(logits: FloatTensor<Self>, targets: IntTensor<Self>) -> FloatTensor<Self> {
         Self::cross_entropy_forward(logits, targets).0
     }
+
+    /// What a dropout's backward needs to know of the elements its forward kept.
+    type DropoutMask: Clone + Send + core::fmt::Debug + 'static;
+
+    /// Zeroes each element of `x` with probability `prob` (in `(0, 1]`) and scales the others
+    /// by `1 / (1 - prob)`.
+    fn dropout_forward(x: FloatTensor<Self>, prob: f64) -> (FloatTensor<Self>, Self::DropoutMask);
+
+    /// The gradient through that dropout: the same mask and scale, applied to `grad`.
+    fn dropout_backward(
+        grad: FloatTensor<Self>,
+        mask: Self::DropoutMask,
+        prob: f64,
+    ) -> FloatTensor<Self>;
+
+    /// Dropout alone. `Autodiff` overrides it to record a single graph node.
+    fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
+        Self::dropout_forward(x, prob).0
+    }
+
+    /// GELU, the exact (erf) form. By default Burn's own; `Autodiff` records a node whose
+    /// backward is [`Kernels::gelu_erf_backward`].
+    fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu(x)
+    }
+
+    /// `grad * gelu'(x)`.
+    fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as ActivationOps<Self>>::gelu_backward(x, grad)
+    }
+}
+
+/// `burn::nn::Dropout::forward`, fused: identity outside training (a backend without autodiff)
+/// or at probability 0.
+pub fn dropout<B: Kernels, const D: usize>(x: Tensor<B, D>, dropout: &Dropout) -> Tensor<B, D> {
+    if dropout.prob == 0.0 || !B::ad_enabled(&x.device()) {
+        return x;
+    }
+    Tensor::from_primitive(TensorPrimitive::Float(B::dropout(
+        x.into_primitive().tensor(),
+        dropout.prob,
+    )))
+}
+
+/// GELU (erf form, as BERT), fused: see [`Kernels::gelu_erf`].
+pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::gelu_erf(
+        x.into_primitive().tensor(),
+    )))
 }
 
 /// An autodiff backend the trainer runs on: the kernels on the tracked backend (training) and on

@@ -19,13 +19,21 @@ fn reference<B: Backend>(logits: Tensor<B, 2>, targets: Tensor<B, 1, Int>) -> Te
 }
 
 /// d(factor * mean CE(scale * logits)) / d logits, in f64.
-fn exact_gradient(logits: &TensorData, targets: &TensorData, scale: f64, factor: f64) -> TensorData {
+fn exact_gradient(
+    logits: &TensorData,
+    targets: &TensorData,
+    scale: f64,
+    factor: f64,
+) -> TensorData {
     let [rows, classes] = [logits.shape[0], logits.shape[1]];
     let x = logits.to_vec::<f32>().unwrap();
     let t = targets.clone().convert::<i64>().to_vec::<i64>().unwrap();
     let mut grad = vec![0.0f32; rows * classes];
     for r in 0..rows {
-        let row: Vec<f64> = x[r * classes..(r + 1) * classes].iter().map(|&v| v as f64 * scale).collect();
+        let row: Vec<f64> = x[r * classes..(r + 1) * classes]
+            .iter()
+            .map(|&v| v as f64 * scale)
+            .collect();
         let max = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         let sum: f64 = row.iter().map(|v| (v - max).exp()).sum();
         for c in 0..classes {
@@ -39,7 +47,8 @@ fn exact_gradient(logits: &TensorData, targets: &TensorData, scale: f64, factor:
 fn case(rows: usize, classes: usize, seed: u64) -> (TensorData, TensorData) {
     let device = Default::default();
     Flex::seed(&device, seed);
-    let logits = Tensor::<Flex, 2>::random([rows, classes], Distribution::Normal(0.0, 4.0), &device);
+    let logits =
+        Tensor::<Flex, 2>::random([rows, classes], Distribution::Normal(0.0, 4.0), &device);
     let targets =
         Tensor::<Flex, 1, Int>::random([rows], Distribution::Uniform(0.0, classes as f64), &device);
     (logits.into_data(), targets.into_data())

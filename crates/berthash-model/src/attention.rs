@@ -1,5 +1,6 @@
 //! Multi-head self-attention, as `BertAttention` (self + output with residual and LayerNorm).
 
+use berthash_kernels::{dropout, Kernels};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -28,7 +29,9 @@ impl<B: Backend> BertSelfAttention<B> {
             num_heads: config.num_attention_heads,
         }
     }
+}
 
+impl<B: Kernels> BertSelfAttention<B> {
     /// `hidden`: `[batch, seq, hidden]`; `mask`: additive, `[batch, 1, 1, seq]`.
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
@@ -47,7 +50,7 @@ impl<B: Backend> BertSelfAttention<B> {
             let dtype = scores.dtype();
             scores = scores + mask.cast(dtype);
         }
-        let probs = self.dropout.forward(softmax(scores, 3));
+        let probs = dropout(softmax(scores, 3), &self.dropout);
         probs
             .matmul(value)
             .swap_dims(1, 2)
@@ -71,9 +74,11 @@ impl<B: Backend> BertSelfOutput<B> {
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
         }
     }
+}
 
+impl<B: Kernels> BertSelfOutput<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let projected = self.dropout.forward(self.dense.forward(hidden));
+        let projected = dropout(self.dense.forward(hidden), &self.dropout);
         self.layer_norm.forward(projected + residual)
     }
 }
@@ -92,7 +97,9 @@ impl<B: Backend> BertAttention<B> {
             output: BertSelfOutput::new(config, init),
         }
     }
+}
 
+impl<B: Kernels> BertAttention<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let attended = self.self_.forward(hidden.clone(), mask);
         self.output.forward(attended, hidden)

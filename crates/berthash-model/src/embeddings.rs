@@ -2,6 +2,7 @@
 //! `[vocab, projections]` table ("like a hash") followed by a bias-free projection to
 //! `hidden_size`, so the vocabulary costs `vocab * projections` instead of `vocab * hidden`.
 
+use berthash_kernels::{dropout, Kernels};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::prelude::*;
 
@@ -57,7 +58,9 @@ impl<B: Backend> BertEmbeddings<B> {
             dropout: DropoutConfig::new(config.hidden_dropout_prob).init(),
         }
     }
+}
 
+impl<B: Kernels> BertEmbeddings<B> {
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
@@ -72,6 +75,6 @@ impl<B: Backend> BertEmbeddings<B> {
         let embeddings = self.word_embeddings.forward(input_ids)
             + self.position_embeddings.forward(positions)
             + self.token_type_embeddings.forward(token_types);
-        self.dropout.forward(self.layer_norm.forward(embeddings))
+        dropout(self.layer_norm.forward(embeddings), &self.dropout)
     }
 }

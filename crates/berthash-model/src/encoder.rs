@@ -1,8 +1,8 @@
 //! The post-LayerNorm encoder stack: `encoder.layer.N.{attention, intermediate, output}`.
 
+use berthash_kernels::{dropout, gelu, Kernels};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::gelu;
 
 use crate::attention::BertAttention;
 use crate::config::BertHashConfig;
@@ -44,14 +44,13 @@ impl<B: Backend> BertLayer<B> {
             },
         }
     }
+}
 
+impl<B: Kernels> BertLayer<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         let attended = self.attention.forward(hidden, mask);
         let expanded = gelu(self.intermediate.dense.forward(attended.clone()));
-        let projected = self
-            .output
-            .dropout
-            .forward(self.output.dense.forward(expanded));
+        let projected = dropout(self.output.dense.forward(expanded), &self.output.dropout);
         self.output.layer_norm.forward(projected + attended)
     }
 }
@@ -69,7 +68,9 @@ impl<B: Backend> BertEncoder<B> {
                 .collect(),
         }
     }
+}
 
+impl<B: Kernels> BertEncoder<B> {
     pub fn forward(&self, mut hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
         for layer in &self.layer {
             hidden = layer.forward(hidden, mask.clone());

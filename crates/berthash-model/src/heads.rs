@@ -1,9 +1,10 @@
 //! What sits on top of the encoder: the pooler and the stock BERT MLM head (able to score only
 //! selected positions). The classifier is two plain fields of its model (`dropout`, `classifier`).
 
+use berthash_kernels::{gelu, Kernels};
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::{gelu, tanh};
+use burn::tensor::activation::tanh;
 
 use crate::config::BertHashConfig;
 use crate::init::Initializer;
@@ -63,7 +64,9 @@ impl<B: Backend> BertOnlyMLMHead<B> {
             },
         }
     }
+}
 
+impl<B: Kernels> BertOnlyMLMHead<B> {
     /// `[..., hidden]` -> `[..., vocab]` logits.
     pub fn forward<const D: usize>(&self, hidden: Tensor<B, D>) -> Tensor<B, D> {
         let transform = &self.predictions.transform;

@@ -3,9 +3,9 @@
 //! `BertHashForMaskedLM` (`bert`, `cls`) and `BertHashForSequenceClassification` (`bert`,
 //! `classifier`).
 
+use berthash_kernels::{dropout, Kernels};
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
-use berthash_kernels::Kernels;
 
 use crate::attention::additive_attention_mask;
 use crate::config::BertHashConfig;
@@ -64,7 +64,9 @@ impl<B: Backend> BertHashModel<B> {
             pooler: options.with_pooler.then(|| BertPooler::new(config, init)),
         }
     }
+}
 
+impl<B: Kernels> BertHashModel<B> {
     /// The encoder's output for every position, without the pooler.
     pub fn encode(&self, input: BertInput<B>) -> Tensor<B, 3> {
         let mask = input.attention_mask.map(additive_attention_mask);
@@ -101,7 +103,9 @@ impl<B: Backend> BertHashForMaskedLM<B> {
             cls: BertOnlyMLMHead::new(config, init),
         }
     }
+}
 
+impl<B: Kernels> BertHashForMaskedLM<B> {
     /// Hidden states and logits at every position: `[batch, seq, vocab]`.
     pub fn forward(&self, input: BertInput<B>) -> (BertModelOutput<B>, Tensor<B, 3>) {
         let output = self.bert.forward(input);
@@ -118,9 +122,7 @@ impl<B: Backend> BertHashForMaskedLM<B> {
         self.cls
             .forward_selected(self.bert.encode(input), positions)
     }
-}
 
-impl<B: Kernels> BertHashForMaskedLM<B> {
     /// Mean cross-entropy over the selected positions, and their logits.
     pub fn loss(
         &self,
@@ -162,7 +164,9 @@ impl<B: Backend> BertHashForSequenceClassification<B> {
             classifier: init.linear(config.hidden_size, config.num_labels(), true),
         }
     }
+}
 
+impl<B: Kernels> BertHashForSequenceClassification<B> {
     /// `[batch, num_labels]` logits (a single score per row for regression).
     pub fn forward(&self, input: BertInput<B>) -> (BertModelOutput<B>, Tensor<B, 2>) {
         let output = self.bert.forward(input);
@@ -170,12 +174,10 @@ impl<B: Backend> BertHashForSequenceClassification<B> {
             .pooler_output
             .clone()
             .expect("a classification model always has a pooler");
-        let logits = self.classifier.forward(self.dropout.forward(pooled));
+        let logits = self.classifier.forward(dropout(pooled, &self.dropout));
         (output, logits)
     }
-}
 
-impl<B: Kernels> BertHashForSequenceClassification<B> {
     /// Cross-entropy for classes, MSE for scores, as `BertForSequenceClassification` picks.
     pub fn loss(
         &self,

@@ -8,12 +8,12 @@ use std::path::Path;
 
 use berthash_data::glue::EncodedSplit;
 use berthash_data::{encode_examples, read_split, LabelSpec, Split, TokenizerHandle};
+use berthash_kernels::{Kernels, TrainBackend};
 use berthash_model::loss::{cross_entropy, mse};
 use berthash_model::pretrained;
 use berthash_model::{BertHashConfig, BertHashForSequenceClassification, ClassificationTargets};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use berthash_kernels::{Kernels, TrainBackend};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -6,13 +6,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use berthash_data::{MlmBatch, PretrainLoader, TokenizerHandle};
+use berthash_kernels::{Kernels, TrainBackend};
 use berthash_model::loss::cross_entropy;
 use berthash_model::pretrained::{self, init_model};
 use berthash_model::weights::WeightLayout;
 use berthash_model::{BertHashForMaskedLM, ModelOptions};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use berthash_kernels::{Kernels, TrainBackend};
 
 use crate::batch::{mlm_tensors, MlmTensors};
 use crate::checkpoint::{contiguous, BestEval, Checkpoints};

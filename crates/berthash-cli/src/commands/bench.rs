@@ -22,6 +22,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use berthash_data::{CorpusConfig, CorpusSource, MlmBatch, PretrainLoader, PretrainStreamConfig};
+use berthash_kernels::{Kernels, TrainBackend};
 use berthash_model::loss::cross_entropy;
 use berthash_model::pretrained::init_model;
 use berthash_model::{BertHashConfig, BertHashForMaskedLM, ModelOptions};
@@ -31,9 +32,7 @@ use berthash_train::trainer::{to_f32, Trainer};
 use berthash_train::{AdamW, OptimizerConfig, Precision, ScheduleConfig, TrainConfig, TrainState};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::backend::AutodiffBackend;
-use berthash_kernels::{Kernels, TrainBackend};
 use serde::{Deserialize, Serialize};
 
 use crate::assets;
@@ -200,18 +199,13 @@ fn masked_loss<B: Kernels>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1>
     cross_entropy(to_f32(logits), batch.labels)
 }
 
-/// Hugging Face's step: logits at every position, log-softmax over all rows, the masked rows'
-/// targets picked out (what `CrossEntropyLoss(ignore_index=-100)` computes).
-fn full_vocab_loss<B: Backend>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
+/// Hugging Face's step: logits at every position (the decoder over all `batch * seq` rows), the
+/// masked rows' cross-entropy (what `CrossEntropyLoss(ignore_index=-100)` computes).
+fn full_vocab_loss<B: Kernels>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
     let (_, logits) = model.forward(batch.input);
     let [b, s, v] = logits.dims();
-    let log_probs = log_softmax(to_f32(logits.reshape([b * s, v])), 1);
-    let n = batch.masked;
-    log_probs
-        .select(0, batch.positions)
-        .gather(1, batch.labels.reshape([n, 1]))
-        .mean()
-        .neg()
+    let masked = to_f32(logits.reshape([b * s, v])).select(0, batch.positions);
+    cross_entropy(masked, batch.labels)
 }
 
 struct Config {

@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use berthash_data::builtin_task;
+use berthash_kernels::TrainBackend;
 use berthash_model::pretrained::{init_model, WEIGHTS_FILE};
 use berthash_model::{save, BertHashConfig, BertHashForMaskedLM, ModelOptions};
 use berthash_train::{FinetuneConfig, RunMode};
 use burn::backend::Flex;
-use berthash_kernels::TrainBackend;
 
 use crate::backend::{BackendKind, BackendTask};
 use crate::recipe;

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use berthash_kernels::TrainBackend;
 use berthash_model::inputs::InputBatch;
 use berthash_model::weights::{RawTensor, TensorFile};
 use berthash_model::{load_any, AnyModel};
 use burn::prelude::*;
-use berthash_kernels::TrainBackend;
 
 use crate::backend::{BackendKind, BackendTask};
 

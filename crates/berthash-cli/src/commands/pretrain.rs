@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use berthash_data::{CorpusConfig, CorpusSource, PretrainStreamConfig};
+use berthash_kernels::TrainBackend;
 use berthash_model::BertHashConfig;
 use berthash_train::{PretrainConfig, RunMode};
-use berthash_kernels::TrainBackend;
 
 use crate::assets;
 use crate::backend::{BackendKind, BackendTask};

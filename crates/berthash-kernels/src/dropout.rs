@@ -1,0 +1,31 @@
+//! Dropout composed from Burn tensor ops, as `burn::nn::Dropout` computes it: a Bernoulli mask
+//! drawn from the backend's RNG, kept for the backward.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{Distribution, Scalar, TensorMetadata};
+
+/// `(x * mask / (1 - prob), mask)`.
+pub fn forward_composed<B: Backend>(
+    x: FloatTensor<B>,
+    prob: f64,
+) -> (FloatTensor<B>, FloatTensor<B>) {
+    let keep = 1.0 - prob;
+    let mask = B::float_random(
+        x.shape(),
+        Distribution::Bernoulli(keep),
+        &B::float_device(&x),
+        x.dtype().into(),
+    );
+    let out = B::float_mul_scalar(B::float_mul(x, mask.clone()), Scalar::Float(1.0 / keep));
+    (out, mask)
+}
+
+/// `grad * mask / (1 - prob)`.
+pub fn backward_composed<B: Backend>(
+    grad: FloatTensor<B>,
+    mask: FloatTensor<B>,
+    prob: f64,
+) -> FloatTensor<B> {
+    B::float_mul_scalar(B::float_mul(grad, mask), Scalar::Float(1.0 / (1.0 - prob)))
+}
