@@ -4,8 +4,8 @@
 //! - `train`: berthash-train's [`Trainer`] step (forward, backward, clipping, AdamW) with the
 //!   pre-training MLM loss at the masked positions only, on synthetic batches (15% of the
 //!   positions masked, ids uniform over the vocabulary). `--full-vocab` computes the logits at
-//!   every position instead and takes the log-softmax over all of them before picking the masked
-//!   rows — the work of Hugging Face's `BertForMaskedLM` + `Trainer` step.
+//!   every position instead (the vocab decoder over all `batch * seq` rows) and the loss of the
+//!   masked rows among them — the work of Hugging Face's `BertForMaskedLM` + `Trainer` step.
 //! - `infer`: the encoder forward (`last_hidden_state`) without autodiff.
 //! - `data`: the pre-training loader (tokenize, pack, shuffle, mask) over the built-in sample
 //!   corpus, looping; at least 3 repetitions of 64 batches after draining its prefetch buffer.
