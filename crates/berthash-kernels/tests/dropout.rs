@@ -6,8 +6,12 @@ use burn::backend::{Autodiff, Flex};
 use burn::nn::DropoutConfig;
 use burn::prelude::*;
 use burn::tensor::Distribution;
+use std::sync::Mutex;
 
 type Ad = Autodiff<Flex>;
+
+/// The backend RNG is process-wide: tests that seed it and draw from it take turns.
+static RNG: Mutex<()> = Mutex::new(());
 
 fn input(device: &burn::backend::flex::FlexDevice) -> TensorData {
     Flex::seed(device, 3);
@@ -16,6 +20,7 @@ fn input(device: &burn::backend::flex::FlexDevice) -> TensorData {
 
 #[test]
 fn backward_applies_the_forward_mask() {
+    let _turn = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = Default::default();
     let data = input(&device);
     let drop = DropoutConfig::new(0.25).init();
@@ -55,6 +60,7 @@ fn backward_applies_the_forward_mask() {
 
 #[test]
 fn the_backend_seed_fixes_the_mask() {
+    let _turn = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = Default::default();
     let data = input(&device);
     let drop = DropoutConfig::new(0.5).init();
@@ -74,6 +80,7 @@ fn the_backend_seed_fixes_the_mask() {
 
 #[test]
 fn inference_and_probability_zero_are_the_identity() {
+    let _turn = RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let device = Default::default();
     let data = input(&device);
     let x = Tensor::<Flex, 3>::from_data(data.clone(), &device);
