@@ -50,6 +50,7 @@ PYTHON="${PYTHON:-python3}"
 WHEELHOUSE="${WHEELHOUSE:-$PIP_CACHE_DIR/berthash-wheelhouse}"
 
 TORCH_VERSION=2.11.0
+ACCELERATE_VERSION=1.10.1
 # Load-time CUDA libraries of torch 2.11.0 (cu130 build), see the note above.
 TORCH_CUDA_LIBS=(
   nvidia-cuda-runtime==13.0.96
@@ -108,8 +109,15 @@ elif [[ "$(installed_version transformers)" != "$TRANSFORMERS_VERSION" ]] \
   "${PIP[@]}" install -q --no-warn-conflicts "transformers==$TRANSFORMERS_VERSION" safetensors tokenizers numpy
 fi
 
+# accelerate: transformers.Trainer needs it (the parity suite's `--long` run_glue runs). With
+# --no-deps, so that pip does not resolve torch's skipped CUDA packages back in; its other
+# requirements come with transformers, but psutil.
+if [[ -z "$(installed_version accelerate)" ]] || [[ -z "$(installed_version psutil)" ]]; then
+  "${PIP[@]}" install -q --no-warn-conflicts --no-deps "accelerate==$ACCELERATE_VERSION" psutil
+fi
+
 "$PY" - <<'EOF'
-import numpy, safetensors, tokenizers, torch, transformers
+import accelerate, numpy, safetensors, tokenizers, torch, transformers
 print(f"python_env: torch {torch.__version__} (cuda available: {torch.cuda.is_available()}), "
       f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, "
       f"safetensors {safetensors.__version__}, numpy {numpy.__version__}")
