@@ -11,6 +11,48 @@ use burn::tensor::ops::{FloatTensor, IntTensor};
 use crate::{dropout, Kernels};
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn attention_probs(
+        scores: FloatTensor<Self>,
+        scale: f64,
+        key_bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct AttentionProbs;
+
+        impl<B: Kernels> Backward<B, 1> for AttentionProbs {
+            /// The probabilities (the forward's output) and the scale.
+            type State = (FloatTensor<B>, f64);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (probs, scale) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::attention_probs_backward(probs, scale, grad)
+                });
+            }
+        }
+
+        // The bias is the padding mask, a constant: only the scores are differentiated.
+        let key_bias = key_bias.map(|bias| bias.primitive);
+        match AttentionProbs
+            .prepare::<C>([scores.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let probs = B::attention_probs(scores.primitive, scale, key_bias);
+                prep.finish((probs.clone(), scale), probs)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::attention_probs(scores.primitive, scale, key_bias))
+            }
+        }
+    }
+
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct Gelu;

@@ -13,6 +13,7 @@ use crate::cross_entropy::{backward_composed, forward_composed};
 use crate::exp::{exp_shifted_scaled, log_sum_exp};
 use crate::gelu;
 use crate::hash_mask::{self, MaskKey};
+use crate::softmax;
 use crate::{Kernels, CHUNK};
 
 /// `tensor` with a contiguous buffer this handle alone owns when it was the only handle: the
@@ -86,6 +87,68 @@ fn f32_tensor(values: Vec<f32>, shape: [usize; 1]) -> FlexTensor {
 }
 
 impl Kernels for Flex {
+    fn attention_probs(
+        scores: FloatTensor<Self>,
+        scale: f64,
+        key_bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let all_f32 = scores.dtype() == DType::F32
+            && key_bias
+                .as_ref()
+                .is_none_or(|bias| bias.dtype() == DType::F32);
+        if !all_f32 {
+            return crate::attention::forward_composed::<Self>(scores, scale, key_bias);
+        }
+        let shape = scores.layout().shape().clone();
+        let [batch, heads, queries, keys] = shape.dims::<4>();
+        let scores = scores.to_contiguous();
+        let input = scores.as_slice::<f32>().expect("contiguous f32");
+        let bias = key_bias.map(|bias| bias.to_contiguous());
+        let bias = bias
+            .as_ref()
+            .map(|b| b.as_slice::<f32>().expect("contiguous f32"));
+        let mut out = vec![0.0f32; input.len()];
+        let rows_per_batch = heads * queries;
+        let rows_per_task = (CHUNK / keys).max(1);
+        out.par_chunks_mut(keys * rows_per_task)
+            .zip(input.par_chunks(keys * rows_per_task))
+            .enumerate()
+            .for_each(|(task, (out, scores))| {
+                let rows = out.chunks_mut(keys).zip(scores.chunks(keys));
+                for (i, (out, scores)) in rows.enumerate() {
+                    let batch_row = (task * rows_per_task + i) / rows_per_batch;
+                    let bias = bias.map(|b| &b[batch_row * keys..][..keys]);
+                    softmax::forward_row(scores, scale as f32, bias, out);
+                }
+            });
+        debug_assert_eq!(out.len(), batch * rows_per_batch * keys);
+        FlexTensor::from_data(TensorData::new(out, shape))
+    }
+
+    fn attention_probs_backward(
+        probs: FloatTensor<Self>,
+        scale: f64,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        if probs.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+            return crate::attention::backward_composed::<Self>(probs, scale, grad);
+        }
+        let keys = *probs.layout().shape().dims::<4>().last().expect("4 dims");
+        let probs = probs.to_contiguous();
+        let probs = probs.as_slice::<f32>().expect("contiguous f32");
+        let rows_per_task = (CHUNK / keys).max(1);
+        let mut out = into_contiguous(grad);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(keys * rows_per_task)
+            .zip(probs.par_chunks(keys * rows_per_task))
+            .for_each(|(grad, probs)| {
+                for (grad, probs) in grad.chunks_mut(keys).zip(probs.chunks(keys)) {
+                    softmax::backward_row(probs, scale as f32, grad);
+                }
+            });
+        out
+    }
+
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 {
             return <Self as ActivationOps<Self>>::gelu(x);

@@ -11,6 +11,9 @@
 //! recomputes the mask from the key instead of storing it.
 //!
 //! GELU is the third: Burn's CPU GELU calls a scalar `erf` per element, forward and backward.
+//! The attention probabilities are the fourth: Burn's softmax is five tracked ops, the padding
+//! mask is added through a strided broadcast, and glibc's `expf` takes a slow path for every
+//! masked (hugely negative) score; the kernel folds scale and mask into one row pass.
 //!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
@@ -26,6 +29,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor};
 use burn::tensor::TensorPrimitive;
 
+pub mod attention;
 mod autodiff;
 pub mod cross_entropy;
 pub mod dropout;
@@ -35,6 +39,7 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
+mod softmax;
 
 /// Elements per rayon task of the CPU element-wise kernels.
 const CHUNK: usize = 1 << 15;
@@ -95,6 +100,27 @@ pub trait Kernels: Backend {
     fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
         <Self as ActivationOps<Self>>::gelu_backward(x, grad)
     }
+
+    /// Attention probabilities: `softmax(scores * scale + key_bias)` over the keys, for `scores`
+    /// `[batch, heads, queries, keys]` and an additive `key_bias` `[batch, keys]` (the padding
+    /// mask; it gets no gradient). `Autodiff` records a node whose backward is
+    /// [`Kernels::attention_probs_backward`].
+    fn attention_probs(
+        scores: FloatTensor<Self>,
+        scale: f64,
+        key_bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        attention::forward_composed::<Self>(scores, scale, key_bias)
+    }
+
+    /// The gradient with respect to the scores, from the probabilities and their gradient.
+    fn attention_probs_backward(
+        probs: FloatTensor<Self>,
+        scale: f64,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        attention::backward_composed::<Self>(probs, scale, grad)
+    }
 }
 
 /// `burn::nn::Dropout::forward`, fused: identity outside training (a backend without autodiff)
@@ -113,6 +139,28 @@ pub fn dropout<B: Kernels, const D: usize>(x: Tensor<B, D>, dropout: &Dropout) -
 pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(B::gelu_erf(
         x.into_primitive().tensor(),
+    )))
+}
+
+/// `softmax(scores * scale + key_bias)` over the last axis, fused: see
+/// [`Kernels::attention_probs`].
+pub fn attention_probs<B: Kernels>(
+    scores: Tensor<B, 4>,
+    scale: f64,
+    key_bias: Option<Tensor<B, 2>>,
+) -> Tensor<B, 4> {
+    let [batch, _, _, keys] = scores.dims();
+    if let Some(bias) = &key_bias {
+        assert_eq!(
+            bias.dims(),
+            [batch, keys],
+            "attention_probs: key bias must be [batch, keys]"
+        );
+    }
+    Tensor::from_primitive(TensorPrimitive::Float(B::attention_probs(
+        scores.into_primitive().tensor(),
+        scale,
+        key_bias.map(|bias| bias.into_primitive().tensor()),
     )))
 }
 

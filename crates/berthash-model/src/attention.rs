@@ -1,9 +1,8 @@
 //! Multi-head self-attention, as `BertAttention` (self + output with residual and LayerNorm).
 
-use berthash_kernels::{dropout, Kernels};
+use berthash_kernels::{attention_probs, dropout, Kernels};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
 
 use crate::config::BertHashConfig;
 use crate::init::Initializer;
@@ -32,8 +31,9 @@ impl<B: Backend> BertSelfAttention<B> {
 }
 
 impl<B: Kernels> BertSelfAttention<B> {
-    /// `hidden`: `[batch, seq, hidden]`; `mask`: additive, `[batch, 1, 1, seq]`.
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+    /// `hidden`: `[batch, seq, hidden]`; `mask`: additive, `[batch, seq]` (see
+    /// [`additive_attention_mask`]).
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
         let head_dim = width / self.num_heads;
         let split_heads = |x: Tensor<B, 3>| {
@@ -44,13 +44,11 @@ impl<B: Kernels> BertSelfAttention<B> {
         let key = split_heads(self.key.forward(hidden.clone()));
         let value = split_heads(self.value.forward(hidden));
 
-        let mut scores = query.matmul(key.swap_dims(2, 3)) / (head_dim as f64).sqrt();
-        if let Some(mask) = mask {
-            // The mask is built in f32; under half-precision training the scores are not.
-            let dtype = scores.dtype();
-            scores = scores + mask.cast(dtype);
-        }
-        let probs = dropout(softmax(scores, 3), &self.dropout);
+        let scores = query.matmul(key.swap_dims(2, 3));
+        // The mask is built in f32; under half-precision training the scores are not.
+        let mask = mask.map(|mask| mask.cast(scores.dtype()));
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        let probs = dropout(attention_probs(scores, scale, mask), &self.dropout);
         probs
             .matmul(value)
             .swap_dims(1, 2)
@@ -100,17 +98,15 @@ impl<B: Backend> BertAttention<B> {
 }
 
 impl<B: Kernels> BertAttention<B> {
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let attended = self.self_.forward(hidden.clone(), mask);
         self.output.forward(attended, hidden)
     }
 }
 
-/// Turns a `[batch, seq]` 1/0 attention mask into the additive `[batch, 1, 1, seq]` mask BERT
-/// adds to the attention scores: 0 where attended, the most negative f32 where padded
-/// (`torch.finfo(float32).min`, as transformers uses).
-pub fn additive_attention_mask<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 4> {
-    let [batch, seq] = attention_mask.dims();
-    let keep = attention_mask.float().reshape([batch, 1, 1, seq]);
-    (keep.neg() + 1.0) * f32::MIN
+/// Turns a `[batch, seq]` 1/0 attention mask into the additive `[batch, seq]` key bias BERT adds
+/// to the attention scores (broadcast over heads and queries): 0 where attended, the most
+/// negative f32 where padded (`torch.finfo(float32).min`, as transformers uses).
+pub fn additive_attention_mask<B: Backend>(attention_mask: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    (attention_mask.float().neg() + 1.0) * f32::MIN
 }

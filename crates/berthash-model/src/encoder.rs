@@ -47,7 +47,7 @@ impl<B: Backend> BertLayer<B> {
 }
 
 impl<B: Kernels> BertLayer<B> {
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let attended = self.attention.forward(hidden, mask);
         let expanded = gelu(self.intermediate.dense.forward(attended.clone()));
         let projected = dropout(self.output.dense.forward(expanded), &self.output.dropout);
@@ -71,7 +71,7 @@ impl<B: Backend> BertEncoder<B> {
 }
 
 impl<B: Kernels> BertEncoder<B> {
-    pub fn forward(&self, mut hidden: Tensor<B, 3>, mask: Option<Tensor<B, 4>>) -> Tensor<B, 3> {
+    pub fn forward(&self, mut hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         for layer in &self.layer {
             hidden = layer.forward(hidden, mask.clone());
         }
