@@ -88,19 +88,7 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
     }
 
     // Graph nodes built from tracked Burn ops: only reached by a second-order use.
-    type DropoutMask = FloatTensor<Self>;
-
-    fn dropout_forward(x: FloatTensor<Self>, prob: f64) -> (FloatTensor<Self>, Self::DropoutMask) {
-        dropout::forward_composed::<Self>(x, prob)
-    }
-
-    fn dropout_backward(
-        grad: FloatTensor<Self>,
-        mask: Self::DropoutMask,
-        prob: f64,
-    ) -> FloatTensor<Self> {
-        dropout::backward_composed::<Self>(grad, mask, prob)
-    }
+    dropout::composed_dropout!();
 
     fn dropout(x: FloatTensor<Self>, prob: f64) -> FloatTensor<Self> {
         #[derive(Debug)]

@@ -29,3 +29,27 @@ pub fn backward_composed<B: Backend>(
 ) -> FloatTensor<B> {
     B::float_mul_scalar(B::float_mul(grad, mask), Scalar::Float(1.0 / (1.0 - prob)))
 }
+
+/// The `Kernels` dropout items of a backend that runs the composed dropout (mask kept as a
+/// tensor): expands inside its `impl Kernels`.
+macro_rules! composed_dropout {
+    () => {
+        type DropoutMask = burn::tensor::ops::FloatTensor<Self>;
+
+        fn dropout_forward(
+            x: burn::tensor::ops::FloatTensor<Self>,
+            prob: f64,
+        ) -> (burn::tensor::ops::FloatTensor<Self>, Self::DropoutMask) {
+            $crate::dropout::forward_composed::<Self>(x, prob)
+        }
+
+        fn dropout_backward(
+            grad: burn::tensor::ops::FloatTensor<Self>,
+            mask: Self::DropoutMask,
+            prob: f64,
+        ) -> burn::tensor::ops::FloatTensor<Self> {
+            $crate::dropout::backward_composed::<Self>(grad, mask, prob)
+        }
+    };
+}
+pub(crate) use composed_dropout;
