@@ -12,7 +12,9 @@ Options:
     --markdown PATH   file to update (default docs/parity.md); "-" writes nothing
     --only NAME       run only this module (repeatable); --list shows them
     --keep            keep the scratch directory (printed) for inspection
-    --long            the long versions of the slow checks (glue: full train sets, 4 epochs)
+    --long            the long versions of the slow checks (glue: whole train sets, 3 seeds a side)
+    --pretrained RUN  glue: fine-tune from this berthash pre-training run (exported with
+                      `berthash export --head mlm`) instead of a 120-step femto
 Exit status: 0 when every row passes (SKIP rows allowed), 1 on any failure, 2 on bad usage.
 """
 
@@ -85,6 +87,7 @@ def parse_args():
     p.add_argument("--list", action="store_true")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--long", action="store_true")
+    p.add_argument("--pretrained", default=None)
     return p.parse_args()
 
 
@@ -185,6 +188,7 @@ def main():
     berthash = Berthash(binary)
     ctx = Context(berthash, workdir)
     ctx.long = args.long
+    ctx.pretrained = args.pretrained
     report = Report()
     print(f"parity [{label}]: berthash {berthash.version()} ({binary}); "
           + ", ".join(f"{k} {v}" for k, v in vers.items()))
