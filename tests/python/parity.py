@@ -12,7 +12,10 @@ Options:
     --markdown PATH   file to update (default docs/parity.md); "-" writes nothing
     --only NAME       run only this module (repeatable); --list shows them
     --keep            keep the scratch directory (printed) for inspection
-    --long            the long versions of the slow checks (glue: whole train sets, 3 seeds a side)
+    --long            the long versions of the slow checks (glue: whole train sets, 8 seeds a side)
+    --seeds N         glue --long: seeds a side (42, 43, ...; default 8)
+    --paired          glue --long: PyTorch replays berthash's batches from berthash's initial
+                      weights in a plain loop (no Trainer): only the dropout draws differ
     --pretrained RUN  glue: fine-tune from this berthash pre-training run (exported with
                       `berthash export --head mlm`) instead of a 120-step femto
 Exit status: 0 when every row passes (SKIP rows allowed), 1 on any failure, 2 on bad usage.
@@ -88,7 +91,14 @@ def parse_args():
     p.add_argument("--keep", action="store_true")
     p.add_argument("--long", action="store_true")
     p.add_argument("--pretrained", default=None)
-    return p.parse_args()
+    p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--paired", action="store_true")
+    args = p.parse_args()
+    if args.paired and not args.long:
+        p.error("--paired is a variant of --long's glue runs: give both")
+    if args.seeds is not None and args.seeds < 1:
+        p.error(f"--seeds must be at least 1, got {args.seeds}")
+    return args
 
 
 def default_binary():
@@ -189,6 +199,8 @@ def main():
     ctx = Context(berthash, workdir)
     ctx.long = args.long
     ctx.pretrained = args.pretrained
+    ctx.seeds = args.seeds
+    ctx.paired = args.paired
     report = Report()
     print(f"parity [{label}]: berthash {berthash.version()} ({binary}); "
           + ", ".join(f"{k} {v}" for k, v in vers.items()))

@@ -22,8 +22,15 @@ dropout 0.1; the classifier head is initialised by each side (transformers: seed
   leaves it at a step that varies from run to run: with 20,000 SST-2 examples for 2 epochs
   (1,250 steps) one PyTorch run left it late and ended 11 points below berthash (65.4 vs 76.6),
   another ended 1.3 below (75.1 vs 76.4). The whole set (2,105 steps) leaves both time to
-  converge; each side also runs three seeds (data order, dropout, head initialisation) and the
-  means are compared, since single runs of a model this small spread by several points.
+  converge; each side also runs eight seeds (data order, dropout, head initialisation; --seeds N
+  for another count) and the means are compared, since single runs of a model this small spread
+  by several points; the standard error of the difference of the means is reported with it.
+  Then a dropout check (check_dropout): the SST-2 model of seed 42 at lr 0, berthash's batches
+  replayed in PyTorch with dropout on, the loss dropout adds and the gradient norm compared in
+  expectation (the step-by-step replays of the training module run without dropout).
+- `--long --paired`: a diagnostic of the same runs without the Trainer: PyTorch trains in a plain
+  loop on the batches berthash dumped, from berthash's initial weights (head included), so only
+  the dropout draws differ between the two sides. It does not touch docs/benchmarks.md.
 
 Dev sets are tokenized by AutoTokenizer on the PyTorch side. Needs the GLUE data in
 `$BERTHASH_SHARED/data/glue` (or `../shared/data/glue`); SKIP rows otherwise. The `--long`
@@ -36,6 +43,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -52,10 +60,15 @@ TOLERANCE_POINTS = 1.5
 TASKS = [("SST-2", "sst2", ["accuracy"]), ("MRPC", "mrpc", ["accuracy", "f1"])]
 CI_TRAIN_SAMPLES = 2000
 CI_RUN = {"samples": CI_TRAIN_SAMPLES, "epochs": 1, "lr": 1e-4, "seeds": [42]}
-# task -> training examples (None: all), epochs, learning rate, seeds (each side runs once per
-# seed; the means are compared).
-LONG_RUNS = {"sst2": {"samples": None, "epochs": 1, "lr": 1e-3, "seeds": [42, 43, 44]},
-             "mrpc": {"samples": None, "epochs": 4, "lr": 1e-3, "seeds": [42, 43, 44]}}
+# task -> training examples (None: all), epochs, learning rate. Each side runs once per seed
+# (42, 43, ...; LONG_SEEDS of them unless --seeds says otherwise) and the means are compared.
+LONG_RUNS = {"sst2": {"samples": None, "epochs": 1, "lr": 1e-3},
+             "mrpc": {"samples": None, "epochs": 4, "lr": 1e-3}}
+LONG_SEEDS = 8
+# --long's dropout check: a fine-tuned SST-2 model at lr 0 for DROPOUT_STEPS batches a side; the
+# mean loss dropout adds, and the mean gradient norm, may differ by DROPOUT_Z standard errors.
+DROPOUT_STEPS = 1000
+DROPOUT_Z = 4.0
 BENCHMARKS = REPO_ROOT / "docs" / "benchmarks.md"
 BENCH_HEADING = "## Fine-tuning parity"
 
@@ -119,13 +132,18 @@ def load_classifier(model_dir, seed=42):
     return model.float()
 
 
-def torch_on_dump(model_dir, dump_path, dev_enc, dev_labels):
-    """run_glue's optimisation in a plain loop over berthash's dumped batches."""
+def torch_on_dump(model_dir, dump_path, dev_enc, dev_labels, seed=42):
+    """run_glue's optimisation in a plain loop over berthash's dumped batches, from `model_dir` with
+    a head of transformers' own initialisation, or (model_dir None) from berthash's initial
+    weights in the dump."""
     from transformers import set_seed
 
     meta, steps = training.load_dump(dump_path)
-    model = load_classifier(model_dir)
-    set_seed(42)
+    if model_dir is None:
+        model = training.load_model(Path(meta["init_dir"]), "classification")
+    else:
+        model = load_classifier(model_dir)
+    set_seed(seed)
     training.replay(model, meta, steps, "classification")
     return evaluate(model, dev_enc, dev_labels), len(steps)
 
@@ -146,8 +164,19 @@ def torch_trainer(model_dir, tokenizer, train_texts, train_labels, dev_enc, dev_
     return evaluate(model, dev_enc, dev_labels), trainer.state.global_step
 
 
+def seed_range(seeds):
+    return f"{seeds[0]}-{seeds[-1]}" if len(seeds) > 1 else str(seeds[0])
+
+
 def per_seed(runs, metric):
     return " / ".join(f"{r[metric]:.2f}" for r in runs)
+
+
+def standard_error_of_difference(a, b):
+    """Standard error of mean(a) - mean(b) for independent runs (0 with a single run a side)."""
+    if len(a) < 2 or len(b) < 2:
+        return 0.0
+    return (statistics.variance(a) / len(a) + statistics.variance(b) / len(b)) ** 0.5
 
 
 def final_eval(run_dir):
@@ -157,6 +186,58 @@ def final_eval(run_dir):
         if rec.get("kind") == "eval" and rec.get("split") == "dev":
             last = rec
     return last
+
+
+def remove_dump(dump):
+    dump.unlink()
+    shutil.rmtree(f"{dump}.init", ignore_errors=True)
+
+
+def mean_and_error(values):
+    """Mean and standard error of the mean."""
+    return statistics.mean(values), statistics.stdev(values) / len(values) ** 0.5
+
+
+def check_dropout(ctx, report, work, model_dir, data):
+    """The replays run without dropout; this checks dropout itself. At lr 0 the weights never move,
+    so every step is the same fine-tuned model on a new batch (berthash's, replayed in PyTorch)
+    under a new dropout draw: what dropout adds to the loss over the eval-mode loss of the same
+    batch, and the gradient norm, must agree in expectation (paired z-test over the batches)."""
+    recipe = work / "dropout.toml"
+    recipe.write_text('task = "sst2"\nmax_seq_length = 128\npadding = "fixed"\neval_each_epoch = false\n'
+                      "[train]\nlog_every = 1\nsave_every = 0\neval_every = 0\n")
+    run_dir, dump = work / "dropout", work / "dropout-batches.safetensors"
+    ctx.berthash("finetune", "--config", recipe, "--model", model_dir, "--data-dir", data, "--out", run_dir,
+                 "--lr", 0, "--max-steps", DROPOUT_STEPS, "--max-eval-samples", 32, "--seed", 7, "--overwrite",
+                 "--dump-batches", dump)
+    meta, steps = training.load_dump(dump)
+    model = training.load_model(Path(meta["init_dir"]), "classification")
+    dropout = model.config.hidden_dropout_prob
+    torch.manual_seed(7)
+    theirs, _, their_norms = training.replay(model, meta, steps, "classification")
+    model.eval()
+    with torch.no_grad():
+        clean = [training.step_loss(model, steps[s][0], "classification").item() for s in sorted(steps)]
+    records = training.read_train_records(run_dir)
+    ours = [records[s]["loss"] for s in sorted(steps)]
+    our_norms = [records[s]["grad_norm"] for s in sorted(steps)]
+
+    label = f"SST-2 model, dropout {dropout:g} at lr 0 ({len(steps)} batches)"
+    added, added_se = mean_and_error([a - c for a, c in zip(ours, clean)])
+    ref_added, ref_added_se = mean_and_error([b - c for b, c in zip(theirs, clean)])
+    diff, diff_se = mean_and_error([a - b for a, b in zip(ours, theirs)])
+    # Both sides must show dropout's effect at all, else agreeing shows nothing.
+    visible = added > DROPOUT_Z * added_se and ref_added > DROPOUT_Z * ref_added_se
+    report.add(f"{label}: loss added by dropout", visible and abs(diff) <= DROPOUT_Z * diff_se,
+               f"{added:+.4f} ± {added_se:.4f}", f"PyTorch {ref_added:+.4f} ± {ref_added_se:.4f}",
+               f"{DROPOUT_Z:g} standard errors",
+               f"training-mode loss minus the eval-mode loss ({statistics.mean(clean):.4f}) of the same batch, mean "
+               f"± standard error; paired difference {diff:+.4f} ± {diff_se:.4f}")
+    norm_diff, norm_se = mean_and_error([a - b for a, b in zip(our_norms, their_norms)])
+    report.add(f"{label}: gradient norm", abs(norm_diff) <= DROPOUT_Z * norm_se,
+               f"{statistics.mean(our_norms):.4f}", f"PyTorch {statistics.mean(their_norms):.4f}",
+               f"{DROPOUT_Z:g} standard errors", f"mean pre-clipping norm; paired difference {norm_diff:+.4f} ± "
+               f"{norm_se:.4f}")
 
 
 def pretrained_checkpoint(ctx, work):
@@ -199,7 +280,8 @@ def write_benchmarks(rows, mode, checkpoint_note):
              f"- date: {now}; mode: {mode}; torch {torch.__version__}, transformers {transformers.__version__}",
              f"- checkpoint: {checkpoint_note}", "",
              "| task | train examples | epochs | lr | seeds | steps per run (ours / PyTorch) | metric | berthash, mean "
-             "(per seed) | PyTorch, mean (per seed) | diff of the means | dev accuracy of the majority class | "
+             "(per seed) | PyTorch, mean (per seed) | diff of the means ± its standard error | dev accuracy of the "
+             "majority class | "
              "time, all seeds (berthash / PyTorch) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += rows
@@ -218,6 +300,7 @@ def run(ctx, report):
 
     bh = ctx.berthash
     long = getattr(ctx, "long", False)
+    paired = long and getattr(ctx, "paired", False)
     glue = shared_glue()
     if not all((glue / d / "train.tsv").is_file() for d, _, _ in TASKS):
         report.skip("run_glue parity", f"no GLUE data at {glue} (set BERTHASH_SHARED); the repo's fixtures are too "
@@ -234,9 +317,11 @@ def run(ctx, report):
     bench = []
     for folder, task, names in TASKS:
         recipe = LONG_RUNS[task] if long else CI_RUN
-        samples, epochs, lr, seeds = recipe["samples"], recipe["epochs"], recipe["lr"], recipe["seeds"]
+        samples, epochs, lr = recipe["samples"], recipe["epochs"], recipe["lr"]
+        seeds = list(range(42, 42 + (getattr(ctx, "seeds", None) or LONG_SEEDS))) if long else recipe["seeds"]
         label = (f"{task} ({samples or 'all'} examples, {epochs} epoch{'s' if epochs > 1 else ''}, lr {lr:g}"
-                 + (f", mean of seeds {'/'.join(map(str, seeds))}" if len(seeds) > 1 else "") + ")")
+                 + (f", mean of seeds {seed_range(seeds)}" if len(seeds) > 1 else "")
+                 + (", paired: PyTorch on berthash's batches and initial weights" if paired else "") + ")")
         data = glue / folder
         dev_texts, dev_labels = examples(data / "dev.tsv", task)
         dev_enc = encode(tokenizer, dev_texts)
@@ -252,7 +337,7 @@ def run(ctx, report):
                     "--data-dir", data, "--out", out, "--epochs", epochs, "--lr", lr, "--seed", seed, "--overwrite"]
             if samples:
                 args += ["--max-train-samples", samples]
-            if not long:
+            if paired or not long:
                 args += ["--dump-batches", dump]
             t0 = time.perf_counter()
             bh(*args)
@@ -261,7 +346,10 @@ def run(ctx, report):
             ours_runs.append({n: 100 * ev[f"eval_{n}"] for n in names})
             ours_steps = json.loads((out / "summary.json").read_text())["steps"]
             t0 = time.perf_counter()
-            if long:
+            if paired:
+                ref, ref_steps = torch_on_dump(None, dump, dev_enc, dev_labels, seed)
+                remove_dump(dump)  # a whole epoch of padded SST-2 batches is about 200 MB
+            elif long:
                 ref, ref_steps = torch_trainer(export, tokenizer, train_texts, train_labels, dev_enc, dev_labels,
                                                work / f"hf-{task}-{seed}", epochs, lr, seed)
             else:
@@ -277,15 +365,21 @@ def run(ctx, report):
         for n in names:
             a = statistics.mean(r[n] for r in ours_runs)
             b = statistics.mean(r[n] for r in ref_runs)
-            each = (f"; per seed berthash {per_seed(ours_runs, n)}, PyTorch {per_seed(ref_runs, n)}"
-                    if len(seeds) > 1 else "")
+            ours_n, ref_n = [r[n] for r in ours_runs], [r[n] for r in ref_runs]
+            # Paired runs share batches and weights seed by seed: the spread of their differences.
+            se = (mean_and_error([x - y for x, y in zip(ours_n, ref_n)])[1] if paired and len(seeds) > 1
+                  else standard_error_of_difference(ours_n, ref_n))
+            each = (f"; per seed berthash {per_seed(ours_runs, n)}, PyTorch {per_seed(ref_runs, n)}; "
+                    f"diff {a - b:+.2f} ± {se:.2f} (standard error)" if len(seeds) > 1 else "")
             report.add(f"{label}: dev {n}", abs(a - b) <= TOLERANCE_POINTS, f"{a:.2f}", f"PyTorch {b:.2f}",
                        f"{TOLERANCE_POINTS} points",
                        f"{len(dev_labels)} dev examples; steps {ours_steps} / {ref_steps} per run; "
                        f"berthash {ours_s:.0f} s, PyTorch {ref_s:.0f} s{each}")
-            bench.append(f"| {folder} | {n_train} | {epochs} | {lr:g} | {'/'.join(map(str, seeds))} | "
+            bench.append(f"| {folder} | {n_train} | {epochs} | {lr:g} | {seed_range(seeds)} | "
                          f"{ours_steps} / {ref_steps} | {n} | {a:.2f} ({per_seed(ours_runs, n)}) | "
-                         f"{b:.2f} ({per_seed(ref_runs, n)}) | {a - b:+.2f} | {majority:.2f} | "
+                         f"{b:.2f} ({per_seed(ref_runs, n)}) | {a - b:+.2f} ± {se:.2f} | {majority:.2f} | "
                          f"{ours_s:.0f} s / {ref_s:.0f} s |")
     if long:
+        check_dropout(ctx, report, work, work / "ft-sst2-42" / "model", glue / "SST-2")
+    if long and not paired:
         write_benchmarks(bench, "long (--long: transformers.Trainer, its own data order and tokenization)", note)

@@ -5,6 +5,8 @@ transformers' AutoTokenizer, against the repo's Rust tokenizer and the reference
   single texts; pairs through the tokenizers crate) on the exported tokenizer.json, for every
   text below that fits its one-text-per-line input (no newline; no tab in pairs). Binaries
   without the subcommand get a SKIP row, and the expected-ids fixture below stands in.
+  With the shared GLUE data (`$BERTHASH_SHARED/data/glue`), also every train and dev example of
+  SST-2 and MRPC: the text the glue module fine-tunes both sides on.
 - The expected-ids fixture the data crate ships (crates/berthash-data/tests/fixtures/
   tokenizer_expected_ids.json, texts + ids made by the reference `tokenizers` library from the
   same tokenizer.json): singles (edge cases + real text), pairs with token types, truncated
@@ -119,6 +121,32 @@ def check_berthash_tokenize(ctx, report, tok, exported, singles, pairs, sources)
                f"{len(pairs) - skipped - len(bad)}/{len(pairs) - skipped} identical", "AutoTokenizer (export)",
                "exact", mismatch_note(bad, len(pairs) - skipped)
                or ("ids + token types" + (f"; {skipped} pairs with tabs/line breaks left out" if skipped else "")))
+
+
+def check_shared_glue(ctx, report, tok, exported):
+    """Every SST-2 sentence and MRPC pair of the full GLUE sets (train + dev), the text the glue
+    module fine-tunes both sides on, when the shared data has them."""
+    from .glue import TASKS, examples, shared_glue
+
+    glue = shared_glue()
+    if not all((glue / folder / f"{split}.tsv").is_file() for folder, _, _ in TASKS for split in ("train", "dev")):
+        report.skip("full GLUE train + dev sets", f"no GLUE data at {glue} (set BERTHASH_SHARED)")
+        return
+    workdir = ctx.scratch(NAME, "glue")
+    for folder, task, _ in TASKS:
+        texts = [t for split in ("train", "dev") for t in examples(glue / folder / f"{split}.tsv", task)[0]]
+        pairs = len(texts[0]) == 2
+        ours = berthash_tokenize(ctx, workdir, exported / "tokenizer.json", texts if pairs else [t[0] for t in texts],
+                                 pairs=pairs)
+        enc = tok(*map(list, zip(*texts)))
+        bad = []
+        for i, (text, got) in enumerate(zip(texts, ours)):
+            want = (enc["input_ids"][i], enc["token_type_ids"][i]) if pairs else enc["input_ids"][i]
+            if got != want:
+                bad.append((" || ".join(text), got[0] if pairs and got else got, enc["input_ids"][i]))
+        longest = max(len(ids) for ids in enc["input_ids"])
+        add_count(report, f"{folder} train + dev, every {'pair' if pairs else 'sentence'}", "AutoTokenizer (export)",
+                  bad, len(texts), f"{glue}; longest {longest} tokens" + ("; ids + token types" if pairs else ""))
 
 
 def mismatch_note(mismatches, total):
@@ -286,6 +314,7 @@ def run(ctx, report):
         names = ("fixture + " if fixture else "") + f"{len(singles)} SST-2" + (f" + {len(extra)} data/sample" if extra else "")
         check_berthash_tokenize(ctx, report, tok, exported, rust_singles + singles + (extra or []),
                                 rust_pairs + pairs, (names, ("fixture + " if fixture else "") + f"{len(pairs)} MRPC"))
+        check_shared_glue(ctx, report, tok, exported)
     else:
         report.skip("berthash tokenize", "this berthash has no `tokenize` subcommand: the Rust side is covered only by "
                     "the data crate's expected-ids fixture below (" + rust_side_note(ctx) + ")")

@@ -256,7 +256,7 @@ def _run(ctx, report):
     pre_s = time.perf_counter() - t0
     ctx.training_pretrain_run = pre_run  # reused by the glue module as its pre-trained checkpoint
     res = compare_run(report, "mlm (femto pretrain)", pre_run, pre_dump, "mlm", pre_run / "model" / "model.safetensors")
-    report.info("mlm (femto pretrain): timing", f"berthash pretrain {pre_s:.1f} s (debug build, incl. startup), "
+    report.info("mlm (femto pretrain): timing", f"berthash pretrain {pre_s:.1f} s (incl. startup), "
                 f"PyTorch replay {res['replay_s']:.1f} s")
 
     # 2. SST-2 fine-tuning from that model: padded batches.
