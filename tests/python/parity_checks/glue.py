@@ -59,7 +59,8 @@ TITLE = "fine-tuning parity with run_glue's recipe (berthash finetune vs PyTorch
 TOLERANCE_POINTS = 1.5
 TASKS = [("SST-2", "sst2", ["accuracy"]), ("MRPC", "mrpc", ["accuracy", "f1"])]
 CI_TRAIN_SAMPLES = 2000
-CI_RUN = {"samples": CI_TRAIN_SAMPLES, "epochs": 1, "lr": 1e-4, "seeds": [42]}
+FIRST_SEED = 42  # run_glue's seed; --long's seeds count up from it
+CI_RUN = {"samples": CI_TRAIN_SAMPLES, "epochs": 1, "lr": 1e-4, "seeds": [FIRST_SEED]}
 # task -> training examples (None: all), epochs, learning rate. Each side runs once per seed
 # (42, 43, ...; LONG_SEEDS of them unless --seeds says otherwise) and the means are compared.
 LONG_RUNS = {"sst2": {"samples": None, "epochs": 1, "lr": 1e-3},
@@ -123,7 +124,7 @@ def evaluate(model, enc, labels, batch=64):
     return metrics(preds, labels)
 
 
-def load_classifier(model_dir, seed=42):
+def load_classifier(model_dir, seed=FIRST_SEED):
     from transformers import AutoModelForSequenceClassification, set_seed
 
     set_seed(seed)
@@ -132,7 +133,7 @@ def load_classifier(model_dir, seed=42):
     return model.float()
 
 
-def torch_on_dump(model_dir, dump_path, dev_enc, dev_labels, seed=42):
+def torch_on_dump(model_dir, dump_path, dev_enc, dev_labels, seed=FIRST_SEED):
     """run_glue's optimisation in a plain loop over berthash's dumped batches, from `model_dir` with
     a head of transformers' own initialisation, or (model_dir None) from berthash's initial
     weights in the dump."""
@@ -318,7 +319,8 @@ def run(ctx, report):
     for folder, task, names in TASKS:
         recipe = LONG_RUNS[task] if long else CI_RUN
         samples, epochs, lr = recipe["samples"], recipe["epochs"], recipe["lr"]
-        seeds = list(range(42, 42 + (getattr(ctx, "seeds", None) or LONG_SEEDS))) if long else recipe["seeds"]
+        count = getattr(ctx, "seeds", None) or LONG_SEEDS
+        seeds = list(range(FIRST_SEED, FIRST_SEED + count)) if long else recipe["seeds"]
         label = (f"{task} ({samples or 'all'} examples, {epochs} epoch{'s' if epochs > 1 else ''}, lr {lr:g}"
                  + (f", mean of seeds {seed_range(seeds)}" if len(seeds) > 1 else "")
                  + (", paired: PyTorch on berthash's batches and initial weights" if paired else "") + ")")
@@ -380,6 +382,6 @@ def run(ctx, report):
                          f"{b:.2f} ({per_seed(ref_runs, n)}) | {a - b:+.2f} ± {se:.2f} | {majority:.2f} | "
                          f"{ours_s:.0f} s / {ref_s:.0f} s |")
     if long:
-        check_dropout(ctx, report, work, work / "ft-sst2-42" / "model", glue / "SST-2")
+        check_dropout(ctx, report, work, work / f"ft-sst2-{FIRST_SEED}" / "model", glue / "SST-2")
     if long and not paired:
         write_benchmarks(bench, "long (--long: transformers.Trainer, its own data order and tokenization)", note)
