@@ -1,49 +1,313 @@
 #!/usr/bin/env bash
-# GPU check: trains nano for a few hundred steps on CUDA and on wgpu, in f32 and bf16, and prints
-# one table (backend, precision, steps, tokens/s, first and last loss) plus the card's name.
-# Meant for a GPU machine with no registry access: build the binary elsewhere and carry it.
+# GPU check: the one command for a GPU machine. Measures berthash on CUDA against PyTorch on the
+# same card, checks CUDA training against a CPU reference, and writes what it measured as it goes.
 #
-#   cargo build --release -p berthash-cli --features cuda,wgpu
-#   strip target/release/berthash
+# On the GPU machine, from the repository root, with the folder made by scripts/gpu_bundle.sh:
+#   bash gpu-bundle/scripts/gpu_check.sh [OUT_DIR]
+# From a checkout with a CUDA build instead:
 #   BERTHASH_BIN=target/release/berthash scripts/gpu_check.sh [OUT_DIR]
 #
-# Environment: BERTHASH_BIN (default target/release/berthash), STEPS (default 300),
-# BATCH (default 256), BACKENDS (default "cuda wgpu"), PRECISIONS (default "f32 bf16").
+# OUT_DIR (default $OUT, else /tmp/berthash-gpu-check) receives three files:
+#   results.jsonl  one JSON line per measurement, appended as each finishes (a time-out keeps
+#                  what was done); every line has engine (berthash, pytorch-eager,
+#                  pytorch-compile), backend, precision (f32, bf16), size, batch, seq, phase,
+#                  variant and tokens_per_s, plus FLOPs per token and MFU where they apply
+#                  (scripts/gpu/gpu_report.py has the formula); and one line
+#                  {"engine":"berthash","check":"cuda-vs-cpu",...} from the correctness step.
+#   table.md       the rows as a table, the targets met or missed, the machine.
+#   gpu_check.log  everything the steps printed.
+# Run directories and the unpacked binaries go to /tmp/berthash-gpu. The exit status is 0 once
+# table.md is written (2 without a binary): the verdicts are in the table and the check line.
+#
+# Steps, in order, each in a time box (`timeout`), all within BUDGET_S (default 270 s):
+#   probe      the CUDA backend starts and runs a kernel (else the berthash CUDA steps are skipped)
+#   target     nano, bf16, masked-only training at 256 x 128 and 1024 x 128: berthash bench and
+#              PyTorch eager (SDPA attention, fused AdamW, bf16 autocast) on the same card
+#   fusion     the same berthash rows from a build without Burn's fusion, when the bundle has one
+#              (Burn 0.21 picks fusion at compile time: `Cuda` is `Fusion<CubeBackend<..>>` when
+#              burn's `fusion` feature is on, and no setting turns it off at run time)
+#   check      300 nano pre-training steps on CUDA in f32 and in bf16 (dropout off, warm-up 30,
+#              --log-every 1) against the CPU run in scripts/gpu/cpu_reference.json: same initial
+#              weights and batches; one cuda-vs-cpu line
+#   loader     the pre-training loader over parquet shards it has not seen (a fresh process, so a
+#              cold tokenizer cache), on all cores, with the thread count
+#   f32        nano f32 masked training, both engines
+#   fullvocab  nano bf16 full-vocab training, both engines
+#   compile    PyTorch torch.compile (inductor) bf16, nano masked
+#   sizes      femto and pico bf16 masked training (berthash)
+#   infer      nano encoder forward, bf16 and f32, both engines
+#   wgpu       berthash on wgpu (Vulkan) with the carried Vulkan loader, nano f32
+#
+# Environment: BUDGET_S (270), ONLY / SKIP (space-separated step names), BERTHASH_BIN,
+# BERTHASH_NOFUSION_BIN, PYTHON (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"),
+# LOADER_BATCH (256).
 set -uo pipefail
-BIN="${BERTHASH_BIN:-target/release/berthash}"
-OUT="${1:-${OUT:-/tmp/berthash-gpu-check}}"
-STEPS="${STEPS:-300}"
-BATCH="${BATCH:-256}"
-mkdir -p "$OUT"
-[ -x "$BIN" ] || { echo "gpu_check: no berthash binary at $BIN (set BERTHASH_BIN)" >&2; exit 2; }
-command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
-rows=()
-status=0
-for backend in ${BACKENDS:-cuda wgpu}; do
-  for precision in ${PRECISIONS:-f32 bf16}; do
-    run="$OUT/nano-$backend-$precision"
-    echo "== $backend $precision"
-    if "$BIN" pretrain --size nano --backend "$backend" --precision "$precision" \
-        --max-steps "$STEPS" --batch-size "$BATCH" --warmup-steps 30 \
-        --save-every 0 --eval-every 0 --log-every 25 --out "$run" --overwrite >"$run.log" 2>&1; then
-      rows+=("$(python3 - "$run" "$backend" "$precision" <<'PY'
-import json, sys
-run, backend, precision = sys.argv[1:]
-summary = json.load(open(f"{run}/summary.json"))
-losses = [json.loads(l)["loss"] for l in open(f"{run}/metrics.jsonl") if '"loss"' in l]
-print(f"| {backend} | {precision} | {summary['steps']} | {summary['tokens_per_s']:.0f} | {losses[0]:.3f} | {losses[-1]:.3f} |")
-PY
-)")
-    else
-      status=1
-      rows+=("| $backend | $precision | failed: see $run.log | | | |")
-      tail -5 "$run.log"
-    fi
-  done
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"   # the bundle, or the repository
+OUT_DIR="${1:-${OUT:-/tmp/berthash-gpu-check}}"
+WORK=/tmp/berthash-gpu
+BUDGET_S="${BUDGET_S:-270}"
+RESERVE_S=8                      # kept for the table at the end
+PYTHON="${PYTHON:-python3}"
+PEAK_TFLOPS="${PEAK_TFLOPS:-790}"
+TARGET_BATCHES="${TARGET_BATCHES:-256,1024}"
+REPORT="$HERE/gpu/gpu_report.py"
+TORCH_BENCH="$HERE/bench_vs_pytorch.py"
+REFERENCE="$HERE/gpu/cpu_reference.json"
+START=$SECONDS
+
+mkdir -p "$OUT_DIR" "$WORK"
+RESULTS="$OUT_DIR/results.jsonl"
+LOG="$OUT_DIR/gpu_check.log"
+TABLE="$OUT_DIR/table.md"
+: >"$LOG"
+touch "$RESULTS"
+SKIPPED=()
+
+say() { echo "$*" | tee -a "$LOG"; }
+left() { echo $((BUDGET_S - (SECONDS - START))); }
+wanted() {
+  [[ -z "${ONLY:-}" || " $ONLY " == *" $1 "* ]] && [[ " ${SKIP:-} " != *" $1 "* ]]
+}
+
+# step NAME MAX_S MIN_S FUNCTION: runs FUNCTION with TBOX = min(MAX_S, time left - reserve)
+# seconds to pass to `timeout`; skipped when that is under MIN_S or the step is not wanted.
+step() {
+  local name=$1 max=$2 min=$3 fn=$4 avail rc t1
+  if ! wanted "$name"; then return 0; fi
+  avail=$(($(left) - RESERVE_S))
+  TBOX=$((max < avail ? max : avail))
+  if ((TBOX < min)); then
+    say "-- $name: skipped, ${avail}s left"
+    SKIPPED+=("$name (time)")
+    return 0
+  fi
+  say "== $name (time box ${TBOX}s, $(left)s left)"
+  t1=$SECONDS
+  "$fn"
+  rc=$?
+  say "   $name: exit $rc after $((SECONDS - t1))s"
+  ((rc == 124 || rc == 137)) && SKIPPED+=("$name (stopped at its time box)")
+  return 0
+}
+
+# annotate [k=v ...]: JSON lines on stdin -> results.jsonl rows, with the card, FLOPs and MFU
+# added, and engine "berthash" where a row has none (berthash bench's; PyTorch's name theirs).
+annotate() {
+  local sets=()
+  for kv in "$@"; do sets+=(--set "$kv"); done
+  "$PYTHON" "$REPORT" annotate --engine berthash --peak-tflops "$PEAK_TFLOPS" --set "card=$CARD" \
+    --set "driver=$DRIVER" "${sets[@]}" | tee -a "$LOG" >>"$RESULTS"
+}
+
+# --- the binaries and the machine ------------------------------------------------------------
+unpack() { # unpack NAME.xz -> $WORK/NAME (xz, or Python's lzma where xz is missing)
+  local src=$1 dst=$2
+  if command -v xz >/dev/null; then
+    xz -dc "$src" >"$dst"
+  else
+    "$PYTHON" -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$src" "$dst"
+  fi && chmod +x "$dst"
+}
+BIN="${BERTHASH_BIN:-}"
+if [[ -z "$BIN" && -f "$ROOT/berthash.xz" ]]; then
+  unpack "$ROOT/berthash.xz" "$WORK/berthash" && BIN="$WORK/berthash"
+fi
+[[ -z "$BIN" && -x "$ROOT/target/release/berthash" ]] && BIN="$ROOT/target/release/berthash"
+NOFUSION_BIN="${BERTHASH_NOFUSION_BIN:-}"
+if [[ -z "$NOFUSION_BIN" && -f "$ROOT/berthash-nofusion.xz" ]]; then
+  unpack "$ROOT/berthash-nofusion.xz" "$WORK/berthash-nofusion" && NOFUSION_BIN="$WORK/berthash-nofusion"
+fi
+if [[ -z "$BIN" || ! -x "$BIN" ]]; then
+  say "gpu_check: no berthash binary (gpu-bundle/berthash.xz, or set BERTHASH_BIN)"
+  exit 2
+fi
+
+# CubeCL compiles kernels with NVRTC and includes the toolkit's headers: find the toolkit.
+if [[ -z "${CUDA_PATH:-}" ]]; then
+  if [[ -d /usr/local/cuda ]]; then
+    export CUDA_PATH=/usr/local/cuda
+  elif command -v nvcc >/dev/null; then
+    CUDA_PATH="$(dirname "$(dirname "$(readlink -f "$(command -v nvcc)")")")"
+    export CUDA_PATH
+  fi
+fi
+for d in "${CUDA_PATH:-/nonexistent}/lib64" "${CUDA_PATH:-/nonexistent}/lib"; do
+  [[ -d "$d" ]] && export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
-echo
-echo "| backend | precision | steps | tokens/s | first logged loss | last logged loss |"
-echo "|---|---|---|---|---|---|"
-printf '%s\n' "${rows[@]}"
-exit $status
+
+CARD="unknown"
+DRIVER="unknown"
+if command -v nvidia-smi >/dev/null; then
+  IFS=, read -r CARD DRIVER MEMORY < <(nvidia-smi --query-gpu=name,driver_version,memory.total \
+    --format=csv,noheader | head -1)
+  CARD="$(echo "$CARD" | xargs)"
+  DRIVER="$(echo "$DRIVER" | xargs)"
+  MEMORY="$(echo "${MEMORY:-}" | xargs)"
+fi
+TORCH_VERSION="$("$PYTHON" -c 'import torch; print(torch.__version__)' 2>/dev/null || echo none)"
+"$PYTHON" - "$WORK/env.json" "$CARD" "$DRIVER" "${MEMORY:-}" "$(nproc)" "${CUDA_PATH:-}" \
+  "$TORCH_VERSION" "$ROOT" <<'PY'
+import datetime, json, os, sys
+out, card, driver, memory, cpus, cuda, torch, root = sys.argv[1:]
+manifest = os.path.join(root, "MANIFEST")
+env = {"card": card, "driver": driver, "memory": memory, "cpus": int(cpus), "cuda_path": cuda,
+       "torch": torch, "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+if os.path.exists(manifest):
+    for line in open(manifest):
+        key, _, value = line.partition(":")
+        if key.strip() in ("commit", "binary", "features"):
+            env[key.strip()] = value.strip()
+json.dump(env, open(out, "w"), indent=1)
+PY
+say "gpu_check: $CARD, driver $DRIVER, $(nproc) cores, CUDA_PATH ${CUDA_PATH:-none}, torch $TORCH_VERSION"
+say "gpu_check: binary $BIN${NOFUSION_BIN:+, no-fusion binary $NOFUSION_BIN}; results in $OUT_DIR"
+
+# berthash bench on CUDA: JSON lines, annotated, into results.jsonl as each finishes.
+BENCH_TIMING=(--steps 40 --warmup 10 --sync-every 10)
+bench() { # bench BINARY FUSION ARGS...
+  local bin=$1 fusion=$2
+  shift 2
+  timeout -k 5 "$TBOX" "$bin" bench --json "${BENCH_TIMING[@]}" "$@" 2>>"$LOG" \
+    | annotate "fusion=$fusion"
+}
+torch_bench() { # torch_bench ARGS... (PyTorch side of scripts/bench_vs_pytorch.py, on CUDA)
+  timeout -k 5 "$TBOX" "$PYTHON" "$TORCH_BENCH" --sides pytorch --device cuda --json \
+    --steps 40 --warmup 10 --sync-every 10 --reps 3 "$@" 2>>"$LOG" | annotate
+}
+
+# --- the steps ---------------------------------------------------------------------------------
+CUDA_OK=1
+probe() {
+  timeout -k 5 "$TBOX" "$BIN" bench --backend cuda --size femto --phase infer --batch 8 --seq 32 \
+    --steps 2 --warmup 1 --in-process --json >>"$LOG" 2>&1
+  local rc=$?
+  if ((rc != 0)); then
+    CUDA_OK=0
+    say "   the CUDA backend did not start: berthash's CUDA steps are skipped"
+    say "   $(grep '^error' "$LOG" | tail -n 1)"
+  fi
+  return $rc
+}
+need_cuda() { ((CUDA_OK)) || { SKIPPED+=("$1 (CUDA did not start)"); return 1; }; }
+
+target_berthash() {
+  need_cuda target || return 1
+  bench "$BIN" true --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" --seq 128 \
+    --phase train
+}
+target_pytorch() {
+  torch_bench --precision bf16 --attn sdpa --fused-adamw --losses masked --size nano \
+    --batch "$TARGET_BATCHES" --seq 128
+}
+fusion_off() {
+  [[ -n "$NOFUSION_BIN" ]] || { SKIPPED+=("fusion (no no-fusion binary in the bundle)"); return 1; }
+  need_cuda fusion || return 1
+  bench "$NOFUSION_BIN" false --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" \
+    --seq 128 --phase train
+}
+
+# The CPU reference's pretrain flags, replayed: one flag and one value per line.
+reference_args() {
+  "$PYTHON" -c 'import json, sys
+for k, v in json.load(open(sys.argv[1]))["args"].items():
+    print("--" + k); print(v)' "$REFERENCE"
+}
+check_run() { # check_run PRECISION
+  need_cuda check || return 1
+  local args
+  [[ -f "$REFERENCE" ]] || { SKIPPED+=("check (no $REFERENCE)"); return 1; }
+  mapfile -t args < <(reference_args)
+  ((${#args[@]} >= 2)) || { say "   no pretrain flags in $REFERENCE"; return 1; }
+  timeout -k 5 "$TBOX" "$BIN" pretrain --size nano --backend cuda --precision "$1" \
+    --config "$HERE/gpu/pretrain-check.toml" "${args[@]}" --out "$WORK/check-$1" --overwrite \
+    >>"$LOG" 2>&1
+}
+check_f32() { check_run f32; }
+check_bf16() { check_run bf16; }
+# shellcheck disable=SC2094  # both sides append to the log
+check_line() {
+  [[ -f "$WORK/check-f32/metrics.jsonl" || -f "$WORK/check-bf16/metrics.jsonl" ]] || return 1
+  "$PYTHON" "$REPORT" check --ref "$REFERENCE" --f32 "$WORK/check-f32" --bf16 "$WORK/check-bf16" \
+    --set "card=$CARD" --set "backend=cuda" 2>>"$LOG" | tee -a "$LOG" >>"$RESULTS"
+}
+
+loader() {
+  local shards=("$ROOT"/data/corpus/*.parquet)
+  [[ -f "${shards[0]}" ]] || { SKIPPED+=("loader (no shards in the bundle)"); return 1; }
+  # `bench --phase data --data` is newer than some builds: a failure here is recorded, not fatal.
+  timeout -k 5 "$TBOX" "$BIN" bench --json --phase data --data "${shards[@]}" \
+    --batch "${LOADER_BATCH:-256}" --seq 128 \
+    2>>"$LOG" | annotate "threads=$(nproc)" "shards=${#shards[@]}"
+}
+
+f32_berthash() {
+  need_cuda f32 || return 1
+  bench "$BIN" true --backend cuda --precision f32 --size nano --batch "$TARGET_BATCHES" --seq 128 \
+    --phase train
+}
+f32_pytorch() {
+  torch_bench --precision f32 --attn sdpa --fused-adamw --losses masked --size nano \
+    --batch "$TARGET_BATCHES" --seq 128
+}
+fullvocab_berthash() {
+  need_cuda fullvocab || return 1
+  bench "$BIN" true --backend cuda --precision bf16 --size nano --batch 256 --seq 128 --phase train \
+    --full-vocab
+}
+fullvocab_pytorch() {
+  torch_bench --precision bf16 --attn sdpa --fused-adamw --losses full --size nano --batch 256 --seq 128
+}
+compile_rows() {
+  torch_bench --precision bf16 --attn sdpa --fused-adamw --losses masked --size nano \
+    --batch "$TARGET_BATCHES" --seq 128 --compile --reps 2
+}
+size_rows() {
+  need_cuda sizes || return 1
+  bench "$BIN" true --backend cuda --precision bf16 --size femto,pico --batch "$TARGET_BATCHES" \
+    --seq 128 --phase train
+}
+infer_berthash() {
+  need_cuda infer || return 1
+  bench "$BIN" true --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" --seq 128 \
+    --phase infer
+}
+infer_pytorch() {
+  torch_bench --phase infer --precision bf16 --attn sdpa --size nano --batch "$TARGET_BATCHES" --seq 128
+}
+wgpu_rows() {
+  local vk=$WORK/vulkan debs=("$ROOT"/vulkan/libvulkan1_*.deb)
+  if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+    [[ -f "${debs[0]}" ]] || { SKIPPED+=("wgpu (no Vulkan loader here or in the bundle)"); return 1; }
+    mkdir -p "$vk" && dpkg -x "${debs[0]}" "$vk" || return 1
+    export LD_LIBRARY_PATH="$vk/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [[ -f "$icd" && -z "${VK_DRIVER_FILES:-}" ]] && export VK_DRIVER_FILES=$icd
+  bench "$BIN" true --backend wgpu --precision f32 --size nano --batch 256 --seq 128 --phase train
+}
+
+step probe 60 15 probe
+step target 100 25 target_berthash
+step target 100 30 target_pytorch
+step fusion 80 25 fusion_off
+step check 90 30 check_f32
+step check 90 30 check_bf16
+step check 20 3 check_line
+step loader 45 15 loader
+step f32 60 20 f32_berthash
+step f32 60 25 f32_pytorch
+step fullvocab 45 20 fullvocab_berthash
+step fullvocab 45 25 fullvocab_pytorch
+step compile 120 60 compile_rows
+step sizes 60 20 size_rows
+step infer 45 20 infer_berthash
+step infer 45 25 infer_pytorch
+step wgpu 60 20 wgpu_rows
+
+# --- the table ---------------------------------------------------------------------------------
+"$PYTHON" "$REPORT" table "$RESULTS" --env "$WORK/env.json" --skipped "${SKIPPED[@]}" >"$TABLE" \
+  2>>"$LOG"
+say "gpu_check: $(wc -l <"$RESULTS") lines in $RESULTS after $((SECONDS - START))s"
+cat "$TABLE"

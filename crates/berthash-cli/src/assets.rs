@@ -1,8 +1,19 @@
 //! Files compiled into the binary so it works from any directory: our transformers remote code
 //! and the default tokenizer (bert-base-uncased, Apache-2.0; see data/tokenizer/…/SOURCES.md).
 
-pub const CONFIGURATION_PY: &str = include_str!("../../../python/configuration_bert_hash.py");
-pub const MODELING_PY: &str = include_str!("../../../python/modeling_bert_hash.py");
+use berthash_data::tokenize::TOKENIZER_FILES;
+
+/// Our transformers remote code, shipped in every exported model directory.
+pub const REMOTE_CODE: [(&str, &str); 2] = [
+    (
+        "configuration_bert_hash.py",
+        include_str!("../../../python/configuration_bert_hash.py"),
+    ),
+    (
+        "modeling_bert_hash.py",
+        include_str!("../../../python/modeling_bert_hash.py"),
+    ),
+];
 
 pub const TOKENIZER_JSON: &str =
     include_str!("../../../data/tokenizer/bert-base-uncased/tokenizer.json");
@@ -33,6 +44,14 @@ pub const SPECIAL_TOKENS_MAP_JSON: &str = r#"{
 }
 "#;
 
+/// The default tokenizer's files, by name.
+pub const TOKENIZER: [(&str, &str); 4] = [
+    (TOKENIZER_FILES[0], TOKENIZER_JSON),
+    (TOKENIZER_FILES[1], VOCAB_TXT),
+    (TOKENIZER_FILES[2], TOKENIZER_CONFIG_JSON),
+    (TOKENIZER_FILES[3], SPECIAL_TOKENS_MAP_JSON),
+];
+
 /// The default pre-training corpus (a 680 KB cut of Wikipedia and BookCorpus; provenance and
 /// licences in data/sample/SOURCES.md), so `berthash pretrain` runs with no data of its own.
 pub const SAMPLE_CORPUS: [(&str, &[u8]); 2] = [
@@ -60,15 +79,10 @@ pub fn pretrain_recipe(size: &str) -> Option<&'static str> {
 /// Writes the embedded tokenizer files into `dir` (returns the tokenizer.json path).
 pub fn write_tokenizer(dir: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
     std::fs::create_dir_all(dir)?;
-    for (name, text) in [
-        ("tokenizer.json", TOKENIZER_JSON),
-        ("vocab.txt", VOCAB_TXT),
-        ("tokenizer_config.json", TOKENIZER_CONFIG_JSON),
-        ("special_tokens_map.json", SPECIAL_TOKENS_MAP_JSON),
-    ] {
+    for (name, text) in TOKENIZER {
         std::fs::write(dir.join(name), text)?;
     }
-    Ok(dir.join("tokenizer.json"))
+    Ok(dir.join(TOKENIZER_FILES[0]))
 }
 
 /// Writes the embedded sample corpus into `dir` (returns the folder to read).

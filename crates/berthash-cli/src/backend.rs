@@ -1,5 +1,10 @@
 //! The one place a Burn backend is chosen. Commands are written once, generic over the backend,
 //! as a [`BackendTask`]; `run` instantiates them for the backend the user asked for.
+//!
+//! [`require`] checks that a backend can run on this machine before a command creates anything
+//! (a run directory, its inputs): on a machine without an NVIDIA driver CubeCL's CUDA runtime
+//! panics on its device thread, and the caller would otherwise see a `RecvError` panic after the
+//! run directory was already written.
 
 use berthash_kernels::TrainBackend;
 
@@ -13,14 +18,34 @@ pub enum BackendKind {
     Cuda,
 }
 
+impl BackendKind {
+    fn name(self) -> &'static str {
+        match self {
+            BackendKind::Cpu => "cpu",
+            BackendKind::Wgpu => "wgpu",
+            BackendKind::Cuda => "cuda",
+        }
+    }
+}
+
 /// A command body that runs on any autodiff backend.
 pub trait BackendTask {
     type Output;
     fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output>;
 }
 
+fn not_built(kind: BackendKind) -> anyhow::Error {
+    anyhow::anyhow!(
+        "this berthash was built without the {0} backend: rebuild with `cargo build --release --features {0}`",
+        kind.name()
+    )
+}
+
 pub fn run<T: BackendTask>(kind: BackendKind, task: T) -> anyhow::Result<T::Output> {
     use burn::backend::Autodiff;
+    // Commands that did not check earlier still get the clean error instead of a panic; for the
+    // others the first probe's outcome is reused.
+    require(kind)?;
     match kind {
         BackendKind::Cpu => task.run::<Autodiff<burn::backend::Flex>>(Default::default()),
         #[cfg(feature = "wgpu")]
@@ -28,9 +53,211 @@ pub fn run<T: BackendTask>(kind: BackendKind, task: T) -> anyhow::Result<T::Outp
         #[cfg(feature = "cuda")]
         BackendKind::Cuda => task.run::<Autodiff<burn::backend::Cuda>>(Default::default()),
         #[allow(unreachable_patterns)]
-        other => anyhow::bail!(
-            "this berthash was built without the {other:?} backend: rebuild with `cargo build --release --features {}`",
-            format!("{other:?}").to_lowercase()
-        ),
+        other => Err(not_built(other)),
+    }
+}
+
+/// Fails with a one-line reason when `kind` cannot run here: not compiled in, or its runtime does
+/// not start (no driver, no device, no usable adapter). Call it before creating anything. On
+/// Linux it first asks the dynamic loader for the NVIDIA driver (`libcuda.so.1`: `cuInit`, then
+/// at least one device) or the Vulkan loader; then it starts the backend's runtime on the default
+/// device (the one [`run`] uses) and runs one tiny kernel, with a panic inside the runtime caught
+/// and its first message made the reason. The outcome is kept for the rest of the process.
+pub fn require(kind: BackendKind) -> anyhow::Result<()> {
+    match kind {
+        BackendKind::Cpu => Ok(()),
+        #[cfg(feature = "wgpu")]
+        BackendKind::Wgpu => gpu::probe::<burn::backend::Wgpu>(kind),
+        #[cfg(feature = "cuda")]
+        BackendKind::Cuda => gpu::probe::<burn::backend::Cuda>(kind),
+        #[allow(unreachable_patterns)]
+        other => Err(not_built(other)),
+    }
+}
+
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod gpu {
+    use std::panic::{self, AssertUnwindSafe};
+    use std::sync::{Arc, Mutex, OnceLock};
+
+    use burn::prelude::*;
+
+    use super::BackendKind;
+
+    /// The outcome of the first probe of each backend (the runtime starts once per process).
+    static CUDA: OnceLock<Result<(), String>> = OnceLock::new();
+    static WGPU: OnceLock<Result<(), String>> = OnceLock::new();
+
+    pub(super) fn probe<B: Backend>(kind: BackendKind) -> anyhow::Result<()> {
+        let cell = match kind {
+            BackendKind::Cuda => &CUDA,
+            _ => &WGPU,
+        };
+        let outcome = cell.get_or_init(|| {
+            // The usual failures (no driver, no device, no Vulkan loader) are found without
+            // starting the runtime, whose device thread would log its own panic as well.
+            #[cfg(target_os = "linux")]
+            match kind {
+                #[cfg(feature = "cuda")]
+                BackendKind::Cuda => super::linux::cuda_driver()?,
+                #[cfg(feature = "wgpu")]
+                BackendKind::Wgpu => super::linux::vulkan_loader()?,
+                _ => {}
+            }
+            run_probe::<B>(kind)
+        });
+        match outcome {
+            Ok(()) => Ok(()),
+            Err(reason) => anyhow::bail!(
+                "--backend {} cannot run on this machine: {reason} (use --backend cpu, or a machine with {})",
+                kind.name(),
+                match kind {
+                    BackendKind::Cuda => "an NVIDIA GPU and driver",
+                    _ => "a Vulkan, Metal or DX12 GPU",
+                }
+            ),
+        }
+    }
+
+    /// Starts the runtime and computes `2x + 1` on three values, with panics caught and their
+    /// messages (from any thread: the runtimes start on their own device threads) recorded instead
+    /// of printed.
+    fn run_probe<B: Backend>(kind: BackendKind) -> Result<(), String> {
+        let messages = Arc::new(Mutex::new(Vec::<String>::new()));
+        let sink = Arc::clone(&messages);
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let text = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            if let Ok(mut all) = sink.lock() {
+                all.push(text);
+            }
+        }));
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            let device = B::Device::default();
+            let x = Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], &device);
+            x.mul_scalar(2.0).add_scalar(1.0).try_into_data()
+        }));
+        panic::set_hook(previous);
+        let values = match outcome {
+            Ok(Ok(data)) => data
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .map_err(|e| format!("{e:?}"))?,
+            Ok(Err(err)) => return Err(format!("its first kernel failed: {err:?}")),
+            Err(_) => {
+                let all = messages.lock().map(|m| m.clone()).unwrap_or_default();
+                // The first panic is the cause (the device thread's); later ones are its echo
+                // (a closed channel) in the calling thread.
+                let first = all.first().map_or("the runtime panicked", String::as_str);
+                return Err(explain(kind, first));
+            }
+        };
+        if values != [3.0, 5.0, 7.0] {
+            return Err(format!(
+                "a test kernel computed {values:?} instead of [3, 5, 7]"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A short reason for a runtime's panic message.
+    fn explain(kind: BackendKind, message: &str) -> String {
+        let first_line = message.lines().next().unwrap_or_default();
+        let short = |s: &str| -> String {
+            let mut s = s.trim().to_string();
+            if s.len() > 240 {
+                let mut cut = 240;
+                while !s.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                s.truncate(cut);
+                s.push('…');
+            }
+            s
+        };
+        if kind == BackendKind::Cuda {
+            if message.contains("dynamically load the \"cuda\"") {
+                return "no NVIDIA driver (libcuda.so could not be loaded)".into();
+            }
+            if message.contains("dynamically load the \"nvrtc\"") {
+                return "CUDA's run-time compiler is missing (libnvrtc.so could not be loaded)"
+                    .into();
+            }
+            if message.contains("CUDA_ERROR_NO_DEVICE") {
+                return "the NVIDIA driver sees no CUDA device".into();
+            }
+            return format!("CUDA did not start: {}", short(first_line));
+        }
+        if message.contains("adapter") {
+            return format!("no usable GPU adapter ({})", short(first_line));
+        }
+        format!("wgpu did not start: {}", short(first_line))
+    }
+}
+
+/// Checks through the system's dynamic loader, before a runtime starts.
+#[cfg(all(target_os = "linux", any(feature = "cuda", feature = "wgpu")))]
+mod linux {
+    use std::ffi::{c_char, c_int, c_void, CStr};
+
+    extern "C" {
+        fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+        fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
+    }
+    const RTLD_NOW: c_int = 2;
+
+    /// The first of `names` the dynamic loader opens (kept open: the runtime opens it again).
+    fn open(names: &[&CStr]) -> Option<*mut c_void> {
+        names
+            .iter()
+            // SAFETY: dlopen with a NUL-terminated name; a null result is handled.
+            .map(|name| unsafe { dlopen(name.as_ptr(), RTLD_NOW) })
+            .find(|handle| !handle.is_null())
+    }
+
+    /// The NVIDIA driver library loads, initialises and reports at least one device.
+    #[cfg(feature = "cuda")]
+    pub(super) fn cuda_driver() -> Result<(), String> {
+        const CUDA_ERROR_NO_DEVICE: c_int = 100;
+        let lib = open(&[c"libcuda.so.1", c"libcuda.so"])
+            .ok_or("no NVIDIA driver (libcuda.so could not be loaded)")?;
+        // SAFETY: the CUDA driver API's C signatures: CUresult cuInit(unsigned int) and
+        // CUresult cuDeviceGetCount(int *); each symbol is checked for null before the call.
+        unsafe {
+            let init = dlsym(lib, c"cuInit".as_ptr());
+            let count = dlsym(lib, c"cuDeviceGetCount".as_ptr());
+            if init.is_null() || count.is_null() {
+                return Err("the NVIDIA driver library lacks cuInit/cuDeviceGetCount".into());
+            }
+            let init: extern "C" fn(u32) -> c_int = std::mem::transmute(init);
+            let count: extern "C" fn(*mut c_int) -> c_int = std::mem::transmute(count);
+            match init(0) {
+                0 => {}
+                CUDA_ERROR_NO_DEVICE => return Err("the NVIDIA driver sees no CUDA device".into()),
+                code => {
+                    return Err(format!(
+                        "the NVIDIA driver did not initialise (cuInit: error {code})"
+                    ))
+                }
+            }
+            let mut devices: c_int = 0;
+            if count(&mut devices) != 0 || devices < 1 {
+                return Err("the NVIDIA driver sees no CUDA device".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// wgpu's Linux backend is Vulkan: its loader must be there.
+    #[cfg(feature = "wgpu")]
+    pub(super) fn vulkan_loader() -> Result<(), String> {
+        open(&[c"libvulkan.so.1", c"libvulkan.so"])
+            .map(|_| ())
+            .ok_or_else(|| "no Vulkan loader (libvulkan.so.1 could not be loaded)".into())
     }
 }

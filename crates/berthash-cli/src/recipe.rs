@@ -49,6 +49,84 @@ pub fn set(table: &mut Table, dotted: &str, value: impl Into<Value>) {
     current.insert(last.to_string(), value.into());
 }
 
+/// The flags a user gave, as recipe keys (the last layer of the overlay).
+#[derive(Debug, Default)]
+pub struct Overlay(Table);
+
+impl Overlay {
+    /// Sets `key` (dotted, e.g. `train.max_steps`) when the flag was given.
+    pub fn set<T: FlagValue>(mut self, key: &str, value: Option<T>) -> Self {
+        if let Some(value) = value {
+            set(&mut self.0, key, value.into_toml());
+        }
+        self
+    }
+
+    pub fn into_table(self) -> Table {
+        self.0
+    }
+}
+
+/// A flag's value as TOML.
+pub trait FlagValue {
+    fn into_toml(self) -> Value;
+}
+
+impl FlagValue for u64 {
+    fn into_toml(self) -> Value {
+        Value::Integer(self as i64)
+    }
+}
+
+impl FlagValue for usize {
+    fn into_toml(self) -> Value {
+        Value::Integer(self as i64)
+    }
+}
+
+impl FlagValue for f64 {
+    fn into_toml(self) -> Value {
+        Value::Float(self)
+    }
+}
+
+impl FlagValue for &str {
+    fn into_toml(self) -> Value {
+        Value::String(self.to_string())
+    }
+}
+
+impl FlagValue for &std::path::Path {
+    fn into_toml(self) -> Value {
+        Value::String(self.display().to_string())
+    }
+}
+
+/// The leaves of `table` as (dotted key, value), tables descended into.
+pub fn flatten(prefix: &str, table: &Table, out: &mut Vec<(String, Value)>) {
+    for (key, value) in table {
+        let key = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        match value {
+            Value::Table(inner) => flatten(&key, inner, out),
+            leaf => out.push((key, leaf.clone())),
+        }
+    }
+}
+
+/// The value at a dotted key.
+pub fn lookup<'a>(table: &'a Table, dotted: &str) -> Option<&'a Value> {
+    let mut parts = dotted.split('.');
+    let mut value = table.get(parts.next()?)?;
+    for part in parts {
+        value = value.as_table()?.get(part)?;
+    }
+    Some(value)
+}
+
 /// The TOML form of a config's defaults.
 pub fn to_table<T: Serialize>(value: &T) -> anyhow::Result<Table> {
     let text = toml::to_string(value).context("turning the defaults into TOML")?;

@@ -1,101 +1,28 @@
-//! Finding models and their records in what users point commands at: a Hugging Face model
-//! directory, a run directory, or one checkpoint of a run.
+//! How a training command runs: the mode its flags ask for, checked before anything is written;
+//! where it puts the inputs it generates; the loop on the chosen backend, stopped gracefully by
+//! a signal.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
-use anyhow::{bail, Context};
-use serde_json::Value;
+use berthash_kernels::TrainBackend;
+use berthash_train::memory;
+use berthash_train::run_dir::{inputs_dir as run_inputs, RunDir, CONFIG_JSON};
+use berthash_train::{FinetuneConfig, PretrainConfig, RunMode, Summary, TrainError};
 
-fn is_model_dir(dir: &Path) -> bool {
-    dir.join("config.json").is_file() && dir.join("model.safetensors").is_file()
-}
+use crate::backend::{BackendKind, BackendTask};
 
-/// The model directory inside `path`: `path` itself, a fine-tuning run's `best/`, a run's
-/// `model/`, or the newest complete checkpoint of a run.
-pub fn resolve_model_dir(path: &Path) -> anyhow::Result<PathBuf> {
-    if is_model_dir(path) {
-        return Ok(path.to_path_buf());
-    }
-    // A fine-tuning run keeps its best model in `best/`; every run has its last in `model/`.
-    for name in ["best", "model"] {
-        if is_model_dir(&path.join(name)) {
-            return Ok(path.join(name));
-        }
-    }
-    let checkpoints = path.join("checkpoints");
-    if checkpoints.is_dir() {
-        let mut candidates: Vec<PathBuf> = std::fs::read_dir(&checkpoints)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| is_model_dir(p) || is_model_dir(&p.join("model")))
-            .collect();
-        candidates.sort();
-        if let Some(newest) = candidates.pop() {
-            return resolve_model_dir(&newest);
-        }
-    }
-    if !path.exists() {
-        bail!("{}: no such file or directory", path.display());
-    }
-    bail!(
-        "{}: not a model directory (config.json + model.safetensors), a run directory or a checkpoint",
-        path.display()
-    )
-}
-
-/// What a run left beside its model, for model cards: resolved config, summary, eval results.
-#[derive(Debug, Default)]
-pub struct RunRecords {
-    pub config: Option<Value>,
-    pub summary: Option<Value>,
-    pub eval_results: Option<Value>,
-}
-
-impl RunRecords {
-    /// Looks in `path` and up to two parents (a checkpoint sits in `RUN/checkpoints/NAME`).
-    pub fn find(path: &Path) -> Self {
-        let mut records = Self::default();
-        for dir in path.ancestors().take(3) {
-            let read = |name: &str| {
-                std::fs::read_to_string(dir.join(name))
-                    .ok()
-                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-            };
-            records.config = records.config.or_else(|| read("train_config.json"));
-            records.summary = records.summary.or_else(|| read("summary.json"));
-            records.eval_results = records.eval_results.or_else(|| read("eval_results.json"));
-        }
-        records
-    }
-}
-
-/// How a training command treats its run directory, from its flags; a new run refuses a
-/// directory that already holds one.
-pub fn run_mode(
-    out: &Path,
-    resume: bool,
-    overwrite: bool,
-) -> anyhow::Result<berthash_train::RunMode> {
-    use berthash_train::RunMode;
+/// The mode `--resume` / `--overwrite` ask for, refused now if the directory does not allow it
+/// (a new run over an existing one, a resume with nothing to resume).
+pub fn mode(out: &Path, resume: bool, overwrite: bool) -> anyhow::Result<RunMode> {
     let mode = match (resume, overwrite) {
         (true, _) => RunMode::Resume,
         (false, true) => RunMode::Overwrite,
         (false, false) => RunMode::New,
     };
-    if mode == RunMode::New && out.join("train_config.json").exists() {
-        bail!(
-            "{} already holds a run: pass --resume to continue it or --overwrite to replace it",
-            out.display()
-        );
-    }
+    RunDir::check(out, mode)?;
     Ok(mode)
-}
-
-/// The resolved config a run saved, to resume it exactly as it started.
-pub fn saved_config<C: serde::de::DeserializeOwned>(out: &Path, what: &str) -> anyhow::Result<C> {
-    let saved = out.join("train_config.json");
-    let text = std::fs::read_to_string(&saved)
-        .with_context(|| format!("reading {} to resume", saved.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{}: not a {what} config", saved.display()))
 }
 
 /// Where a command writes the inputs it generates (built-in corpus, tokenizer): the run
@@ -104,26 +31,161 @@ pub fn inputs_dir(out: &Path, print_only: bool) -> PathBuf {
     if print_only {
         std::env::temp_dir().join(format!("berthash-config-{}", std::process::id()))
     } else {
-        out.join("inputs")
+        run_inputs(out)
     }
 }
 
-/// Loads `dir` as `M` on the CPU, refusing a model whose `head` (key prefix, e.g. `classifier.`)
-/// the file does not hold: a freshly initialised head would give noise, not an answer.
-pub fn load_trained<M: berthash_model::HfModel<burn::backend::Flex>>(
-    dir: &Path,
-    head: &str,
-    hint: &str,
-) -> anyhow::Result<berthash_model::Pretrained<M>> {
-    let loaded = berthash_model::load::<burn::backend::Flex, M>(dir, None, 0, &Default::default())
-        .with_context(|| format!("loading {}", dir.display()))?;
-    if let Some(key) = loaded
-        .report
-        .initialized
-        .iter()
-        .find(|k| k.starts_with(head))
-    {
-        bail!("{} has no `{key}`: {hint}", dir.display());
+/// Makes Ctrl-C (SIGINT) and SIGTERM stop a training run gracefully: the loop finishes its step
+/// and writes a checkpoint; a second signal exits at once with 128 + the signal's number.
+/// Returns the flag each signal sets, to pick the exit code.
+fn stop_gracefully_on_signal() -> anyhow::Result<[(i32, Arc<AtomicBool>); 2]> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let stop = berthash_train::interrupt::flag();
+    let seen = [SIGINT, SIGTERM].map(|signal| (signal, Arc::new(AtomicBool::new(false))));
+    for (signal, flag) in &seen {
+        // Registered first, so it sees the state before this signal's own flags are set.
+        signal_hook::flag::register_conditional_shutdown(*signal, 128 + signal, stop.clone())?;
+        signal_hook::flag::register(*signal, stop.clone())?;
+        signal_hook::flag::register(*signal, flag.clone())?;
     }
-    Ok(loaded)
+    Ok(seen)
+}
+
+/// Runs `command` for the run directory `out`. When `out` did not exist before and the run
+/// never started (an input error found before the library wrote its config), what the command
+/// generated there is removed again: a refused command leaves no run directory behind.
+pub fn in_run_dir<T>(out: &Path, command: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    let created = !out.exists();
+    let result = command();
+    if result.is_err() && created && !out.join(CONFIG_JSON).exists() {
+        let _ = std::fs::remove_dir_all(out);
+    }
+    result
+}
+
+/// A training loop's config: which loop it runs.
+pub trait TrainLoop: serde::Serialize + Sized {
+    /// The config validated and completed, as the run will use it.
+    fn resolved(self) -> berthash_train::Result<Self>;
+    /// Refuses a batch whose training step would not fit in this machine's memory.
+    fn check_memory(&self) -> berthash_train::Result<()>;
+    fn train<B: TrainBackend>(
+        self,
+        out: &Path,
+        device: &B::Device,
+        mode: RunMode,
+    ) -> berthash_train::Result<Summary>;
+}
+
+impl TrainLoop for PretrainConfig {
+    fn resolved(self) -> berthash_train::Result<Self> {
+        self.resolve()
+    }
+
+    fn check_memory(&self) -> berthash_train::Result<()> {
+        let (batch, seq) = (self.train.batch_size, self.data.max_length);
+        memory::check_fits(&self.model, batch, seq, true)
+    }
+
+    fn train<B: TrainBackend>(
+        self,
+        out: &Path,
+        device: &B::Device,
+        mode: RunMode,
+    ) -> berthash_train::Result<Summary> {
+        berthash_train::pretrain::<B>(self, out, device, mode)
+    }
+}
+
+impl TrainLoop for FinetuneConfig {
+    fn resolved(self) -> berthash_train::Result<Self> {
+        self.resolve()
+    }
+
+    fn check_memory(&self) -> berthash_train::Result<()> {
+        let (batch, seq) = (self.train.batch_size, self.max_seq_length);
+        memory::check_fits(&self.model_config()?, batch, seq, false)
+    }
+
+    fn train<B: TrainBackend>(
+        self,
+        out: &Path,
+        device: &B::Device,
+        mode: RunMode,
+    ) -> berthash_train::Result<Summary> {
+        berthash_train::finetune::<B>(self, out, device, mode)
+    }
+}
+
+struct Train<C> {
+    config: C,
+    out: PathBuf,
+    mode: RunMode,
+}
+
+impl<C: TrainLoop> BackendTask for Train<C> {
+    type Output = Summary;
+
+    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Summary> {
+        Ok(self.config.train::<B>(&self.out, &device, self.mode)?)
+    }
+}
+
+/// Runs the training loop `config` names in `out` on `backend`, stopping gracefully on a
+/// signal; with `print_config`, prints the resolved config as TOML instead (`None`).
+pub fn train<C: TrainLoop>(
+    config: C,
+    out: &Path,
+    mode: RunMode,
+    backend: BackendKind,
+    print_config: bool,
+) -> anyhow::Result<Option<Summary>> {
+    if print_config {
+        print!("{}", toml::to_string(&config.resolved()?)?);
+        let _ = std::fs::remove_dir_all(inputs_dir(out, true));
+        return Ok(None);
+    }
+    if backend == BackendKind::Cpu {
+        config.check_memory()?;
+    }
+    let signals = stop_gracefully_on_signal()?;
+    let out = out.to_path_buf();
+    let result = crate::backend::run(backend, Train { config, out, mode });
+    if let Err(e) = &result {
+        if let Some(TrainError::Interrupted { .. }) = e.downcast_ref::<TrainError>() {
+            eprintln!("error: {e:#}\nrun the same command with --resume to continue");
+            let code = signals.iter().find(|(_, seen)| seen.load(Ordering::SeqCst));
+            std::process::exit(code.map_or(130, |(signal, _)| 128 + signal));
+        }
+    }
+    result.map(Some)
+}
+
+/// Refuses flags that contradict the run being resumed: `--resume` continues a run exactly as
+/// it was configured (`saved`). `flags` are the flags as recipe keys; `others` are contradictions
+/// the command found itself (a different model, say). Lists every one.
+pub fn check_resume<C: serde::Serialize>(
+    saved: &C,
+    flags: &toml::Table,
+    mut others: Vec<String>,
+) -> anyhow::Result<()> {
+    let saved = crate::recipe::to_table(saved)?;
+    let mut given = Vec::new();
+    crate::recipe::flatten("", flags, &mut given);
+    for (key, value) in given {
+        let have = crate::recipe::lookup(&saved, &key);
+        if have != Some(&value) {
+            let have = have.map_or("nothing".to_string(), ToString::to_string);
+            others.push(format!("{key} = {value} (the run has {have})"));
+        }
+    }
+    if others.is_empty() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "--resume continues the run as it was configured, and these flags contradict it:\n  {}\n\
+         drop them to resume; to train longer or differently, start a new run from the run's model \
+         (pretrain: `init_from` in a --config recipe; finetune: --model RUN)",
+        others.join("\n  ")
+    )
 }

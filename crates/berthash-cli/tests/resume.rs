@@ -1,13 +1,18 @@
-//! Exact resume through the binary: a run killed with SIGKILL after a checkpoint and resumed
-//! gives the same loss at every step and the same final weights as an uninterrupted run.
+//! Exact resume through the binary: a run killed with SIGKILL after a checkpoint, or stopped
+//! with SIGTERM (which checkpoints at once), and resumed gives the same loss at every step and
+//! the same final weights as an uninterrupted run.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const STEPS: &str = "10";
 
 fn pretrain(out: &Path, extra: &[&str]) -> Command {
+    pretrain_steps(out, STEPS, "4", extra)
+}
+
+fn pretrain_steps(out: &Path, steps: &str, save_every: &str, extra: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_berthash"));
     command
         .args([
@@ -15,7 +20,7 @@ fn pretrain(out: &Path, extra: &[&str]) -> Command {
             "--size",
             "femto",
             "--max-steps",
-            STEPS,
+            steps,
             "--batch-size",
             "8",
             "--warmup-steps",
@@ -23,7 +28,7 @@ fn pretrain(out: &Path, extra: &[&str]) -> Command {
         ])
         .args([
             "--save-every",
-            "4",
+            save_every,
             "--eval-every",
             "0",
             "--log-every",
@@ -40,7 +45,7 @@ fn pretrain(out: &Path, extra: &[&str]) -> Command {
 /// (step, loss) of every logged training step.
 fn losses(run: &Path) -> Vec<(u64, f64)> {
     std::fs::read_to_string(run.join("metrics.jsonl"))
-        .unwrap()
+        .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|r| r.get("loss").is_some())
@@ -85,4 +90,63 @@ fn a_run_killed_with_sigkill_resumes_bit_identically() {
         weights(&whole) == weights(&killed),
         "final weights differ after resume"
     );
+}
+
+#[test]
+fn sigterm_stops_with_a_checkpoint_and_the_run_resumes_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    assert!(pretrain_steps(&whole, "60", "1000", &[])
+        .status()
+        .unwrap()
+        .success());
+
+    let stopped = dir.path().join("stopped");
+    let child = pretrain_steps(&stopped, "60", "1000", &[])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while losses(&stopped).len() < 2 {
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "the run logged no step"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the run finished before the signal: {stderr}"
+    );
+    assert!(
+        stderr.contains("stopped at step") && stderr.contains("--resume"),
+        "{stderr}"
+    );
+    let at = losses(&stopped).last().unwrap().0;
+    assert!(at < 60);
+    let checkpoint = stopped.join(format!("checkpoints/step-{at:08}"));
+    assert!(
+        checkpoint.join("state.json").exists(),
+        "no checkpoint at step {at}: {stderr}"
+    );
+
+    assert!(pretrain_steps(&stopped, "60", "1000", &["--resume"])
+        .status()
+        .unwrap()
+        .success());
+    assert_eq!(
+        losses(&whole),
+        losses(&stopped),
+        "losses differ after the resume"
+    );
+    let weights = |run: &Path| std::fs::read(run.join("model/model.safetensors")).unwrap();
+    assert!(weights(&whole) == weights(&stopped), "final weights differ");
 }

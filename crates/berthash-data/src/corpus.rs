@@ -15,7 +15,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use arrow_array::{Array, LargeStringArray, StringArray, StringViewArray};
+use arrow_array::{Array, ArrayRef};
+
+use crate::arrow_text::{is_text_type, text_value};
+use crate::parquet_guard::next_batch;
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ProjectionMask;
@@ -189,23 +192,26 @@ pub struct Document {
     pub after: SourceCursor,
 }
 
-/// Counts of rows and files skipped under [`OnBadInput::Skip`]; shared by threads.
+/// Counts of rows and files skipped under [`OnBadInput::Skip`], and of rows without text
+/// (null or blank: data, not errors, and skipped whatever `on_bad_input` says); shared by
+/// threads.
 #[derive(Debug, Default)]
 pub struct SkipCounter {
     rows: AtomicU64,
     files: AtomicU64,
+    empty: AtomicU64,
 }
 
 impl SkipCounter {
+    /// Rows skipped for having no text (null, empty or only white space).
+    pub fn empty(&self) -> u64 {
+        self.empty.load(Ordering::Relaxed)
+    }
     pub fn rows(&self) -> u64 {
         self.rows.load(Ordering::Relaxed)
     }
     pub fn files(&self) -> u64 {
         self.files.load(Ordering::Relaxed)
-    }
-    fn skip_row(&self, err: &DataError) {
-        tracing::warn!("skipping row: {err}");
-        self.rows.fetch_add(1, Ordering::Relaxed);
     }
     fn skip_file(&self, err: &DataError) {
         tracing::warn!("skipping file: {err}");
@@ -213,44 +219,36 @@ impl SkipCounter {
     }
 }
 
-/// The text column of one decoded record batch (any of Arrow's string layouts).
-enum TextColumn {
-    Utf8(StringArray),
-    Large(LargeStringArray),
-    View(StringViewArray),
-}
-
-impl TextColumn {
-    fn len(&self) -> usize {
-        match self {
-            TextColumn::Utf8(a) => a.len(),
-            TextColumn::Large(a) => a.len(),
-            TextColumn::View(a) => a.len(),
-        }
-    }
-
-    fn get(&self, i: usize) -> Option<&str> {
-        match self {
-            TextColumn::Utf8(a) => (!a.is_null(i)).then(|| a.value(i)),
-            TextColumn::Large(a) => (!a.is_null(i)).then(|| a.value(i)),
-            TextColumn::View(a) => (!a.is_null(i)).then(|| a.value(i)),
-        }
-    }
-}
-
-fn is_text_type(dt: &DataType) -> bool {
-    matches!(
-        dt,
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-    )
-}
-
 /// An open parquet file positioned at the cursor.
 struct OpenShard {
     rg_rows: Vec<usize>,
     reader: ParquetRecordBatchReader,
-    batch: Option<TextColumn>,
+    /// The text column of the current record batch.
+    batch: Option<ArrayRef>,
     next: usize,
+}
+
+/// Refuses column chunks whose footer gives a negative offset or size, or one past the end of
+/// the file: the parquet reader would panic on them, not return an error.
+fn check_chunk_ranges(path: &Path, builder: &ParquetRecordBatchReaderBuilder<File>) -> Result<()> {
+    for (rg, group) in builder.metadata().row_groups().iter().enumerate() {
+        for chunk in group.columns() {
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or(chunk.data_page_offset());
+            if start < 0 || chunk.compressed_size() < 0 {
+                return Err(DataError::Parquet {
+                    path: path.to_path_buf(),
+                    row_group: Some(rg),
+                    message: format!(
+                        "column `{}` has a negative offset or size in the footer",
+                        chunk.column_path()
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Opens a parquet file for reading one column; checks emptiness and the column.
@@ -259,15 +257,7 @@ pub(crate) fn open_parquet(
     path: &Path,
     column: &str,
 ) -> Result<(ParquetRecordBatchReaderBuilder<File>, usize)> {
-    let file = File::open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            DataError::MissingFile {
-                path: path.to_path_buf(),
-            }
-        } else {
-            DataError::io(path, e)
-        }
-    })?;
+    let file = File::open(path).map_err(|e| DataError::reading(path, e))?;
     let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
     if len == 0 {
         return Err(DataError::EmptyFile {
@@ -281,6 +271,7 @@ pub(crate) fn open_parquet(
             row_group: None,
             message: e.to_string(),
         })?;
+    check_chunk_ranges(path, &builder)?;
     let schema = builder.schema().clone();
     let Some((index, field)) = schema.column_with_name(column) else {
         return Err(DataError::MissingColumn {
@@ -501,26 +492,10 @@ impl SourceReader {
                 continue;
             };
             if shard.batch.as_ref().is_none_or(|b| shard.next >= b.len()) {
-                match shard.reader.next() {
+                match next_batch(&mut shard.reader) {
                     Some(Ok(batch)) => {
                         let column = batch.column(0);
-                        let text = match column.data_type() {
-                            DataType::Utf8 => column
-                                .as_any()
-                                .downcast_ref::<StringArray>()
-                                .cloned()
-                                .map(TextColumn::Utf8),
-                            DataType::LargeUtf8 => column
-                                .as_any()
-                                .downcast_ref::<LargeStringArray>()
-                                .cloned()
-                                .map(TextColumn::Large),
-                            _ => column
-                                .as_any()
-                                .downcast_ref::<StringViewArray>()
-                                .cloned()
-                                .map(TextColumn::View),
-                        };
+                        let text = is_text_type(column.data_type()).then(|| column.clone());
                         match text {
                             Some(t) => {
                                 shard.batch = Some(t);
@@ -538,11 +513,11 @@ impl SourceReader {
                         }
                         continue;
                     }
-                    Some(Err(e)) => {
+                    Some(Err(message)) => {
                         let err = DataError::Parquet {
                             path: self.path().to_path_buf(),
                             row_group: Some(rg),
-                            message: e.to_string(),
+                            message,
                         };
                         self.bad_file(err)?;
                         continue;
@@ -564,10 +539,10 @@ impl SourceReader {
             let text = shard
                 .batch
                 .as_ref()
-                .and_then(|b| b.get(i))
+                .and_then(|b| text_value(b, i))
                 .map(str::to_string);
             match text {
-                Some(text) => {
+                Some(text) if !text.trim().is_empty() => {
                     self.cursor.docs_read += 1;
                     self.advance();
                     return Ok(Some(Document {
@@ -576,31 +551,12 @@ impl SourceReader {
                         after: self.cursor,
                     }));
                 }
-                None => {
-                    let err = DataError::NullValue {
-                        path: self.path().to_path_buf(),
-                        row_group: rg,
-                        row: self.row_in_file(),
-                        column: self.column.clone(),
-                    };
-                    match self.on_bad {
-                        OnBadInput::Error => return Err(err),
-                        OnBadInput::Skip => self.skips.skip_row(&err),
-                    }
+                _ => {
+                    self.skips.empty.fetch_add(1, Ordering::Relaxed);
                     self.advance();
                 }
             }
         }
-    }
-
-    /// 0-based row of the cursor within its file (for messages).
-    fn row_in_file(&self) -> usize {
-        let before: usize = self.shard.as_ref().map_or(0, |s| {
-            s.rg_rows[..self.cursor.row_group.min(s.rg_rows.len())]
-                .iter()
-                .sum()
-        });
-        before + self.cursor.row
     }
 }
 

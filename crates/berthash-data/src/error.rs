@@ -13,11 +13,11 @@ pub type Result<T, E = DataError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// A file could not be opened or read.
-    #[error("{path}: {source}")]
+    // The io error is part of the message (not a `#[source]`) so it is printed exactly once.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// A listed path does not exist.
@@ -31,6 +31,12 @@ pub enum DataError {
     /// A zero-byte file, or a parquet file without rows.
     #[error("{path}: empty file ({detail})")]
     EmptyFile { path: PathBuf, detail: String },
+
+    /// A whole pass over the corpus found no text to train on.
+    #[error(
+        "the corpus has no text: a whole pass over its {files} file(s) found only null or blank rows ({empty} of them); check the files and the text column"
+    )]
+    NoText { files: usize, empty: u64 },
 
     /// Parquet could not decode a file (corrupt footer, page, or compression).
     #[error("{path}{}: corrupt or unreadable parquet: {message}", at_row_group(*row_group))]
@@ -152,7 +158,18 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            cause: source,
+        }
+    }
+
+    /// An error opening or reading `path`: a missing file is named as such.
+    pub(crate) fn reading(path: &std::path::Path, source: std::io::Error) -> Self {
+        if source.kind() == std::io::ErrorKind::NotFound {
+            DataError::MissingFile {
+                path: path.to_path_buf(),
+            }
+        } else {
+            DataError::io(path, source)
         }
     }
 

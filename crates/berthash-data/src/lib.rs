@@ -17,6 +17,7 @@
 //! unknown labels) is an error naming file and row, or — when the user opts in
 //! with [`OnBadInput::Skip`] — a counted skip; never a panic, never a silent drop.
 
+mod arrow_text;
 pub mod config;
 pub mod corpus;
 pub mod error;
@@ -24,7 +25,8 @@ pub mod glue;
 pub mod loader;
 pub mod mlm;
 pub mod pack;
-mod rng;
+mod parquet_guard;
+pub mod rng;
 pub mod tokenize;
 
 pub use config::PretrainStreamConfig;

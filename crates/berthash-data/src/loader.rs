@@ -309,6 +309,20 @@ impl PretrainLoader {
         (self.skips.rows(), self.skips.files())
     }
 
+    /// What the stream skipped so far, by kind, the non-zero counts only: rows without text
+    /// (`empty_text_rows`), and rows and files skipped under `on_bad_input = "skip"`.
+    pub fn skip_report(&self) -> std::collections::BTreeMap<String, u64> {
+        [
+            ("empty_text_rows", self.skips.empty()),
+            ("bad_rows_skipped", self.skips.rows()),
+            ("bad_files_skipped", self.skips.files()),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k.to_string(), n))
+        .collect()
+    }
+
     /// The fixed evaluation batches: the held-out documents (the first
     /// `eval_documents` rows of each source's first file, sources in order),
     /// packed like training rows, not shuffled, masked with a fixed seed. The
@@ -419,14 +433,15 @@ fn read_documents(
     loop {
         let mut stream =
             CorpusStream::new(&plan.config.corpus, &plan.files, &cursors, skips.clone());
-        let mut chunk = Vec::new();
-        let mut bytes = 0;
+        let whole_pass = cursors == plan.epoch_start;
+        let (mut chunk, mut bytes, mut docs) = (Vec::new(), 0, 0usize);
         loop {
             if stop.load(Ordering::Relaxed) {
                 return;
             }
             match stream.next_doc() {
                 Ok(Some(doc)) => {
+                    docs += 1;
                     bytes += doc.text.len();
                     chunk.push((doc.source, doc.text, doc.after));
                     if bytes >= CHUNK_BYTES || chunk.len() >= CHUNK_DOCS {
@@ -442,6 +457,12 @@ fn read_documents(
                     return;
                 }
             }
+        }
+        if whole_pass && docs == 0 {
+            let files = plan.files.iter().map(|f| f.len()).sum();
+            let empty = skips.empty();
+            let _ = tx.send(DocMsg::Err(DataError::NoText { files, empty }));
+            return;
         }
         if !chunk.is_empty() && tx.send(DocMsg::Docs(chunk)).is_err() {
             return;

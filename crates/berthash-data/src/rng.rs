@@ -1,4 +1,5 @@
-//! Deterministic random numbers for shuffling and masking.
+//! Deterministic random numbers for shuffling and masking, and the SplitMix64 hash every crate
+//! derives its seeds with.
 //!
 //! Only the raw output of `ChaCha8Rng` is used (its stream is documented as
 //! portable across platforms and versions); the range/float/shuffle helpers are
@@ -16,23 +17,37 @@ pub(crate) enum Domain {
     EvalMask = 3,
 }
 
-fn splitmix64(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// SplitMix64's output for state `z`: a cheap, well-mixed hash of a `u64` (seeds derived from
+/// counters, say).
+pub fn splitmix64(z: u64) -> u64 {
+    let mut z = z.wrapping_add(GOLDEN);
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
 }
 
+/// The SplitMix64 generator: a stream of [`splitmix64`] outputs.
+#[derive(Debug, Clone)]
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        let out = splitmix64(self.0);
+        self.0 = self.0.wrapping_add(GOLDEN);
+        out
+    }
+}
+
 /// An independent generator for `(seed, domain, a, b)`, e.g. `(seed, Shuffle, epoch, window)`.
 pub(crate) fn derive(seed: u64, domain: Domain, a: u64, b: u64) -> ChaCha8Rng {
-    let mut state = seed;
-    let mut mix = splitmix64(&mut state) ^ (domain as u64);
-    let mut s = splitmix64(&mut mix) ^ a;
-    let mut t = splitmix64(&mut s) ^ b;
+    let mix = splitmix64(seed) ^ (domain as u64);
+    let s = splitmix64(mix) ^ a;
+    let mut t = SplitMix64(splitmix64(s) ^ b);
     let mut key = [0u8; 32];
     for chunk in key.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&splitmix64(&mut t).to_le_bytes());
+        chunk.copy_from_slice(&t.next_u64().to_le_bytes());
     }
     ChaCha8Rng::from_seed(key)
 }

@@ -23,6 +23,39 @@ use tokenizers::{ModelWrapper, NormalizerWrapper, PreTokenizerWrapper, Tokenizer
 
 use crate::error::{DataError, Result};
 
+/// The files of a Hugging Face tokenizer directory: `tokenizer.json` and the companions that
+/// `AutoTokenizer` reads beside it.
+pub const TOKENIZER_FILES: [&str; 4] = [
+    "tokenizer.json",
+    "vocab.txt",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+];
+
+/// Copies `tokenizer_json` and the companion files found beside it into `dir` (a model
+/// directory, say). A file that cannot be copied is a warning: the model is usable without it.
+pub fn copy_tokenizer_files(tokenizer_json: &Path, dir: &Path) {
+    let Some(from_dir) = tokenizer_json.parent() else {
+        return;
+    };
+    for name in TOKENIZER_FILES {
+        let from = if name == TOKENIZER_FILES[0] {
+            tokenizer_json.to_path_buf()
+        } else {
+            from_dir.join(name)
+        };
+        if from.is_file() {
+            if let Err(e) = std::fs::copy(&from, dir.join(name)) {
+                tracing::warn!(
+                    "could not copy {} into {}: {e}",
+                    from.display(),
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
 /// The ids of the BERT special tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SpecialIds {

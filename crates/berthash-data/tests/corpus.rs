@@ -206,6 +206,8 @@ fn bad_files(dir: &Path) -> Vec<PathBuf> {
         Some("b"),
         None,
         Some("d"),
+        Some(""),
+        Some("  \n"),
     ]));
     write_parquet(&nulls, vec![("text", with_null)], 2);
     let int_text = dir.join("h-int-text.parquet");
@@ -254,14 +256,19 @@ fn bad_input_is_a_clear_error_naming_the_file() {
         matches!(e, DataError::EmptyFile { .. }) && e.to_string().contains("no rows"),
         "{e}"
     );
-    let e = err_of(&f[6]);
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "{}: row group 1, row 2: column `text` is null",
-            f[6].display()
-        )
-    );
+    // Null and blank rows are data, not errors: skipped and counted.
+    let files = one_file(&f[6]).resolve().unwrap();
+    let skips = Arc::new(SkipCounter::default());
+    let docs: Vec<String> = CorpusStream::new(
+        &one_file(&f[6]),
+        &files,
+        &[SourceCursor::default()],
+        skips.clone(),
+    )
+    .map(|d| d.unwrap().text)
+    .collect();
+    assert_eq!(docs, ["a", "b", "d"]);
+    assert_eq!((skips.empty(), skips.rows()), (3, 0));
     let e = err_of(&f[7]);
     assert!(
         matches!(e, DataError::ColumnType { .. }) && e.to_string().contains("Int64"),
@@ -299,7 +306,8 @@ fn skipping_bad_input_is_counted_not_silent() {
     // 10 good rows + 3 non-null rows of the null file.
     assert_eq!(docs.len(), 13);
     assert_eq!(&docs[10..], ["a", "b", "d"]);
-    assert_eq!(skips.rows(), 1);
+    assert_eq!(skips.empty(), 3);
+    assert_eq!(skips.rows(), 0);
     assert_eq!(skips.files(), 6);
 }
 
@@ -324,4 +332,24 @@ fn real_shards_read_unchanged() {
     }
     assert_eq!(counts, [3129, 433_268]);
     assert_eq!(bytes, 45_898_808 + 42_494_827);
+}
+
+#[test]
+fn a_corpus_without_text_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blank.parquet");
+    let blank: ArrayRef = Arc::new(StringArray::from(vec![None, Some(""), Some(" ")]));
+    write_parquet(&path, vec![("text", blank)], 2);
+    let mut config = common::stream_config(vec![CorpusSource::new(&[&path.to_string_lossy()])]);
+    config.eval_documents = 0;
+    let err = berthash_data::PretrainLoader::new(config, None)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err();
+    assert!(
+        matches!(err, DataError::NoText { files: 1, empty: 3 }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("no text"), "{err}");
 }

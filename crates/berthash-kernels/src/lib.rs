@@ -1,25 +1,17 @@
-//! Fused training kernels with hand-written backward passes.
+//! Fused training kernels with hand-written backward passes, for the few operations where
+//! Burn's op-by-op autodiff dominated a tiny model's step.
 //!
-//! Burn differentiates op by op: the masked-LM loss over a `[masked rows, 30522]` logits matrix
-//! becomes a dozen full-size tensors (max, shift, exp, sum, log, gather and their gradients),
-//! each a pass over ~75 MB at nano's batch. A fused kernel reads the logits twice per step
-//! instead: once forward for the row log-sum-exps, once backward to write the gradient.
-//!
-//! Dropout is the other: Burn draws its mask element by element from a ChaCha RNG on one thread
-//! and multiplies twice; the CPU kernel hashes the element index with a per-call key (drawn from
-//! the backend's seeded RNG, so runs stay reproducible) in one parallel pass, and the backward
-//! recomputes the mask from the key instead of storing it.
-//!
-//! GELU is the third: Burn's CPU GELU calls a scalar `erf` per element, forward and backward.
-//! The attention probabilities are the fourth: Burn's softmax is five tracked ops, the padding
-//! mask is added through a strided broadcast, and glibc's `expf` takes a slow path for every
-//! masked (hugely negative) score; the kernel folds scale and mask into one row pass.
+//! | kernel | why Burn's composed version is slow | CPU override ([`flex`]) | backward |
+//! |---|---|---|---|
+//! | cross-entropy | a dozen full-size tensors (max, shift, exp, sum, log, gather and their gradients) over `[masked rows, 30522]` logits, ~75 MB each at nano's batch | row log-sum-exps in one pass, SIMD `exp` | written over the logits in place: `(softmax - one_hot) * g / rows` |
+//! | dropout | the mask drawn element by element from a ChaCha RNG on one thread, then two multiplies | the element index hashed with a per-call key (drawn from the backend's seeded RNG, so runs stay reproducible), one parallel pass | recomputes the mask from the key instead of storing it |
+//! | GELU | a scalar `erf` per element, forward and backward | vectorised `erf` | vectorised derivative |
+//! | attention probabilities | softmax is five tracked ops, the padding mask a strided broadcast, glibc's `expf` slow on masked (hugely negative) scores | scale, padding bias and softmax in one row pass | from the probabilities |
 //!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
 //!   use these);
-//! - the CPU backend (`Flex`) overrides them with SIMD loops over rows on rayon threads
-//!   ([`flex`]);
+//! - the CPU backend (`Flex`) overrides them with SIMD loops over rows on rayon threads;
 //! - `Autodiff<B>` records one graph node whose backward calls `B`'s fused backward
 //!   ([`autodiff`]).
 

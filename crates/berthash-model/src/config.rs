@@ -236,7 +236,7 @@ impl BertHashConfig {
 
     /// Writes `config.json` atomically.
     pub fn save(&self, path: &Path) -> Result<(), ModelError> {
-        crate::io::write_atomic(path, self.to_json_string().as_bytes())
+        crate::fs::write_atomic(path, self.to_json_string().as_bytes())
     }
 
     /// Checks what the model code relies on, naming the offending field.
@@ -261,7 +261,7 @@ impl BertHashConfig {
                 return invalid(field, "must be at least 1".into());
             }
         }
-        if self.hidden_size % self.num_attention_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return invalid(
                 "hidden_size",
                 format!(
@@ -303,10 +303,29 @@ impl BertHashConfig {
                 "attention_probs_dropout_prob",
                 self.attention_probs_dropout_prob,
             ),
+            ("classifier_dropout", self.classifier_dropout.unwrap_or(0.0)),
         ] {
             if !(0.0..1.0).contains(&p) {
                 return invalid(field, format!("{p} is not a probability in [0, 1)"));
             }
+        }
+        if !(self.initializer_range.is_finite() && self.initializer_range >= 0.0) {
+            return invalid(
+                "initializer_range",
+                format!(
+                    "{} is not a standard deviation (>= 0)",
+                    self.initializer_range
+                ),
+            );
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return invalid(
+                "layer_norm_eps",
+                format!(
+                    "{} must be > 0 (LayerNorm divides by it)",
+                    self.layer_norm_eps
+                ),
+            );
         }
         if let Some(labels) = &self.id2label {
             for key in labels.keys() {

@@ -56,6 +56,14 @@ pub enum ModelError {
     #[error("{path}: required tensor `{key}` is missing")]
     MissingTensor { path: PathBuf, key: String },
 
+    #[error("{path} has no trained {class} head (no `{key}`): {hint}")]
+    MissingHead {
+        path: PathBuf,
+        class: &'static str,
+        key: String,
+        hint: &'static str,
+    },
+
     #[error("{path}: cannot find the hashed-embedding projection: {message}")]
     Projection { path: PathBuf, message: String },
 

@@ -9,12 +9,13 @@ pub mod config;
 pub mod embeddings;
 pub mod encoder;
 pub mod error;
+pub mod fs;
 pub mod heads;
 pub mod init;
 pub mod inputs;
-pub mod io;
 pub mod loss;
 pub mod model;
+pub mod names;
 pub mod pretrained;
 pub mod weights;
 
@@ -24,4 +25,6 @@ pub use model::{
     BertHashForMaskedLM, BertHashForSequenceClassification, BertHashModel, BertInput,
     BertModelOutput, ClassificationTargets, ModelOptions,
 };
-pub use pretrained::{load, load_any, read_config, save, AnyModel, HfModel, Pretrained};
+pub use pretrained::{
+    load, load_any, load_trained, read_config, save, AnyModel, HfModel, Pretrained,
+};

@@ -23,6 +23,9 @@ pub trait HfModel<B: Backend>: Module<B> + Sized {
     const ARCHITECTURE: Architecture;
     /// Keys that may be absent from a file (initialised fresh instead).
     const OPTIONAL: &'static [&'static str];
+    /// The task head's key prefix and what to do about a file without it: a freshly
+    /// initialised head answers with noise, so commands that use the head refuse one.
+    const HEAD: Option<(&'static str, &'static str)>;
 
     fn build(config: &BertHashConfig, options: ModelOptions, init: &mut Initializer<B>) -> Self;
 
@@ -35,6 +38,7 @@ pub trait HfModel<B: Backend>: Module<B> + Sized {
 impl<B: Backend> HfModel<B> for BertHashModel<B> {
     const ARCHITECTURE: Architecture = Architecture::Base;
     const OPTIONAL: &'static [&'static str] = &["pooler."];
+    const HEAD: Option<(&'static str, &'static str)> = None;
 
     fn build(config: &BertHashConfig, options: ModelOptions, init: &mut Initializer<B>) -> Self {
         Self::new(config, options, init)
@@ -44,6 +48,10 @@ impl<B: Backend> HfModel<B> for BertHashModel<B> {
 impl<B: Backend> HfModel<B> for BertHashForMaskedLM<B> {
     const ARCHITECTURE: Architecture = Architecture::MaskedLm;
     const OPTIONAL: &'static [&'static str] = &["cls.", "bert.pooler."];
+    const HEAD: Option<(&'static str, &'static str)> = Some((
+        "cls.",
+        "use a pre-trained (masked-LM) model, or export the model as the class it was trained as",
+    ));
 
     fn build(config: &BertHashConfig, options: ModelOptions, init: &mut Initializer<B>) -> Self {
         Self::new(config, options, init)
@@ -53,6 +61,8 @@ impl<B: Backend> HfModel<B> for BertHashForMaskedLM<B> {
 impl<B: Backend> HfModel<B> for BertHashForSequenceClassification<B> {
     const ARCHITECTURE: Architecture = Architecture::SequenceClassification;
     const OPTIONAL: &'static [&'static str] = &["classifier.", "bert.pooler."];
+    const HEAD: Option<(&'static str, &'static str)> =
+        Some(("classifier.", "fine-tune it first (berthash finetune)"));
 
     fn build(config: &BertHashConfig, options: ModelOptions, init: &mut Initializer<B>) -> Self {
         Self::new(config, options, init)
@@ -137,6 +147,30 @@ pub fn load<B: Backend, M: HfModel<B>>(
         layout,
         report,
     })
+}
+
+/// Loads `DIR` as `M`, refusing a file without `M`'s trained head (see [`HfModel::HEAD`]).
+pub fn load_trained<B: Backend, M: HfModel<B>>(
+    dir: &Path,
+    device: &B::Device,
+) -> Result<Pretrained<M>, ModelError> {
+    let loaded = load::<B, M>(dir, None, 0, device)?;
+    if let Some((head, hint)) = M::HEAD {
+        if let Some(key) = loaded
+            .report
+            .initialized
+            .iter()
+            .find(|k| k.starts_with(head))
+        {
+            return Err(ModelError::MissingHead {
+                path: dir.to_path_buf(),
+                class: M::ARCHITECTURE.class_name(),
+                key: key.clone(),
+                hint,
+            });
+        }
+    }
+    Ok(loaded)
 }
 
 /// Writes `DIR/config.json` (with `architectures` set to `M`'s class) and `DIR/model.safetensors`.

@@ -1,9 +1,6 @@
 //! Weights in Hugging Face names and layouts, read from and written to safetensors.
 //!
-//! Our module fields mirror transformers' attribute names, so a parameter's Hugging Face key is
-//! its module path with three renames (the only mapping table there is):
-//! `self_` -> `self`, `layer_norm` -> `LayerNorm`, LayerNorm `gamma`/`beta` -> `weight`/`bias`;
-//! plus Burn's `[in, out]` Linear weights stored transposed as PyTorch's `[out, in]`.
+//! A parameter's Hugging Face key comes from its module path ([`crate::names`]).
 //! Three things a file may do differently are absorbed here: the `bert.` prefix (present on
 //! models saved with a head, absent on bare encoders), the MLM vocab bias (one tensor stored as
 //! `cls.predictions.bias` and `cls.predictions.decoder.bias`) and the hashed-embedding projection,
@@ -12,12 +9,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::module::{Module, Param, ParamId};
 use burn::prelude::*;
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 
 use crate::error::ModelError;
+use crate::names::{map_named, visit_named, HfKey, NamedMapper, NamedVisitor};
 
 /// The bias transformers stores twice for the MLM decoder; we hold it once, as the decoder's.
 const MLM_BIAS: &str = "cls.predictions.bias";
@@ -43,8 +41,8 @@ impl RawTensor {
         }
     }
 
-    /// The values as f32, whatever float type the file used.
-    fn to_f32(&self, path: &Path, key: &str) -> Result<Vec<f32>, ModelError> {
+    /// The values as f32, whatever float type the file used; `path` and `key` name it in errors.
+    pub fn to_f32(&self, path: &Path, key: &str) -> Result<Vec<f32>, ModelError> {
         let chunks = |n: usize| self.bytes.chunks_exact(n);
         Ok(match self.dtype {
             Dtype::F32 => chunks(4)
@@ -174,7 +172,7 @@ impl TensorFile {
     }
 
     pub fn write(&self, path: &Path) -> Result<(), ModelError> {
-        crate::io::write_atomic(path, &self.to_bytes()?)
+        crate::fs::write_atomic(path, &self.to_bytes()?)
     }
 
     /// Whether the encoder keys carry the `bert.` prefix.
@@ -309,49 +307,6 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
-/// Tracks the module path during a visit (feed it `enter_module`/`exit_module`) and names each
-/// parameter as transformers does. Also used by the optimizer to name its state.
-#[derive(Debug, Default)]
-pub struct PathStack {
-    stack: Vec<(String, String)>,
-}
-
-impl PathStack {
-    pub fn enter(&mut self, name: &str, container: &str) {
-        self.stack.push((name.to_string(), container.to_string()));
-    }
-
-    pub fn exit(&mut self) {
-        self.stack.pop();
-    }
-
-    /// The Hugging Face key of the parameter at the top of the stack, and whether it is a Linear
-    /// weight (stored transposed).
-    pub fn key(&self) -> (String, bool) {
-        let Some((param, container)) = self.stack.last() else {
-            return (String::new(), false);
-        };
-        let mut parts: Vec<&str> = self.stack[..self.stack.len() - 1]
-            .iter()
-            .map(|(name, _)| match name.as_str() {
-                "self_" => "self",
-                "layer_norm" => "LayerNorm",
-                other => other,
-            })
-            .collect();
-        let is_layer_norm = container == "Struct:LayerNorm";
-        parts.push(match param.as_str() {
-            "gamma" if is_layer_norm => "weight",
-            "beta" if is_layer_norm => "bias",
-            other => other,
-        });
-        (
-            parts.join("."),
-            container == "Struct:Linear" && param == "weight",
-        )
-    }
-}
-
 /// Maps a model key (as the module tree names it) to the key in a file, and back.
 struct KeyMap<'a> {
     model_prefixed: bool,
@@ -383,7 +338,6 @@ impl KeyMap<'_> {
 }
 
 struct Loader<'a, B: Backend> {
-    path: PathStack,
     file: &'a TensorFile,
     keys: KeyMap<'a>,
     device: B::Device,
@@ -414,20 +368,19 @@ impl<'a, B: Backend> Loader<'a, B> {
     }
 }
 
-impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+impl<B: Backend> NamedMapper<B> for Loader<'_, B> {
+    fn map<const D: usize>(
+        &mut self,
+        key: HfKey,
+        param: Param<Tensor<B, D>>,
+    ) -> Param<Tensor<B, D>> {
         if self.error.is_some() {
             return param;
         }
-        let (model_key, transposed) = self.path.key();
+        let HfKey {
+            name: model_key,
+            transposed,
+        } = key;
         let expected: Vec<usize> = param.lazy_shape().to_vec();
         let Some((file_key, raw)) = self.lookup(&model_key) else {
             self.initialized.push(model_key);
@@ -454,16 +407,28 @@ impl<B: Backend> ModuleMapper<B> for Loader<'_, B> {
                 return param;
             }
         };
-        let stored =
-            Tensor::<B, D>::from_data(TensorData::new(values, raw.shape.clone()), &self.device);
-        let tensor = if transposed {
-            stored.transpose()
+        // Transposed on the host, so the parameter is a plain row-major tensor (a transposed
+        // view would compute differently from the tensors a run holds after an update).
+        let values = if transposed {
+            transpose_rows(&values, raw.shape[0], raw.shape[1])
         } else {
-            stored
+            values
         };
+        let tensor = Tensor::<B, D>::from_data(TensorData::new(values, expected), &self.device);
         let id: ParamId = param.id;
         param.transform_for_load(tensor, id)
     }
+}
+
+/// `values` of a row-major `[rows, cols]` matrix, as its `[cols, rows]` transpose.
+fn transpose_rows(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0.0; values.len()];
+    for (r, row) in values.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
+    }
+    out
 }
 
 /// Loads `file` into `module`. Parameters whose key starts with one of `optional_prefixes` (heads,
@@ -477,7 +442,6 @@ pub fn load_module<B: Backend, M: Module<B>>(
     device: &B::Device,
 ) -> Result<(M, LoadReport), ModelError> {
     let mut loader = Loader::<B> {
-        path: PathStack::default(),
         file,
         keys: KeyMap {
             model_prefixed,
@@ -489,7 +453,7 @@ pub fn load_module<B: Backend, M: Module<B>>(
         initialized: Vec::new(),
         error: None,
     };
-    let module = module.map(&mut loader);
+    let module = map_named(module, &mut loader);
     if let Some(err) = loader.error {
         return Err(err);
     }
@@ -519,23 +483,13 @@ pub fn load_module<B: Backend, M: Module<B>>(
 }
 
 struct Collector {
-    path: PathStack,
-    tensors: Vec<(String, bool, Vec<usize>, Vec<f32>)>,
+    tensors: Vec<(String, Vec<usize>, Vec<f32>)>,
 }
 
-impl<B: Backend> ModuleVisitor<B> for Collector {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let (key, transposed) = self.path.key();
+impl<B: Backend> NamedVisitor<B> for Collector {
+    fn visit<const D: usize>(&mut self, key: HfKey, param: &Param<Tensor<B, D>>) {
         let tensor = param.val();
-        let tensor = if transposed {
+        let tensor = if key.transposed {
             tensor.transpose()
         } else {
             tensor
@@ -546,7 +500,7 @@ impl<B: Backend> ModuleVisitor<B> for Collector {
             .convert::<f32>()
             .to_vec::<f32>()
             .expect("converted to f32");
-        self.tensors.push((key, transposed, shape, values));
+        self.tensors.push((key.name, shape, values));
     }
 }
 
@@ -559,17 +513,16 @@ pub fn module_tensors<B: Backend, M: Module<B>>(
     path: &Path,
 ) -> TensorFile {
     let mut collector = Collector {
-        path: PathStack::default(),
         tensors: Vec::new(),
     };
-    module.visit(&mut collector);
+    visit_named(module, &mut collector);
     let keys = KeyMap {
         model_prefixed,
         file_prefixed: model_prefixed,
         layout,
     };
     let mut tensors = BTreeMap::new();
-    for (model_key, _, shape, values) in collector.tensors {
+    for (model_key, shape, values) in collector.tensors {
         let file_key = keys.to_file(&model_key);
         let raw = RawTensor::from_f32_as(layout.dtype, shape, &values);
         if file_key == MLM_DECODER_BIAS {

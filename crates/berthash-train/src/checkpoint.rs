@@ -2,46 +2,50 @@
 //!
 //! ```text
 //! checkpoints/step-00001000/
-//!   config.json, model.safetensors   the model, a Hugging Face directory (loadable as is)
+//!   config.json, model.safetensors   the model, a Hugging Face directory (loadable as is,
+//!                                    with the run's tokenizer files)
 //!   optimizer.safetensors            AdamW step and moments, by parameter name
 //!   state.json                       step, scheduler step, data position, seed, counters
 //!   train_config.json                the run's resolved config
+//!   best/                            fine-tuning: the best model so far (config.json and
+//!                                    model.safetensors), so a resume restores the best model
+//!                                    that goes with this state
+//!   checksums.json                   the CRC32C of each file above
 //! ```
 //!
 //! Writing is atomic: the files go to `checkpoints/.tmp-step-…`, each is fsynced, the folder is
-//! fsynced and renamed into place, and the parent is fsynced. Resume only considers `step-*`
-//! folders whose files all parse, so a crash mid-write leaves nothing it would pick up. Only the
-//! newest `keep` checkpoints are kept (older ones are renamed away before deletion).
+//! fsynced and renamed into place, and the parent is fsynced; a failed write removes its
+//! temporary folder. Resume only considers `step-*` folders whose files all exist and whose
+//! `state.json` parses, so a crash mid-write leaves nothing it would pick up; it restores the
+//! newest one whose checksums match and which loads, falling back to older ones (with a warning)
+//! when a file was damaged later. Only the newest `keep` checkpoints are kept (older ones are
+//! renamed away before deletion).
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use berthash_data::tokenize::copy_tokenizer_files;
 use berthash_data::StreamPosition;
 use berthash_model::pretrained::{self, HfModel, CONFIG_FILE, WEIGHTS_FILE};
 use berthash_model::weights::WeightLayout;
 use berthash_model::BertHashConfig;
-use burn::module::{AutodiffModule, Module, ModuleMapper, Param};
-use burn::prelude::*;
+use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
+use crate::best::BestEval;
 use crate::error::{Result, TrainError};
 use crate::optim::{AdamW, OptimizerConfig};
 use crate::run_dir::CONFIG_JSON;
 
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
+pub const CHECKSUMS_FILE: &str = "checksums.json";
+pub const BEST_DIR: &str = "best";
 const PREFIX: &str = "step-";
 const TMP_PREFIX: &str = ".tmp-";
 const DELETING_PREFIX: &str = ".deleting-";
-
-/// The best evaluation so far.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct BestEval {
-    pub metric: String,
-    pub value: f64,
-    pub step: u64,
-}
 
 /// Where a run stands: saved in `state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -160,22 +164,13 @@ impl Checkpoints {
     }
 
     /// Writes a checkpoint atomically and prunes old ones; returns its folder.
-    #[allow(clippy::too_many_arguments)]
-    pub fn save<B, M>(
-        &self,
-        model_config: &BertHashConfig,
-        model: &M,
-        layout: &WeightLayout,
-        optim: &AdamW<B>,
-        state: &TrainState,
-        run_config: &serde_json::Value,
-    ) -> Result<PathBuf>
+    pub fn save<B, M>(&self, snapshot: &Snapshot<'_, B, M>) -> Result<PathBuf>
     where
         B: AutodiffBackend,
         M: HfModel<B> + AutodiffModule<B>,
     {
         std::fs::create_dir_all(&self.dir).map_err(io(&self.dir))?;
-        let name = Self::name(state.step);
+        let name = Self::name(snapshot.state.step);
         let tmp = self
             .dir
             .join(format!("{TMP_PREFIX}{name}-{}", std::process::id()));
@@ -183,13 +178,11 @@ impl Checkpoints {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
         }
         std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-        // The model as a Hugging Face directory (its files are written and fsynced atomically).
-        pretrained::save::<B, M>(&tmp, model_config, model, layout)?;
-        optim.save(&tmp.join(OPTIMIZER_FILE))?;
-        let state_json = serde_json::to_vec_pretty(state).expect("state serializes");
-        write_synced(&tmp.join(STATE_FILE), &state_json)?;
-        let config_json = serde_json::to_vec_pretty(run_config).expect("config serializes");
-        write_synced(&tmp.join(CONFIG_JSON), &config_json)?;
+        let written = snapshot.write(&tmp);
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
         sync_dir(&tmp)?;
         let dest = self.dir.join(&name);
         if dest.exists() {
@@ -202,6 +195,43 @@ impl Checkpoints {
         sync_dir(&self.dir)?;
         self.prune()?;
         Ok(dest)
+    }
+
+    /// Restores the newest complete checkpoint whose checksums match and which loads, for a run
+    /// whose model is `current`; an older one (with a warning) when newer ones are damaged.
+    pub fn restore_newest<B, M>(
+        &self,
+        current: &BertHashConfig,
+        optimizer: &OptimizerConfig,
+        device: &B::Device,
+    ) -> Result<Restored<B, M>>
+    where
+        B: AutodiffBackend,
+        M: HfModel<B> + AutodiffModule<B>,
+    {
+        let mut first_error = None;
+        for candidate in self.list()?.iter().rev() {
+            let restored = verify(&candidate.path).and_then(|()| {
+                restore::<B, M>(&candidate.path, current, optimizer.clone(), device)
+            });
+            match restored {
+                Ok(restored) => {
+                    if first_error.is_some() {
+                        tracing::warn!("resuming from {}", candidate.path.display());
+                    }
+                    return Ok(restored);
+                }
+                Err(e @ TrainError::ShapeMismatch { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!("skipping a damaged checkpoint: {e}");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| TrainError::NothingToResume {
+            path: self.dir.clone(),
+            message: "no complete checkpoint".into(),
+        }))
     }
 
     /// Deletes all but the newest `keep` complete checkpoints, and stale temporary folders.
@@ -232,6 +262,96 @@ impl Checkpoints {
         }
         Ok(())
     }
+}
+
+/// What a checkpoint holds of the run, beside the trainer's model, optimizer and state.
+pub struct RunFiles<'a> {
+    pub model_config: &'a BertHashConfig,
+    pub layout: &'a WeightLayout,
+    /// The run's resolved config.
+    pub run_config: &'a serde_json::Value,
+    /// The run's tokenizer (`tokenizer.json`), copied in with its companion files.
+    pub tokenizer: Option<&'a Path>,
+    /// The run's best model directory, copied in (fine-tuning).
+    pub best: Option<&'a Path>,
+}
+
+/// What a checkpoint holds.
+pub struct Snapshot<'a, B: AutodiffBackend, M> {
+    pub files: &'a RunFiles<'a>,
+    pub model: &'a M,
+    pub optimizer: &'a AdamW<B>,
+    pub state: &'a TrainState,
+}
+
+impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Snapshot<'_, B, M> {
+    /// Writes the files into `dir`: the model (with the tokenizer), the optimizer, the run's
+    /// config, the best model, their checksums, and `state.json` last (its presence marks the checkpoint complete).
+    fn write(&self, dir: &Path) -> Result<()> {
+        // The model as a Hugging Face directory (its files are written and fsynced atomically).
+        let files = self.files;
+        pretrained::save::<B, M>(dir, files.model_config, self.model, files.layout)?;
+        if let Some(tokenizer) = files.tokenizer {
+            copy_tokenizer_files(tokenizer, dir);
+        }
+        self.optimizer.save(&dir.join(OPTIMIZER_FILE))?;
+        let config_json = serde_json::to_vec_pretty(files.run_config).expect("config serializes");
+        write_synced(&dir.join(CONFIG_JSON), &config_json)?;
+        let mut checked: Vec<String> = CHECKED.iter().map(|n| n.to_string()).collect();
+        if let Some(best) = files.best {
+            std::fs::create_dir_all(dir.join(BEST_DIR)).map_err(io(dir))?;
+            for name in [CONFIG_FILE, WEIGHTS_FILE] {
+                let bytes = std::fs::read(best.join(name)).map_err(io(&best.join(name)))?;
+                write_synced(&dir.join(BEST_DIR).join(name), &bytes)?;
+                checked.push(format!("{BEST_DIR}/{name}"));
+            }
+        }
+        let mut sums = BTreeMap::new();
+        for name in checked {
+            let sum = checksum(&dir.join(&name))?;
+            sums.insert(name, sum);
+        }
+        let sums_json = serde_json::to_vec_pretty(&sums).expect("checksums serialize");
+        write_synced(&dir.join(CHECKSUMS_FILE), &sums_json)?;
+        let state_json = serde_json::to_vec_pretty(self.state).expect("state serializes");
+        write_synced(&dir.join(STATE_FILE), &state_json)
+    }
+}
+
+/// The files whose checksums a checkpoint records.
+const CHECKED: [&str; 4] = [CONFIG_FILE, WEIGHTS_FILE, OPTIMIZER_FILE, CONFIG_JSON];
+
+fn checksum(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(io(path))?;
+    Ok(format!("{:08x}", crc32c::crc32c(&bytes)))
+}
+
+/// Checks a checkpoint's files against its `checksums.json` (a checkpoint written without one
+/// passes unchecked).
+pub fn verify(path: &Path) -> Result<()> {
+    let file = path.join(CHECKSUMS_FILE);
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        tracing::warn!(
+            "{}: written without checksums; resuming from it unchecked",
+            path.display()
+        );
+        return Ok(());
+    };
+    let sums: BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| TrainError::Checkpoint {
+            path: file.clone(),
+            message: format!("checksums.json does not parse: {e}"),
+        })?;
+    for (name, expected) in &sums {
+        let found = checksum(&path.join(name))?;
+        if &found != expected {
+            return Err(TrainError::Checkpoint {
+                path: path.join(name),
+                message: format!("checksum {found} does not match the recorded {expected}: the file was damaged after it was written"),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn is_complete(path: &Path) -> bool {
@@ -330,7 +450,7 @@ where
     }
     let state = read_state(path)?;
     let loaded = pretrained::load::<B, M>(path, Some(saved), 0, device)?;
-    let model = contiguous(loaded.model, device);
+    let model = loaded.model;
     let optimizer = AdamW::load(optimizer, &model, &path.join(OPTIMIZER_FILE), device)?;
     if optimizer.step_count() != state.step - state.skipped_steps {
         return Err(TrainError::Checkpoint {
@@ -350,25 +470,4 @@ where
         state,
         path: path.to_path_buf(),
     })
-}
-
-/// Rebuilds every parameter as a fresh row-major tensor (same id, same values). Loading stores
-/// Linear weights as transposed views; a run that continues from memory holds plain tensors,
-/// and the two must compute identically.
-pub fn contiguous<B: Backend, M: Module<B>>(module: M, device: &B::Device) -> M {
-    struct Mapper<'a, B: Backend> {
-        device: &'a B::Device,
-    }
-    impl<B: Backend> ModuleMapper<B> for Mapper<'_, B> {
-        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
-            let (id, tensor, mapper) = param.consume();
-            let require_grad = tensor.is_require_grad();
-            let mut fresh = Tensor::from_data(tensor.into_data(), self.device);
-            if require_grad {
-                fresh = fresh.require_grad();
-            }
-            Param::from_mapped_value(id, fresh, mapper)
-        }
-    }
-    module.map(&mut Mapper::<B> { device })
 }

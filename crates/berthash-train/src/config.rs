@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use berthash_data::{Padding, PretrainStreamConfig, TaskSpec};
+use berthash_data::{LabelSpec, Padding, PretrainStreamConfig, TaskSpec, TokenizerHandle};
 use berthash_model::BertHashConfig;
 use serde::{Deserialize, Serialize};
 
@@ -210,6 +210,39 @@ impl PretrainConfig {
     pub fn max_steps(&self) -> u64 {
         self.train.max_steps.unwrap_or(0)
     }
+
+    /// Refuses a tokenizer with ids beyond the model's vocabulary.
+    pub fn check_vocab(&self, tokenizer: &TokenizerHandle) -> Result<()> {
+        check_vocab(tokenizer, &self.model)
+    }
+}
+
+/// Refuses a tokenizer whose ids reach beyond `model`'s vocabulary (an index error later).
+pub fn check_vocab(tokenizer: &TokenizerHandle, model: &BertHashConfig) -> Result<()> {
+    if tokenizer.vocab_size() > model.vocab_size {
+        return Err(TrainError::config(
+            "model.vocab_size",
+            format!(
+                "the tokenizer has {} tokens, the model's vocabulary only {}",
+                tokenizer.vocab_size(),
+                model.vocab_size
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Where a fine-tuning run's model comes from (`init = { model = "DIR" }` or
+/// `init = { scratch = "femto" }` in a recipe).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum Init {
+    /// A pre-trained model directory (any BERT Hash model: encoder, MLM or classifier); its
+    /// classifier head is initialised from `train.seed` when it has none.
+    Model(PathBuf),
+    /// A freshly initialised preset (`femto`, `pico`, `nano`) from `train.seed`: the
+    /// no-pre-training baseline.
+    Scratch(String),
 }
 
 /// Fine-tuning a pre-trained model on a GLUE-style task.
@@ -222,8 +255,8 @@ pub struct FinetuneConfig {
     pub data_dir: PathBuf,
     /// A Hugging Face `tokenizer.json`.
     pub tokenizer: PathBuf,
-    /// The pre-trained model directory (any BERT Hash model: encoder, MLM or classifier).
-    pub model: PathBuf,
+    /// Where the model starts: a pre-trained directory or a fresh preset.
+    pub init: Init,
     #[serde(default = "default_max_seq_length")]
     pub max_seq_length: usize,
     #[serde(default)]
@@ -270,7 +303,7 @@ impl FinetuneConfig {
             task,
             data_dir,
             tokenizer,
-            model,
+            init: Init::Model(model),
             max_seq_length: default_max_seq_length(),
             padding: Padding::Fixed,
             epochs: default_epochs(),
@@ -296,6 +329,47 @@ impl FinetuneConfig {
         if self.eval_batch_size == 0 {
             return Err(TrainError::config("eval_batch_size", "must be at least 1"));
         }
+        if let Init::Scratch(size) = &self.init {
+            BertHashConfig::preset(size)?;
+        }
         Ok(self)
+    }
+
+    /// The model's config: the pre-trained one (or the preset's) with the task's labels.
+    pub fn model_config(&self) -> Result<BertHashConfig> {
+        let mut config = match &self.init {
+            Init::Model(dir) => berthash_model::read_config(dir)?,
+            Init::Scratch(size) => BertHashConfig::preset(size)?,
+        };
+        match &self.task.labels {
+            LabelSpec::Classes(classes) => config.set_labels(classes),
+            LabelSpec::Regression => config.set_labels(&["LABEL_0".to_string()]),
+        }
+        Ok(config)
+    }
+
+    /// Refuses a model the task's inputs do not fit: sequences longer than its positions, a
+    /// tokenizer with ids beyond its vocabulary.
+    pub fn check_model(&self, model: &BertHashConfig, tokenizer: &TokenizerHandle) -> Result<()> {
+        if self.max_seq_length > model.max_position_embeddings {
+            return Err(TrainError::config(
+                "max_seq_length",
+                format!(
+                    "{} exceeds the model's max_position_embeddings {}",
+                    self.max_seq_length, model.max_position_embeddings
+                ),
+            ));
+        }
+        check_vocab(tokenizer, model)
+    }
+
+    /// Optimizer steps: `train.max_steps`, else `epochs` passes of `micro_per_epoch`
+    /// micro-batches.
+    pub fn max_steps(&self, micro_per_epoch: u64) -> u64 {
+        let steps_per_epoch = micro_per_epoch.div_ceil(self.train.grad_accum as u64);
+        self.train
+            .max_steps
+            .unwrap_or_else(|| (self.epochs * steps_per_epoch as f64).ceil() as u64)
+            .max(1)
     }
 }

@@ -90,10 +90,7 @@ impl BatchDump {
     ) -> Result<()> {
         let dir = self.init_dir();
         if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|source| crate::TrainError::Io {
-                path: parent.to_path_buf(),
-                source,
-            })?;
+            std::fs::create_dir_all(parent).map_err(|e| crate::TrainError::io(parent, e))?;
         }
         pretrained::save::<B, M>(&dir, config, model, layout)?;
         Ok(())

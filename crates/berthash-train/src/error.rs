@@ -10,11 +10,11 @@ pub type Result<T, E = TrainError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{path}: {source}")]
+    // The io error is part of the message (not a `#[source]`) so it is printed exactly once.
+    #[error("{path}: {cause}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error(transparent)]
@@ -30,6 +30,11 @@ pub enum TrainError {
         "run directory {path} already holds a run ({what}); pass overwrite to replace it or resume to continue it"
     )]
     RunExists { path: PathBuf, what: String },
+
+    #[error(
+        "{path}: not a model directory (config.json + model.safetensors), a run directory or a checkpoint"
+    )]
+    NoModel { path: PathBuf },
 
     #[error("{path}: nothing to resume: {message}")]
     NothingToResume { path: PathBuf, message: String },
@@ -57,6 +62,17 @@ pub enum TrainError {
         last_checkpoint: Option<PathBuf>,
     },
 
+    #[error(
+        "stopped at step {step} as asked; checkpoint {}",
+        checkpoint.display()
+    )]
+    Interrupted { step: u64, checkpoint: PathBuf },
+
+    #[error(
+        "{path} is in use by another berthash process (it holds {path}/.lock): wait for it to finish or stop it"
+    )]
+    RunLocked { path: PathBuf },
+
     #[error("the data stream ended after {batches} batches, before step {step} of {max_steps}")]
     DataExhausted {
         batches: u64,
@@ -75,7 +91,7 @@ impl TrainError {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         TrainError::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 

@@ -1,212 +1,148 @@
-//! Fine-tuning on a GLUE-style task, top to bottom like [`crate::pretrain`]: config and run
-//! directory, data (train split shuffled per epoch from `(seed, epoch)`, dev splits), model
-//! (a pre-trained directory with a fresh classifier, or the newest checkpoint), the loop, the
-//! final evaluation, checkpoint, model export and summary.
+//! Fine-tuning on a GLUE-style task, top to bottom like [`crate::pretrain()`]: config, data
+//! (the train split shuffled per epoch from `(seed, epoch)`, the dev splits), the run (a
+//! pre-trained model with a fresh classifier, a fresh preset, or the newest checkpoint), the
+//! loop, then the best model's dev results and the final model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use berthash_data::glue::EncodedSplit;
-use berthash_data::{encode_examples, read_split, LabelSpec, Split, TokenizerHandle};
+use berthash_data::rng::splitmix64;
+use berthash_data::tokenize::copy_tokenizer_files;
+use berthash_data::{Split, TokenizerHandle};
 use berthash_kernels::{Kernels, TrainBackend};
 use berthash_model::loss::{cross_entropy, mse};
-use berthash_model::pretrained;
-use berthash_model::{BertHashConfig, BertHashForSequenceClassification, ClassificationTargets};
+use berthash_model::pretrained::{self, init_model};
+use berthash_model::weights::WeightLayout;
+use berthash_model::{
+    BertHashConfig, BertHashForSequenceClassification, ClassificationTargets, ModelOptions,
+};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::batch::{classification_tensors, ClassificationTensors};
-use crate::checkpoint::{contiguous, BestEval, Checkpoints};
-use crate::config::FinetuneConfig;
-use crate::dump::BatchDump;
+use crate::best::{Criterion, Goal};
+use crate::config::{FinetuneConfig, Init, TrainConfig};
 use crate::error::{Result, TrainError};
-use crate::log::{EvalRecord, Logger, Summary};
-use crate::metrics::{task_metrics, Predictions};
+use crate::eval::{
+    dev_splits, encode_split, evaluate_classifier, evaluate_splits, metric_key, split_key,
+    write_predictions,
+};
+use crate::log::Summary;
 use crate::precision::check_precision;
-use crate::run_dir::{write_json, RunDir, RunMode};
-use crate::start::{finish, save_checkpoint, start, Plan, Started};
-use crate::trainer::{splitmix64, to_f32, Trainer};
+use crate::run::{Run, RunSpec};
+use crate::run_dir::{write_json, RunMode};
+use crate::tensors::{classification_tensors, ClassificationTensors};
+use crate::trainer::to_f32;
 
 type Classifier<B> = BertHashForSequenceClassification<B>;
 
-/// Fine-tunes `config.model` on `config.task` into `run_dir`.
+/// Fine-tunes the model `config.init` names on `config.task` into `run_dir`.
 pub fn finetune<B: TrainBackend>(
     config: FinetuneConfig,
     run_dir: &Path,
     device: &B::Device,
     mode: RunMode,
 ) -> Result<Summary> {
-    // Config and run directory.
     let mut config = config.resolve()?;
     check_precision::<B>(config.train.precision, device)?;
-
-    // Data.
+    let model_config = config.model_config()?;
     let tokenizer = TokenizerHandle::from_file(&config.tokenizer)?;
-    let train_split = encode_split(&config, &tokenizer, &Split::Train)?;
-    if train_split.is_empty() {
-        return Err(TrainError::config(
-            "data_dir",
-            format!("{}: the train split is empty", config.data_dir.display()),
-        ));
-    }
-    let dev_splits = dev_splits(&config, &tokenizer)?;
-    let batch_size = config.train.batch_size;
-    let micro_per_epoch = train_split.len().div_ceil(batch_size) as u64;
-    let steps_per_epoch = micro_per_epoch.div_ceil(config.train.grad_accum as u64);
-    let max_steps = config
-        .train
-        .max_steps
-        .unwrap_or_else(|| (config.epochs * steps_per_epoch as f64).ceil() as u64)
-        .max(1);
-    config.train.max_steps = Some(max_steps);
-
-    // The model config: the pre-trained one with the task's labels.
-    let mut model_config = pretrained::read_config(&config.model)?;
-    match &config.task.labels {
-        LabelSpec::Classes(classes) => model_config.set_labels(classes),
-        LabelSpec::Regression => model_config.set_labels(&["LABEL_0".to_string()]),
-    }
-
-    let run = RunDir::prepare(run_dir, mode)?;
-    let checkpoints = Checkpoints::new(run.checkpoints(), config.train.keep_checkpoints);
-    let run_config = serde_json::to_value(&config).expect("config serializes");
-    run.save_config(&config)?;
-
-    // Model, optimizer and where the run stands.
-    let plan = Plan {
+    config.check_model(&model_config, &tokenizer)?;
+    let train_split = train_split(&config, &tokenizer)?;
+    let dev = dev_splits(&config, &tokenizer)?;
+    let mut order = EpochOrder::new(&config.train, train_split.len());
+    let micro_per_epoch = order.micro_per_epoch();
+    config.train.max_steps = Some(config.max_steps(micro_per_epoch));
+    let spec = RunSpec {
+        dir: run_dir,
         mode,
-        run: &run,
-        checkpoints: &checkpoints,
-        model: &model_config,
+        config: &config,
+        model: model_config.clone(),
         optimizer: &config.optimizer,
         schedule: &config.schedule,
         train: &config.train,
-        max_steps,
+        max_steps: config.max_steps(micro_per_epoch),
+        tokenizer: &config.tokenizer,
+        criterion: Criterion::new(task_metric(&config), Goal::Maximize),
+        micro_per_epoch: Some(micro_per_epoch),
+        checkpoint_at_eval: true,
+        dump_kind: "classification",
     };
-    let Started {
-        mut trainer,
-        mut log,
-        layout,
-        ..
-    } = start::<B, Classifier<B>>(plan, device, || {
-        let loaded = pretrained::load::<B, Classifier<B>>(
-            &config.model,
-            Some(model_config.clone()),
-            config.train.seed,
-            device,
-        )?;
-        if !loaded.report.initialized.is_empty() {
-            tracing::info!(
-                "freshly initialised: {}",
-                loaded.report.initialized.join(", ")
-            );
-        }
-        Ok((contiguous(loaded.model, device), loaded.layout))
-    })?;
-    let train = config.train.clone();
+    let mut run = Run::<B, Classifier<B>>::start(spec, device, || init(&config, device))?;
+    let mut best = BestModel::new(&run);
     let regression = config.task.is_regression();
-    let mut order = EpochOrder::new(train.seed, train_split.len());
-    let mut dump = BatchDump::for_run(
-        train.dump_batches.as_deref(),
-        mode,
-        "classification",
-        &run_config,
-    );
-    if let Some(dump) = &dump {
-        dump.write_initial(&model_config, &trainer.model, &layout)?;
-    }
-    // The best model so far (tiny: kept in memory), written to `best/` as it improves.
-    let mut best = BestModel {
-        dir: run.root().join("best"),
-        config: &model_config,
-        layout: &layout,
-        model: None,
-    };
-
-    // The loop.
-    while trainer.state.step < max_steps {
-        let mut micro = Vec::with_capacity(train.grad_accum);
-        let mut tokens = 0;
-        for _ in 0..train.grad_accum {
-            let k = trainer.state.micro_batches + micro.len() as u64;
-            let (epoch, index) = (k / micro_per_epoch, (k % micro_per_epoch) as usize);
-            let rows = order.rows(epoch, index, batch_size);
-            let batch = train_split.batch(rows)?;
-            if let Some(dump) = &mut dump {
-                dump.push_classification(trainer.state.step + 1, micro.len(), &batch);
+    while !run.done() {
+        let (mut micro, mut tokens) = (Vec::with_capacity(config.train.grad_accum), 0);
+        for index in 0..config.train.grad_accum {
+            let batch =
+                train_split.batch(order.rows(run.trainer.state.micro_batches + index as u64))?;
+            if let Some(dump) = &mut run.dump {
+                dump.push_classification(run.trainer.state.step + 1, index, &batch);
             }
             let tensors = classification_tensors::<B>(&batch, device);
             tokens += tensors.tokens as u64;
             micro.push(tensors);
         }
-        trainer.step(micro, tokens, |model, batch| {
-            classification_loss(model, batch, regression)
-        })?;
+        run.train_step(micro, tokens, |m, b| classification_loss(m, b, regression))?;
+        if run.due(config.train.eval_every) || (config.eval_each_epoch && run.epoch_ended()) {
+            evaluate(&mut run, &config, &dev, &mut best)?;
+        }
+        run.checkpoint_if_due()?;
+    }
+    let final_eval = evaluate(&mut run, &config, &dev, &mut best)?;
+    let best_model = best.model(&run)?;
+    let (results, predictions) = evaluate_splits(&best_model, &config, &dev, device);
+    write_json(&run.dir.eval_results(), &results)?;
+    write_predictions(&run.dir.predictions(), &model_config, &predictions)?;
+    run.finish(final_eval, BTreeMap::new())
+}
 
-        let step = trainer.state.step;
-        let last = step == max_steps;
-        if step % train.log_every == 0 || last {
-            if let Some(mut record) = trainer.flush()? {
-                record.epoch = Some(trainer.state.micro_batches as f64 / micro_per_epoch as f64);
-                log.step(record)?;
+/// The headline metric that picks the best model: the first of the task's metrics.
+fn task_metric(config: &FinetuneConfig) -> String {
+    config
+        .task
+        .metrics
+        .first()
+        .map_or_else(|| "eval_loss".into(), |m| metric_key(*m))
+}
+
+/// The encoded training split; an empty one is an error naming the data folder.
+fn train_split(config: &FinetuneConfig, tokenizer: &TokenizerHandle) -> Result<EncodedSplit> {
+    let split = encode_split(config, tokenizer, &Split::Train)?;
+    if split.is_empty() {
+        return Err(TrainError::config(
+            "data_dir",
+            format!("{}: the train split is empty", config.data_dir.display()),
+        ));
+    }
+    Ok(split)
+}
+
+/// The model a fresh run starts from: the pre-trained weights with a classifier initialised
+/// from the seed (logged), or a fresh preset.
+fn init<B: TrainBackend>(
+    config: &FinetuneConfig,
+    device: &B::Device,
+) -> Result<(Classifier<B>, WeightLayout)> {
+    let (model_config, seed) = (config.model_config()?, config.train.seed);
+    match &config.init {
+        Init::Model(dir) => {
+            let loaded =
+                pretrained::load::<B, Classifier<B>>(dir, Some(model_config), seed, device)?;
+            if !loaded.report.initialized.is_empty() {
+                let fresh = loaded.report.initialized.join(", ");
+                tracing::info!("freshly initialised: {fresh}");
             }
+            Ok((loaded.model, loaded.layout))
         }
-        let epoch_done = trainer.state.micro_batches / micro_per_epoch
-            > (trainer.state.micro_batches - train.grad_accum as u64) / micro_per_epoch;
-        let periodic = train.eval_every > 0 && step % train.eval_every == 0;
-        if (periodic || (config.eval_each_epoch && epoch_done)) && !last {
-            evaluate_and_log(&mut trainer, &config, &dev_splits, &mut log)?;
-            keep_if_best(&trainer, &mut best)?;
-        }
-        if train.save_every > 0 && step % train.save_every == 0 && !last {
-            save_checkpoint(
-                &mut trainer,
-                &checkpoints,
-                &model_config,
-                &layout,
-                &run_config,
-                &mut log,
-            )?;
+        Init::Scratch(_) => {
+            let model = init_model(&model_config, ModelOptions::default(), seed, device);
+            Ok((model, WeightLayout::default()))
         }
     }
-
-    if let Some(dump) = dump {
-        dump.finish()?;
-    }
-
-    // The end: the final evaluation, then the best model's results and dev predictions.
-    let final_eval = evaluate_and_log(&mut trainer, &config, &dev_splits, &mut log)?;
-    keep_if_best(&trainer, &mut best)?;
-    let best_model = best.model.clone().unwrap_or_else(|| trainer.model.valid());
-    let (best_eval, predictions) =
-        evaluate_splits(&best_model, &config, &dev_splits, &trainer.device);
-    write_json(&run.root().join("eval_results.json"), &best_eval)?;
-    write_predictions(
-        &run.root().join("predictions.tsv"),
-        &model_config,
-        &predictions,
-    )?;
-    let checkpoint = save_checkpoint(
-        &mut trainer,
-        &checkpoints,
-        &model_config,
-        &layout,
-        &run_config,
-        &mut log,
-    )?;
-    finish(
-        &trainer,
-        &run,
-        &model_config,
-        &layout,
-        &config.tokenizer,
-        final_eval,
-        checkpoint,
-        &log,
-    )
 }
 
 /// The shuffled order of the training examples in each epoch, a pure function of
@@ -214,30 +150,38 @@ pub fn finetune<B: TrainBackend>(
 struct EpochOrder {
     seed: u64,
     len: usize,
+    batch_size: usize,
     epoch: Option<u64>,
     order: Vec<usize>,
 }
 
 impl EpochOrder {
-    fn new(seed: u64, len: usize) -> Self {
+    fn new(train: &TrainConfig, len: usize) -> Self {
         Self {
-            seed,
+            seed: train.seed,
             len,
+            batch_size: train.batch_size,
             epoch: None,
             order: Vec::new(),
         }
     }
 
-    /// The example indices of micro-batch `index` of `epoch` (the last one may be short).
-    fn rows(&mut self, epoch: u64, index: usize, batch_size: usize) -> &[usize] {
+    /// Micro-batches per epoch (the last one may be short).
+    fn micro_per_epoch(&self) -> u64 {
+        self.len.div_ceil(self.batch_size) as u64
+    }
+
+    /// The example indices of the run's micro-batch `k` (counted across epochs).
+    fn rows(&mut self, k: u64) -> &[usize] {
+        let (epoch, index) = (k / self.micro_per_epoch(), k % self.micro_per_epoch());
         if self.epoch != Some(epoch) {
             let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(self.seed ^ splitmix64(epoch)));
             self.order = (0..self.len).collect();
             self.order.shuffle(&mut rng);
             self.epoch = Some(epoch);
         }
-        let start = (index * batch_size).min(self.len);
-        let end = (start + batch_size).min(self.len);
+        let start = (index as usize * self.batch_size).min(self.len);
+        let end = (start + self.batch_size).min(self.len);
         &self.order[start..end]
     }
 }
@@ -259,271 +203,77 @@ fn classification_loss<B: Kernels>(
     }
 }
 
-/// Evaluates every dev split; the first split's first metric decides the best evaluation.
-/// Returns the metrics of all splits (a split other than `dev` gets its name as a suffix:
-/// `eval_accuracy_dev_mismatched`).
-fn evaluate_and_log<B: TrainBackend>(
-    trainer: &mut Trainer<B, Classifier<B>>,
+/// Evaluates and logs every dev split (the first decides the best model, kept in `best`);
+/// returns the metrics of all splits under `eval_results.json`'s keys.
+fn evaluate<B: TrainBackend>(
+    run: &mut Run<B, Classifier<B>>,
     config: &FinetuneConfig,
     splits: &[(String, EncodedSplit)],
-    log: &mut Logger,
+    best: &mut BestModel<B::InnerBackend>,
 ) -> Result<BTreeMap<String, f64>> {
-    let model = trainer.model.valid();
-    let step = trainer.state.step;
+    let model = run.trainer.model.valid();
     let mut all = BTreeMap::new();
     for (i, (name, split)) in splits.iter().enumerate() {
-        let metrics = evaluate_classifier(&model, config, split, &trainer.device);
-        if i == 0 {
-            if let Some(first) = config.task.metrics.first() {
-                let key = metric_key(*first);
-                if let Some(&value) = metrics.get(&key) {
-                    let better = trainer
-                        .state
-                        .best_eval
-                        .as_ref()
-                        .is_none_or(|b| value > b.value);
-                    if better && value.is_finite() {
-                        trainer.state.best_eval = Some(BestEval {
-                            metric: key,
-                            value,
-                            step,
-                        });
-                    }
-                }
-            }
+        let metrics = evaluate_classifier(&model, config, split, &run.trainer.device);
+        all.extend(metrics.iter().map(|(k, v)| (split_key(k, i, name), *v)));
+        if run.record_eval(name, metrics, i == 0)? {
+            best.keep(model.clone())?;
         }
-        for (k, v) in &metrics {
-            all.insert(split_key(k, i, name), *v);
-        }
-        log.eval(EvalRecord {
-            step,
-            split: name.clone(),
-            metrics,
-        })?;
     }
     Ok(all)
 }
 
-/// Reads and tokenizes one split, limited to `max_train_samples` / `max_eval_samples`.
-pub fn encode_split(
-    config: &FinetuneConfig,
-    tokenizer: &TokenizerHandle,
-    split: &Split,
-) -> Result<EncodedSplit> {
-    let mut examples = read_split(&config.task, &config.data_dir, split)?;
-    let limit = match split {
-        Split::Train => config.max_train_samples,
-        Split::Dev(_) => config.max_eval_samples,
-    };
-    examples.truncate(limit.unwrap_or(usize::MAX));
-    Ok(encode_examples(
-        tokenizer,
-        &examples,
-        config.max_seq_length,
-        config.padding,
-    )?)
-}
-
-/// The task's dev splits, named (`dev`, or MNLI's `dev_matched` and `dev_mismatched`).
-pub fn dev_splits(
-    config: &FinetuneConfig,
-    tokenizer: &TokenizerHandle,
-) -> Result<Vec<(String, EncodedSplit)>> {
-    config
-        .task
-        .dev_splits()
-        .iter()
-        .map(|split| {
-            let name = match split {
-                Split::Dev(name) => name.clone(),
-                Split::Train => "train".into(),
-            };
-            encode_split(config, tokenizer, split).map(|e| (name, e))
-        })
-        .collect()
-}
-
-/// The key of a metric of dev split `index`: run_glue's names for the first split, MNLI's
-/// mismatched set gets `_mm` (`eval_accuracy_mm`), any other split its name as a suffix.
-fn split_key(metric: &str, index: usize, split: &str) -> String {
-    match index {
-        0 => metric.to_string(),
-        _ if split.ends_with("mismatched") => format!("{metric}_mm"),
-        _ => format!("{metric}_{split}"),
-    }
-}
-
-/// The best model of a run, by the first metric of the first dev split.
-struct BestModel<'a, B: Backend> {
+/// The best model of a run, saved to `best/` as it improves and kept in memory (it is tiny).
+struct BestModel<B: Backend> {
     dir: std::path::PathBuf,
-    config: &'a BertHashConfig,
-    layout: &'a berthash_model::weights::WeightLayout,
+    tokenizer: std::path::PathBuf,
+    config: BertHashConfig,
+    layout: WeightLayout,
     model: Option<Classifier<B>>,
 }
 
-/// Saves the model as `best/` when the evaluation just made was the best so far.
-fn keep_if_best<B: TrainBackend>(
-    trainer: &Trainer<B, Classifier<B>>,
-    best: &mut BestModel<'_, B::InnerBackend>,
-) -> Result<()> {
-    let improved = trainer
-        .state
-        .best_eval
-        .as_ref()
-        .is_some_and(|b| b.step == trainer.state.step);
-    if improved || best.model.is_none() {
-        let model = trainer.model.valid();
-        pretrained::save::<B::InnerBackend, Classifier<B::InnerBackend>>(
-            &best.dir,
-            best.config,
-            &model,
-            best.layout,
-        )?;
-        best.model = Some(model);
-    }
-    Ok(())
-}
-
-/// Metrics of every dev split (keys as in `eval_results.json`) and each split's predictions.
-pub fn evaluate_splits<B: Kernels>(
-    model: &Classifier<B>,
-    config: &FinetuneConfig,
-    splits: &[(String, EncodedSplit)],
-    device: &B::Device,
-) -> (BTreeMap<String, f64>, Vec<(String, Predictions)>) {
-    let mut all = BTreeMap::new();
-    let mut predictions = Vec::new();
-    for (i, (name, split)) in splits.iter().enumerate() {
-        let (metrics, predicted) = evaluate_with_predictions(model, config, split, device);
-        for (k, v) in &metrics {
-            all.insert(split_key(k, i, name), *v);
-        }
-        predictions.extend(predicted.map(|p| (name.clone(), p)));
-    }
-    (all, predictions)
-}
-
-/// `predictions.tsv`: split, index, predicted label (name or score), gold label.
-pub fn write_predictions(
-    path: &Path,
-    model_config: &BertHashConfig,
-    splits: &[(String, Predictions)],
-) -> Result<()> {
-    let labels = model_config.labels();
-    let name = |i: usize| labels.get(i).cloned().unwrap_or_else(|| i.to_string());
-    let mut text = String::from("split\tindex\tprediction\tlabel\n");
-    for (split, predictions) in splits {
-        match predictions {
-            Predictions::Classes {
-                predictions,
-                labels,
-            } => {
-                for (i, (p, l)) in predictions.iter().zip(labels).enumerate() {
-                    text.push_str(&format!("{split}\t{i}\t{}\t{}\n", name(*p), name(*l)));
-                }
-            }
-            Predictions::Scores {
-                predictions,
-                labels,
-            } => {
-                for (i, (p, l)) in predictions.iter().zip(labels).enumerate() {
-                    text.push_str(&format!("{split}\t{i}\t{p:.6}\t{l}\n"));
-                }
-            }
+impl<B: Backend> BestModel<B> {
+    fn new<A: TrainBackend<InnerBackend = B>>(run: &Run<A, Classifier<A>>) -> Self {
+        Self {
+            dir: run.dir.best_dir(),
+            tokenizer: run.tokenizer().to_path_buf(),
+            config: run.model_config.clone(),
+            layout: run.layout.clone(),
+            model: None,
         }
     }
-    crate::run_dir::write_file(path, text.as_bytes())
-}
 
-/// run_glue's name of a metric.
-pub fn metric_key(metric: berthash_data::Metric) -> String {
-    use berthash_data::Metric;
-    let name = match metric {
-        Metric::Accuracy => "accuracy",
-        Metric::F1 => "f1",
-        Metric::MatthewsCorrelation => "matthews_correlation",
-        Metric::Pearson => "pearson",
-        Metric::Spearman => "spearmanr",
-    };
-    format!("eval_{name}")
-}
-
-/// `eval_loss` and the task's metrics on one split (without autodiff: no dropout).
-pub fn evaluate_classifier<B: Kernels>(
-    model: &Classifier<B>,
-    config: &FinetuneConfig,
-    split: &EncodedSplit,
-    device: &B::Device,
-) -> BTreeMap<String, f64> {
-    evaluate_with_predictions(model, config, split, device).0
-}
-
-/// The metrics and the predictions (none for an unlabelled split).
-pub fn evaluate_with_predictions<B: Kernels>(
-    model: &Classifier<B>,
-    config: &FinetuneConfig,
-    split: &EncodedSplit,
-    device: &B::Device,
-) -> (BTreeMap<String, f64>, Option<Predictions>) {
-    let regression = config.task.is_regression();
-    let (mut loss_sum, mut rows) = (0.0f64, 0usize);
-    let (mut classes, mut class_labels, mut scores, mut score_labels) =
-        (vec![], vec![], vec![], vec![]);
-    for batch in split.batches(config.eval_batch_size) {
-        let tensors = classification_tensors::<B>(&batch, device);
-        let (_, logits) = model.forward(tensors.input);
-        let n = tensors.rows;
-        match (tensors.targets, &batch.labels) {
-            (
-                Some(ClassificationTargets::Classes(t)),
-                berthash_data::BatchLabels::Classes(labels),
-            ) if !regression => {
-                loss_sum += cross_entropy(logits.clone(), t).into_scalar().elem::<f64>() * n as f64;
-                let predicted: Vec<i64> = logits
-                    .argmax(1)
-                    .reshape([n])
-                    .into_data()
-                    .convert::<i64>()
-                    .to_vec()
-                    .expect("ints");
-                classes.extend(predicted.into_iter().map(|p| p as usize));
-                class_labels.extend(labels.iter().copied());
-            }
-            (
-                Some(ClassificationTargets::Scores(t)),
-                berthash_data::BatchLabels::Scores(labels),
-            ) => {
-                loss_sum += mse(logits.clone(), t).into_scalar().elem::<f64>() * n as f64;
-                let predicted: Vec<f64> = logits
-                    .reshape([n])
-                    .into_data()
-                    .convert::<f64>()
-                    .to_vec()
-                    .expect("floats");
-                scores.extend(predicted);
-                score_labels.extend(labels.iter().map(|&l| l as f64));
-            }
-            _ => continue, // unlabelled split: nothing to score
-        }
-        rows += n;
+    fn keep(&mut self, model: Classifier<B>) -> Result<()> {
+        self.save(&model)?;
+        self.model = Some(model);
+        Ok(())
     }
-    let mut metrics = BTreeMap::new();
-    if rows == 0 {
-        return (metrics, None);
+
+    /// Writes `best/`: the model and the run's tokenizer files.
+    fn save(&self, model: &Classifier<B>) -> Result<()> {
+        pretrained::save::<B, Classifier<B>>(&self.dir, &self.config, model, &self.layout)?;
+        copy_tokenizer_files(&self.tokenizer, &self.dir);
+        Ok(())
     }
-    let predictions = if regression {
-        Predictions::Scores {
-            predictions: scores,
-            labels: score_labels,
+
+    /// The best model: kept in memory, else the one an earlier session of a resumed run saved
+    /// in `best/`, else (no evaluation was ever finite) the current model.
+    fn model<A: TrainBackend<InnerBackend = B>>(
+        &self,
+        run: &Run<A, Classifier<A>>,
+    ) -> Result<Classifier<B>> {
+        if let Some(model) = &self.model {
+            return Ok(model.clone());
         }
-    } else {
-        Predictions::Classes {
-            predictions: classes,
-            labels: class_labels,
+        let device = &run.trainer.device;
+        if run.trainer.state.best_eval.is_some()
+            && self.dir.join(pretrained::WEIGHTS_FILE).is_file()
+        {
+            let saved = pretrained::load::<A, Classifier<A>>(&self.dir, None, 0, device)?;
+            return Ok(saved.model.valid());
         }
-    };
-    metrics.extend(task_metrics(&config.task.metrics, &predictions));
-    metrics.insert("eval_loss".into(), loss_sum / rows as f64);
-    metrics.insert("eval_samples".into(), rows as f64);
-    (metrics, Some(predictions))
+        let current = run.trainer.model.valid();
+        self.save(&current)?;
+        Ok(current)
+    }
 }

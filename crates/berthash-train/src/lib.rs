@@ -2,36 +2,44 @@
 //!
 //! Entry points: [`pretrain`] and [`finetune`], generic over the Burn autodiff backend (the CLI
 //! picks it), each driven by a serde config ([`PretrainConfig`], [`FinetuneConfig`]) and writing
-//! a run directory ([`run_dir`]). The pieces they are built from are public too: AdamW
+//! a run directory ([`run_dir`]) through a [`Run`] (start or resume, step, evaluate, checkpoint,
+//! finish). The pieces they are built from are public too: the step ([`trainer`]), AdamW
 //! ([`optim`]), clipping ([`clip`]), schedules ([`schedule`]), checkpoints ([`checkpoint`]),
-//! GLUE metrics ([`metrics`]) and logs ([`log`]).
+//! evaluation ([`eval`]), GLUE metrics ([`metrics`]), logs ([`log`]) and the throughput
+//! benchmark ([`bench`]).
 
-pub mod batch;
+pub mod bench;
+pub mod best;
 pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod dump;
 pub mod error;
+pub mod eval;
 pub mod finetune;
+pub mod interrupt;
 pub mod log;
+pub mod memory;
 pub mod metrics;
-pub mod names;
 pub mod optim;
-pub mod padding;
+pub mod padding_idx;
 pub mod precision;
 pub mod pretrain;
+pub mod run;
 pub mod run_dir;
 pub mod schedule;
-mod start;
+pub mod tensors;
 pub mod trainer;
 
+pub use best::{BestEval, Criterion, Goal};
 pub use checkpoint::{Checkpoints, TrainState};
-pub use config::{FinetuneConfig, OnNonFinite, PretrainConfig, TrainConfig};
+pub use config::{FinetuneConfig, Init, OnNonFinite, PretrainConfig, TrainConfig};
 pub use error::{Result, TrainError};
 pub use finetune::finetune;
 pub use log::{Record, Summary};
 pub use optim::{AdamW, OptimizerConfig};
 pub use precision::Precision;
 pub use pretrain::pretrain;
-pub use run_dir::{RunDir, RunMode};
+pub use run::{Run, RunSpec};
+pub use run_dir::{resolve_model, RunDir, RunMode, RunRecords};
 pub use schedule::{Schedule, ScheduleConfig, ScheduleKind};

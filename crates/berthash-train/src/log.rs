@@ -3,14 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::BestEval;
+use crate::best::BestEval;
 use crate::error::{Result, TrainError};
 
 /// A logged training step: means over the steps since the previous record.
@@ -75,6 +75,10 @@ pub struct Summary {
     pub best_eval: Option<BestEval>,
     pub final_eval: BTreeMap<String, f64>,
     pub skipped_steps: u64,
+    /// Corpus rows and files the data stream skipped in the last session (`empty_text_rows`,
+    /// `bad_rows_skipped`, `bad_files_skipped`); absent when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data_skipped: BTreeMap<String, u64>,
     pub precision: String,
     /// The final model (a Hugging Face directory).
     pub model_dir: PathBuf,
@@ -84,17 +88,34 @@ pub struct Summary {
 
 /// Reads every record of a `metrics.jsonl`.
 pub fn read_metrics(path: &Path) -> Result<Vec<Record>> {
-    let file = File::open(path).map_err(|e| TrainError::io(path, e))?;
+    read_records(path, false)
+}
+
+/// Reads the records; `torn_tail` tolerates (drops, with a warning) an unparseable last line,
+/// which a process killed mid-write leaves.
+fn read_records(path: &Path, torn_tail: bool) -> Result<Vec<Record>> {
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let lines: Vec<&str> = text.lines().collect();
     let mut records = Vec::new();
-    for (i, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.map_err(|e| TrainError::io(path, e))?;
+    for (i, line) in lines.iter().enumerate() {
         if line.trim().is_empty() {
             continue;
         }
-        records.push(serde_json::from_str(&line).map_err(|e| TrainError::Format {
-            path: path.to_path_buf(),
-            message: format!("line {}: {e}", i + 1),
-        })?);
+        match serde_json::from_str(line) {
+            Ok(record) => records.push(record),
+            Err(e) if torn_tail && i + 1 == lines.len() => {
+                tracing::warn!(
+                    "{}: dropping a partly written last line ({e})",
+                    path.display()
+                );
+            }
+            Err(e) => {
+                return Err(TrainError::Format {
+                    path: path.to_path_buf(),
+                    message: format!("line {}: {e}", i + 1),
+                })
+            }
+        }
     }
     Ok(records)
 }
@@ -118,7 +139,7 @@ impl Logger {
     ) -> Result<Self> {
         if let Some(step) = resume_step {
             if path.exists() {
-                let kept: Vec<Record> = read_metrics(path)?
+                let kept: Vec<Record> = read_records(path, true)?
                     .into_iter()
                     .filter(|r| r.step() <= step)
                     .collect();

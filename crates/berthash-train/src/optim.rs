@@ -8,12 +8,13 @@
 //! ```
 //!
 //! Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's Hugging
-//! Face name ([`crate::names::is_no_decay`]). The state (step and the two moments per parameter)
+//! Face name ([`is_no_decay`]). The state (step and the two moments per parameter)
 //! is keyed by that name, so it can be saved to safetensors and loaded into a fresh model.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use berthash_model::names::{param_names, ParamName};
 use berthash_model::weights::{RawTensor, TensorFile};
 use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
@@ -22,7 +23,12 @@ use burn::tensor::backend::AutodiffBackend;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::names::{is_no_decay, param_names, ParamName};
+
+/// Whether HF's `run_mlm`/`run_glue` exclude a parameter from weight decay: biases and LayerNorm
+/// weights (`no_decay = ["bias", "LayerNorm.weight"]`).
+pub fn is_no_decay(name: &str) -> bool {
+    name.contains("bias") || name.contains("LayerNorm.weight")
+}
 
 /// AdamW hyper-parameters (the learning rate is the schedule's peak) and gradient clipping.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -298,11 +304,7 @@ impl<B: AutodiffBackend> AdamW<B> {
                         raw.shape, raw.dtype, param.shape
                     )));
                 }
-                let values: Vec<f32> = raw
-                    .bytes
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect();
+                let values = raw.to_f32(path, &key)?;
                 let n = values.len();
                 moments.push(Tensor::<B::InnerBackend, 1>::from_data(
                     TensorData::new(values, [n]),

@@ -4,7 +4,7 @@
 //! tracked `cast` ([`cast_params`]): the copy's parameters are graph nodes that hang off the f32
 //! leaves, so `backward` delivers the gradients straight to the f32 master weights (the cast's
 //! backward casts them back to f32). The optimizer therefore only ever sees f32. f16 adds a
-//! dynamic loss scale ([`LossScaler`], torch `GradScaler` defaults). See `PRECISION.md`.
+//! dynamic loss scale ([`LossScaler`], torch `GradScaler` defaults). See `docs/precision.md`.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::prelude::*;
@@ -35,6 +35,19 @@ impl Precision {
             Precision::F32 => "f32",
             Precision::Bf16 => "bf16",
             Precision::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "f32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "f16" => Ok(Precision::F16),
+            other => Err(format!("unknown precision {other:?} (f32, bf16 or f16)")),
         }
     }
 }

@@ -1,6 +1,5 @@
-//! Masked-LM pre-training, top to bottom: config and run directory, model and optimizer (fresh
-//! or from the newest checkpoint), data, then the loop (step, log, evaluate, checkpoint), then
-//! the final evaluation, checkpoint, model export and summary.
+//! Masked-LM pre-training, top to bottom: config, data, the run (fresh or resumed), the loop
+//! (step, evaluate, checkpoint), the final evaluation and model.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,16 +13,16 @@ use berthash_model::{BertHashForMaskedLM, ModelOptions};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 
-use crate::batch::{mlm_tensors, MlmTensors};
-use crate::checkpoint::{contiguous, BestEval, Checkpoints};
+use crate::best::{Criterion, Goal};
 use crate::config::PretrainConfig;
-use crate::dump::BatchDump;
 use crate::error::{Result, TrainError};
-use crate::log::{EvalRecord, Logger, Summary};
+use crate::eval::evaluate_mlm;
+use crate::log::Summary;
 use crate::precision::check_precision;
-use crate::run_dir::{RunDir, RunMode};
-use crate::start::{finish, save_checkpoint, start, Plan, Started};
-use crate::trainer::{to_f32, Trainer};
+use crate::run::{Run, RunSpec};
+use crate::run_dir::RunMode;
+use crate::tensors::{mlm_tensors, MlmTensors};
+use crate::trainer::to_f32;
 
 type Mlm<B> = BertHashForMaskedLM<B>;
 
@@ -36,245 +35,91 @@ pub fn pretrain<B: TrainBackend>(
     device: &B::Device,
     mode: RunMode,
 ) -> Result<Summary> {
-    // Config and run directory.
     let config = config.resolve()?;
-    let max_steps = config.max_steps();
     check_precision::<B>(config.train.precision, device)?;
-    let run = RunDir::prepare(run_dir, mode)?;
-    let checkpoints = Checkpoints::new(run.checkpoints(), config.train.keep_checkpoints);
-    let run_config = serde_json::to_value(&config).expect("config serializes");
-    run.save_config(&config)?;
+    let tokenizer = TokenizerHandle::from_file(&config.data.tokenizer)?;
+    config.check_vocab(&tokenizer)?;
+    let held_out = PretrainLoader::eval_batches(&config.data, &tokenizer, config.eval_batches)?;
 
-    // Model, optimizer and where the run stands.
-    let plan = Plan {
+    let spec = RunSpec {
+        dir: run_dir,
         mode,
-        run: &run,
-        checkpoints: &checkpoints,
-        model: &config.model,
+        config: &config,
+        model: config.model.clone(),
         optimizer: &config.optimizer,
         schedule: &config.schedule,
         train: &config.train,
-        max_steps,
+        max_steps: config.max_steps(),
+        tokenizer: &config.data.tokenizer,
+        criterion: Criterion::new("eval_loss", Goal::Minimize),
+        micro_per_epoch: None,
+        checkpoint_at_eval: false,
+        dump_kind: "mlm",
     };
-    let Started {
-        mut trainer,
-        mut log,
-        layout,
-        resumed_at,
-    } = start::<B, Mlm<B>>(plan, device, || {
-        Ok(match &config.init_from {
-            Some(dir) => {
-                let loaded = pretrained::load::<B, Mlm<B>>(
-                    dir,
-                    Some(config.model.clone()),
-                    config.train.seed,
-                    device,
-                )?;
-                (contiguous(loaded.model, device), loaded.layout)
-            }
-            None => (
-                init_model::<B, Mlm<B>>(
-                    &config.model,
-                    ModelOptions::default(),
-                    config.train.seed,
-                    device,
-                ),
-                WeightLayout::default(),
-            ),
-        })
-    })?;
+    let mut run = Run::<B, Mlm<B>>::start(spec, device, || init(&config, device))?;
+    let position = run.trainer.state.stream_position.clone();
+    let mut loader = PretrainLoader::with_tokenizer(config.data.clone(), tokenizer, position)?;
 
-    // Data: the training stream (from the saved position) and the fixed held-out batches.
-    let tokenizer = TokenizerHandle::from_file(&config.data.tokenizer)?;
-    if tokenizer.vocab_size() > config.model.vocab_size {
-        return Err(TrainError::config(
-            "model.vocab_size",
-            format!(
-                "the tokenizer has {} tokens, the model's vocabulary only {}",
-                tokenizer.vocab_size(),
-                config.model.vocab_size
-            ),
-        ));
-    }
-    let eval_batches = PretrainLoader::eval_batches(&config.data, &tokenizer, config.eval_batches)?;
-    let mut loader = PretrainLoader::with_tokenizer(
-        config.data.clone(),
-        tokenizer,
-        trainer.state.stream_position.clone(),
-    )?;
-    let train = config.train.clone();
-    let mut dump = BatchDump::for_run(train.dump_batches.as_deref(), mode, "mlm", &run_config);
-    if let Some(dump) = &dump {
-        dump.write_initial(&config.model, &trainer.model, &layout)?;
-    }
-
-    // The loop.
-    while trainer.state.step < max_steps {
-        let mut micro = Vec::with_capacity(train.grad_accum);
+    while !run.done() {
+        let mut micro = Vec::with_capacity(config.train.grad_accum);
         let mut tokens = 0;
-        for _ in 0..train.grad_accum {
+        for index in 0..config.train.grad_accum {
             let (batch, position) = loader.next().ok_or(TrainError::DataExhausted {
-                batches: trainer.state.micro_batches,
-                step: trainer.state.step,
-                max_steps,
+                batches: run.trainer.state.micro_batches,
+                step: run.step(),
+                max_steps: config.max_steps(),
             })??;
-            if let Some(dump) = &mut dump {
-                dump.push_mlm(trainer.state.step + 1, micro.len(), &batch);
+            if let Some(dump) = &mut run.dump {
+                dump.push_mlm(run.trainer.state.step + 1, index, &batch);
             }
             tokens += batch.real_tokens() as u64;
             micro.push(mlm_tensors::<B>(&batch, device));
-            trainer.state.stream_position = Some(position);
+            run.trainer.state.stream_position = Some(position);
         }
-        trainer.step(micro, tokens, mlm_loss)?;
-
-        let step = trainer.state.step;
-        let last = step == max_steps;
-        if step % train.log_every == 0 || last {
-            if let Some(record) = trainer.flush()? {
-                log.step(record)?;
-            }
+        run.train_step(micro, tokens, mlm_loss)?;
+        if run.due(config.train.eval_every) {
+            evaluate(&mut run, &held_out)?;
         }
-        if train.eval_every > 0 && step % train.eval_every == 0 && !last {
-            evaluate_and_log(&mut trainer, &eval_batches, &mut log)?;
-        }
-        if train.save_every > 0 && step % train.save_every == 0 && !last {
-            save_checkpoint(
-                &mut trainer,
-                &checkpoints,
-                &config.model,
-                &layout,
-                &run_config,
-                &mut log,
-            )?;
-        }
+        run.checkpoint_if_due()?;
     }
 
-    if let Some(dump) = dump {
-        dump.finish()?;
-    }
-
-    // The end: evaluation, checkpoint, model export, summary.
-    let final_eval = if trainer.state.step > resumed_at.unwrap_or(0) || mode != RunMode::Resume {
-        evaluate_and_log(&mut trainer, &eval_batches, &mut log)?
-    } else {
-        BTreeMap::new()
+    let final_eval = match run.trained() {
+        true => evaluate(&mut run, &held_out)?,
+        false => BTreeMap::new(),
     };
-    let checkpoint = save_checkpoint(
-        &mut trainer,
-        &checkpoints,
-        &config.model,
-        &layout,
-        &run_config,
-        &mut log,
-    )?;
-    finish(
-        &trainer,
-        &run,
-        &config.model,
-        &layout,
-        &config.data.tokenizer,
-        final_eval,
-        checkpoint,
-        &log,
-    )
+    run.finish(final_eval, loader.skip_report())
+}
+
+/// The model a fresh run starts from: `init_from`'s weights, or a seeded initialisation.
+fn init<B: TrainBackend>(
+    config: &PretrainConfig,
+    device: &B::Device,
+) -> Result<(Mlm<B>, WeightLayout)> {
+    let (model, seed) = (config.model.clone(), config.train.seed);
+    Ok(match &config.init_from {
+        Some(dir) => {
+            let loaded = pretrained::load::<B, Mlm<B>>(dir, Some(model), seed, device)?;
+            (loaded.model, loaded.layout)
+        }
+        None => {
+            let fresh = init_model::<B, Mlm<B>>(&model, ModelOptions::default(), seed, device);
+            (fresh, WeightLayout::default())
+        }
+    })
 }
 
 /// Mean cross-entropy over the masked tokens, computed in f32.
-fn mlm_loss<B: Kernels>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
+pub(crate) fn mlm_loss<B: Kernels>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B, 1> {
     let logits = model.forward_selected(batch.input, batch.positions);
     cross_entropy(to_f32(logits), batch.labels)
 }
 
-fn evaluate_and_log<B: TrainBackend>(
-    trainer: &mut Trainer<B, Mlm<B>>,
-    batches: &[MlmBatch],
-    log: &mut Logger,
+/// The held-out metrics, logged; the loss decides the best evaluation.
+fn evaluate<B: TrainBackend>(
+    run: &mut Run<B, Mlm<B>>,
+    held_out: &[MlmBatch],
 ) -> Result<BTreeMap<String, f64>> {
-    let metrics = evaluate_mlm(&trainer.model.valid(), batches, &trainer.device);
-    let step = trainer.state.step;
-    if let Some(&loss) = metrics.get("eval_loss") {
-        let better = trainer
-            .state
-            .best_eval
-            .as_ref()
-            .is_none_or(|b| loss < b.value);
-        if better && loss.is_finite() {
-            trainer.state.best_eval = Some(BestEval {
-                metric: "eval_loss".into(),
-                value: loss,
-                step,
-            });
-        }
-    }
-    log.eval(EvalRecord {
-        step,
-        split: "held_out".into(),
-        metrics: metrics.clone(),
-    })?;
+    let metrics = evaluate_mlm(&run.trainer.model.valid(), held_out, &run.trainer.device);
+    run.record_eval("held_out", metrics.clone(), true)?;
     Ok(metrics)
-}
-
-/// MLM loss (mean over all masked tokens), accuracy on the masked tokens and perplexity, on
-/// fixed held-out batches. Runs without autodiff (no dropout).
-pub fn evaluate_mlm<B: Kernels>(
-    model: &Mlm<B>,
-    batches: &[MlmBatch],
-    device: &B::Device,
-) -> BTreeMap<String, f64> {
-    let (mut loss_sum, mut correct, mut total) = (0.0f64, 0i64, 0usize);
-    for batch in batches {
-        let tensors = mlm_tensors::<B>(batch, device);
-        if tensors.masked == 0 {
-            continue;
-        }
-        let logits = model.forward_selected(tensors.input, tensors.positions);
-        let loss = cross_entropy(logits.clone(), tensors.labels.clone());
-        let hits = logits
-            .argmax(1)
-            .reshape([tensors.masked])
-            .equal(tensors.labels)
-            .int()
-            .sum();
-        loss_sum += loss.into_scalar().elem::<f64>() * tensors.masked as f64;
-        correct += hits.into_scalar().elem::<i64>();
-        total += tensors.masked;
-    }
-    let mut metrics = BTreeMap::new();
-    if total > 0 {
-        let loss = loss_sum / total as f64;
-        metrics.insert("eval_loss".into(), loss);
-        metrics.insert("eval_accuracy".into(), correct as f64 / total as f64);
-        metrics.insert("eval_perplexity".into(), loss.exp());
-        metrics.insert("eval_masked_tokens".into(), total as f64);
-    }
-    metrics
-}
-
-/// Copies the tokenizer files found beside `tokenizer.json` into an exported model directory.
-pub(crate) fn copy_tokenizer_files(tokenizer_json: &Path, model_dir: &Path) {
-    let Some(dir) = tokenizer_json.parent() else {
-        return;
-    };
-    let names = [
-        "tokenizer.json",
-        "vocab.txt",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ];
-    for name in names {
-        let from = if name == "tokenizer.json" {
-            tokenizer_json.to_path_buf()
-        } else {
-            dir.join(name)
-        };
-        if from.is_file() {
-            if let Err(e) = std::fs::copy(&from, model_dir.join(name)) {
-                tracing::warn!(
-                    "could not copy {} into {}: {e}",
-                    from.display(),
-                    model_dir.display()
-                );
-            }
-        }
-    }
 }

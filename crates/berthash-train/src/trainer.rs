@@ -8,16 +8,15 @@
 
 use std::time::Instant;
 
+use berthash_data::rng::splitmix64;
 use berthash_model::pretrained::HfModel;
-use berthash_model::weights::WeightLayout;
-use berthash_model::BertHashConfig;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::DType;
 
-use crate::checkpoint::{Checkpoints, TrainState};
+use crate::checkpoint::{Checkpoints, RunFiles, Snapshot, TrainState};
 use crate::clip::{clip_grad_norm, scale_grads};
 use crate::config::{OnNonFinite, TrainConfig};
 use crate::error::{Result, TrainError};
@@ -32,13 +31,6 @@ pub fn micro_batch_seed(seed: u64, step: u64, micro: u64) -> u64 {
     let mut h = splitmix64(seed);
     h = splitmix64(h ^ step);
     splitmix64(h ^ micro.wrapping_mul(0x9E37_79B9_7F4A_7C15))
-}
-
-pub(crate) fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Tells glibc's allocator to keep freed memory for reuse instead of handing it back to the
@@ -90,7 +82,7 @@ pub struct Trainer<B: AutodiffBackend, M> {
     pub config: TrainConfig,
     pub max_grad_norm: Option<f64>,
     /// The token table row whose gradient is zeroed after backward (`padding_idx` semantics,
-    /// see [`crate::padding`]); pretrain/finetune set it to the model's `pad_token_id`.
+    /// see [`crate::padding_idx`]); pretrain/finetune set it to the model's `pad_token_id`.
     pub padding_idx: Option<usize>,
     pub state: TrainState,
     pub device: B::Device,
@@ -184,7 +176,7 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         }
         let loss = Tensor::cat(losses, 0).mean();
         if let Some(pad) = self.padding_idx {
-            crate::padding::zero_padding_grad(&self.model, &mut grads, pad);
+            crate::padding_idx::zero_padding_grad(&self.model, &mut grads, pad);
         }
         let norm = clip_grad_norm(&self.model, &mut grads, self.max_grad_norm);
 
@@ -295,24 +287,21 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         }))
     }
 
-    /// Writes a checkpoint of the current state (after checking the pending losses).
+    /// Writes a checkpoint of the current state (after checking the pending losses) with the
+    /// run's `files`.
     pub fn save(
         &mut self,
         checkpoints: &Checkpoints,
-        model_config: &BertHashConfig,
-        layout: &WeightLayout,
-        run_config: &serde_json::Value,
+        files: &RunFiles<'_>,
     ) -> Result<(std::path::PathBuf, Option<StepRecord>)> {
         let record = self.flush()?;
         self.state.elapsed_s = self.elapsed_s();
-        let path = checkpoints.save(
-            model_config,
-            &self.model,
-            layout,
-            &self.optimizer,
-            &self.state,
-            run_config,
-        )?;
+        let path = checkpoints.save(&Snapshot {
+            files,
+            model: &self.model,
+            optimizer: &self.optimizer,
+            state: &self.state,
+        })?;
         self.last_checkpoint = Some(path.clone());
         Ok((path, record))
     }

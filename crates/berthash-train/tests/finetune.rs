@@ -106,6 +106,14 @@ fn finetunes_evaluates_exports_and_resumes_exactly() {
     short.train.max_steps = Some(7);
     short.schedule.total_steps = Some(10);
     finetune::<B>(short, &broken, &device, RunMode::New).unwrap();
+    // Checkpoints every 3 steps and at the end of each epoch (step 5), the newest 3 kept.
+    let kept: Vec<u64> = berthash_train::Checkpoints::new(broken.join("checkpoints"), 3)
+        .list()
+        .unwrap()
+        .iter()
+        .map(|c| c.step)
+        .collect();
+    assert_eq!(kept, [5, 6, 7]);
     std::fs::remove_dir_all(
         broken
             .join("checkpoints")
@@ -120,4 +128,11 @@ fn finetunes_evaluates_exports_and_resumes_exactly() {
         weights(&straight) == weights(&broken),
         "final weights differ"
     );
+    // The best model survives the resume: the same best/ and the same dev results.
+    let read = |run: &std::path::Path, file: &str| std::fs::read(run.join(file)).unwrap();
+    assert_eq!(
+        read(&straight, "eval_results.json"),
+        read(&broken, "eval_results.json")
+    );
+    assert!(read(&straight, "best/model.safetensors") == read(&broken, "best/model.safetensors"));
 }

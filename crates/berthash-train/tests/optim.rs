@@ -1,10 +1,10 @@
 //! AdamW against hand-computed values, global-norm clipping, and the weight-decay groups of a
 //! real BertHashForMaskedLM.
 
+use berthash_model::names::param_names;
 use berthash_model::pretrained::init_model;
 use berthash_model::{BertHashConfig, BertHashForMaskedLM, ModelOptions};
 use berthash_train::clip::clip_grad_norm;
-use berthash_train::names::param_names;
 use berthash_train::{AdamW, OptimizerConfig};
 use burn::backend::{Autodiff, Flex};
 use burn::module::Param;

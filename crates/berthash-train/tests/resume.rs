@@ -8,22 +8,11 @@
 
 mod common;
 
-use berthash_train::log::{read_metrics, Record};
 use berthash_train::{pretrain, Checkpoints, RunMode};
 use burn::backend::{Autodiff, Flex};
+use common::train_losses;
 
 type B = Autodiff<Flex>;
-
-fn train_losses(run: &std::path::Path) -> Vec<(u64, f64)> {
-    read_metrics(&run.join("metrics.jsonl"))
-        .unwrap()
-        .into_iter()
-        .filter_map(|r| match r {
-            Record::Train(t) => Some((t.step, t.loss)),
-            Record::Eval(_) => None,
-        })
-        .collect()
-}
 
 #[test]
 fn interrupted_and_resumed_run_matches_uninterrupted_run() {

@@ -2,8 +2,12 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use berthash_data::TokenizerHandle;
-use berthash_model::BertHashForSequenceClassification;
+use berthash_model::{load_trained, BertHashForSequenceClassification};
+use berthash_train::eval::{check_labels, dev_splits, evaluate_splits, write_predictions};
+use berthash_train::run_dir::{write_json, EVAL_RESULTS, PREDICTIONS};
+use berthash_train::{resolve_model, Init, RunRecords};
 use burn::backend::Flex;
 
 use crate::commands::finetune::{resolve_task, TaskArgs};
@@ -23,40 +27,34 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let dir = crate::runs::resolve_model_dir(&args.model)?;
+    let dir = resolve_model(&args.model)?;
     let scratch = std::env::temp_dir().join(format!("berthash-eval-{}", std::process::id()));
     let tokenizer_file =
         crate::tokenizer::file(args.task.tokenizer.as_deref(), Some(&dir), &scratch)?;
-    let config = resolve_task(&args.task, &dir, &tokenizer_file, toml::Table::new())?;
+    let init = Init::Model(dir.clone());
+    let config = resolve_task(&args.task, init, &tokenizer_file, toml::Table::new())?;
     let tokenizer = TokenizerHandle::from_file(&tokenizer_file)?;
+    let _ = std::fs::remove_dir_all(&scratch);
     let device = Default::default();
-    let loaded = crate::runs::load_trained::<BertHashForSequenceClassification<B>>(
-        &dir,
-        "classifier.",
-        "no trained classifier; fine-tune it first",
-    )?;
-    if loaded.config.num_labels() != config.task.num_labels() {
-        anyhow::bail!(
-            "{} has {} labels but task {} has {}",
+    let loaded = load_trained::<B, BertHashForSequenceClassification<B>>(&dir, &device)?;
+    check_labels(&loaded.config, &config)?;
+    let trained_on = RunRecords::find(&dir).config;
+    let trained_on = trained_on.as_ref().and_then(|c| c["task"]["name"].as_str());
+    if let Some(task) = trained_on.filter(|t| *t != config.task.name) {
+        tracing::warn!(
+            "{} was fine-tuned on {task}, and is evaluated on {}",
             dir.display(),
-            loaded.config.num_labels(),
-            config.task.name,
-            config.task.num_labels()
+            config.task.name
         );
     }
-    let splits = berthash_train::finetune::dev_splits(&config, &tokenizer)?;
-    let (metrics, predictions) =
-        berthash_train::finetune::evaluate_splits(&loaded.model, &config, &splits, &device);
-    let _ = std::fs::remove_dir_all(&scratch);
+    config.check_model(&loaded.config, &tokenizer)?;
+    let splits = dev_splits(&config, &tokenizer)?;
+    let (metrics, predictions) = evaluate_splits(&loaded.model, &config, &splits, &device);
     println!("{}", serde_json::to_string_pretty(&metrics)?);
     if let Some(out) = args.out {
-        std::fs::create_dir_all(&out)?;
-        berthash_train::run_dir::write_json(&out.join("eval_results.json"), &metrics)?;
-        berthash_train::finetune::write_predictions(
-            &out.join("predictions.tsv"),
-            &loaded.config,
-            &predictions,
-        )?;
+        std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+        write_json(&out.join(EVAL_RESULTS), &metrics)?;
+        write_predictions(&out.join(PREDICTIONS), &loaded.config, &predictions)?;
         println!("wrote {}", out.display());
     }
     Ok(())

@@ -4,12 +4,15 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use berthash_data::tokenize::{copy_tokenizer_files, TOKENIZER_FILES};
+use berthash_model::fs::write_atomic;
 use berthash_model::pretrained::{HfModel, Pretrained};
 use berthash_model::{
-    load, save, BertHashConfig, BertHashForMaskedLM, BertHashForSequenceClassification,
-    BertHashModel,
+    load_trained, save, Architecture, BertHashConfig, BertHashForMaskedLM,
+    BertHashForSequenceClassification, BertHashModel,
 };
+use berthash_train::{resolve_model, RunRecords};
 use burn::backend::Flex;
 use serde_json::Value;
 
@@ -23,6 +26,16 @@ pub enum Head {
     Mlm,
     /// Encoder + pooler + classifier (`BertHashForSequenceClassification`).
     Classification,
+}
+
+impl Head {
+    fn architecture(self) -> Architecture {
+        match self {
+            Head::Base => Architecture::Base,
+            Head::Mlm => Architecture::MaskedLm,
+            Head::Classification => Architecture::SequenceClassification,
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +57,7 @@ pub struct ExportArgs {
 type B = Flex;
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let source = crate::runs::resolve_model_dir(&args.from)?;
+    let source = resolve_model(&args.from)?;
     if args.out.exists() && !args.force && std::fs::read_dir(&args.out)?.next().is_some() {
         bail!(
             "{} is not empty: choose another --out or pass --force",
@@ -53,46 +66,29 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
     let config = berthash_model::read_config(&source)?;
     let head = args.head.unwrap_or(match config.architecture() {
-        Some(berthash_model::Architecture::MaskedLm) => Head::Mlm,
-        Some(berthash_model::Architecture::SequenceClassification) => Head::Classification,
+        Some(Architecture::MaskedLm) => Head::Mlm,
+        Some(Architecture::SequenceClassification) => Head::Classification,
         _ => Head::Base,
     });
     let written = match head {
-        Head::Base => export::<BertHashModel<B>>(&source, &args.out, &[])?,
-        Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out, &["cls."])?,
-        Head::Classification => {
-            export::<BertHashForSequenceClassification<B>>(&source, &args.out, &["classifier."])?
-        }
+        Head::Base => export::<BertHashModel<B>>(&source, &args.out)?,
+        Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out)?,
+        Head::Classification => export::<BertHashForSequenceClassification<B>>(&source, &args.out)?,
     };
-    write_companions(&args.out, &written, head, &args.from)?;
+    write_companions(&args.out, &written, head, &source, &args.from)?;
     println!("exported {:?} model to {}", head, args.out.display());
     Ok(())
 }
 
-/// Loads `source` as `M` and saves it to `out`. A head listed in `required` must come from the
-/// source: exporting a freshly initialised head would ship noise.
-fn export<M: HfModel<B>>(
-    source: &Path,
-    out: &Path,
-    required: &[&str],
-) -> anyhow::Result<BertHashConfig> {
+/// Loads `source` as `M` and saves it to `out`. `M`'s head must come from the source:
+/// exporting a freshly initialised head would ship noise.
+fn export<M: HfModel<B>>(source: &Path, out: &Path) -> anyhow::Result<BertHashConfig> {
     let Pretrained {
         config,
         model,
         layout,
         report,
-    } = load::<B, M>(source, None, 0, &Default::default())
-        .with_context(|| format!("loading {}", source.display()))?;
-    if let Some(key) = report
-        .initialized
-        .iter()
-        .find(|k| required.iter().any(|r| k.starts_with(r)))
-    {
-        bail!(
-            "{} has no `{key}`: it holds no such head to export (use --head base, or export the model it was trained as)",
-            source.display()
-        );
-    }
+    } = load_trained::<B, M>(source, &Default::default())?;
     for key in &report.unexpected {
         tracing::info!(
             "not exported (the {} class has no place for it): {key}",
@@ -103,35 +99,34 @@ fn export<M: HfModel<B>>(
     Ok(config)
 }
 
+/// Our remote code, the tokenizer (the model's own when its directory has one, else the
+/// built-in bert-base-uncased) and the model card.
 fn write_companions(
     out: &Path,
     config: &BertHashConfig,
     head: Head,
+    source: &Path,
     from: &Path,
 ) -> anyhow::Result<()> {
-    let files: [(&str, &str); 6] = [
-        ("configuration_bert_hash.py", assets::CONFIGURATION_PY),
-        ("modeling_bert_hash.py", assets::MODELING_PY),
-        ("tokenizer.json", assets::TOKENIZER_JSON),
-        ("vocab.txt", assets::VOCAB_TXT),
-        ("tokenizer_config.json", assets::TOKENIZER_CONFIG_JSON),
-        ("special_tokens_map.json", assets::SPECIAL_TOKENS_MAP_JSON),
-    ];
-    for (name, text) in files {
-        berthash_model::io::write_atomic(&out.join(name), text.as_bytes())?;
+    for (name, text) in assets::REMOTE_CODE {
+        write_atomic(&out.join(name), text.as_bytes())?;
     }
-    let card = model_card(config, head, &crate::runs::RunRecords::find(from));
-    berthash_model::io::write_atomic(&out.join("README.md"), card.as_bytes())?;
+    let own = source.join(TOKENIZER_FILES[0]);
+    if own.is_file() {
+        copy_tokenizer_files(&own, out);
+    } else {
+        for (name, text) in assets::TOKENIZER {
+            write_atomic(&out.join(name), text.as_bytes())?;
+        }
+    }
+    let card = model_card(config, head, &RunRecords::find(from));
+    write_atomic(&out.join("README.md"), card.as_bytes())?;
     Ok(())
 }
 
-fn model_card(config: &BertHashConfig, head: Head, records: &crate::runs::RunRecords) -> String {
+fn model_card(config: &BertHashConfig, head: Head, records: &RunRecords) -> String {
     let counts = config.parameter_counts();
-    let class = match head {
-        Head::Base => "BertHashModel",
-        Head::Mlm => "BertHashForMaskedLM",
-        Head::Classification => "BertHashForSequenceClassification",
-    };
+    let class = head.architecture().class_name();
     let mut card = format!(
         "---\nlicense: apache-2.0\nlibrary_name: transformers\nlanguage: en\ntags:\n- bert\n- bert-hash\n- berthash\n---\n\n\
 # BERT Hash model ({class})\n\n\

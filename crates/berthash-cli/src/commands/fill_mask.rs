@@ -3,7 +3,8 @@
 use std::path::PathBuf;
 
 use anyhow::bail;
-use berthash_model::{BertHashForMaskedLM, BertInput};
+use berthash_model::{load_trained, BertHashForMaskedLM, BertInput};
+use berthash_train::resolve_model;
 use burn::backend::Flex;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
@@ -26,14 +27,10 @@ pub struct FillMaskArgs {
 }
 
 pub fn run(args: FillMaskArgs) -> anyhow::Result<()> {
-    let dir = crate::runs::resolve_model_dir(&args.model)?;
+    let dir = resolve_model(&args.model)?;
     let tokenizer = crate::tokenizer::load(args.tokenizer.as_deref(), Some(&dir))?;
     let device = Default::default();
-    let loaded = crate::runs::load_trained::<BertHashForMaskedLM<B>>(
-        &dir,
-        "cls.",
-        "no MLM head; fill-mask needs a pre-trained (MLM) model",
-    )?;
+    let loaded = load_trained::<B, BertHashForMaskedLM<B>>(&dir, &device)?;
     if tokenizer.vocab_size() != loaded.config.vocab_size {
         bail!(
             "the tokenizer ({}) has {} tokens but the model's vocabulary has {}: pass the model's tokenizer with --tokenizer",

@@ -5,13 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use berthash_data::builtin_task;
-use berthash_kernels::TrainBackend;
-use berthash_model::pretrained::{init_model, WEIGHTS_FILE};
-use berthash_model::{save, BertHashConfig, BertHashForMaskedLM, ModelOptions};
-use berthash_train::{FinetuneConfig, RunMode};
-use burn::backend::Flex;
+use berthash_train::run_dir::saved_config;
+use berthash_train::{resolve_model, FinetuneConfig, Init, RunDir, RunMode};
 
-use crate::backend::{BackendKind, BackendTask};
+use crate::backend::BackendKind;
 use crate::recipe;
 
 #[derive(Debug, clap::Args)]
@@ -37,7 +34,7 @@ pub struct FinetuneArgs {
     pub task: TaskArgs,
     /// The pre-trained model: a Hugging Face dir (ours or a published BERT Hash dir), a
     /// pre-training run or a checkpoint.
-    #[arg(long, required_unless_present = "scratch")]
+    #[arg(long, required_unless_present_any = ["scratch", "resume"])]
     pub model: Option<PathBuf>,
     /// Start from a freshly initialised preset instead of a pre-trained model (a baseline).
     #[arg(long, value_parser = ["femto", "pico", "nano"], conflicts_with = "model")]
@@ -75,11 +72,11 @@ pub struct FinetuneArgs {
     pub dump_batches: Option<PathBuf>,
 }
 
-/// Reads a task recipe over the run_glue defaults, with `overlay` (flags) on top.
-/// `model` and `tokenizer` are the resolved paths.
+/// Reads a task recipe over the run_glue defaults, with `overlay` (flags) on top. `init` is
+/// where the model comes from and `tokenizer` the resolved tokenizer file.
 pub fn resolve_task(
     args: &TaskArgs,
-    model: &Path,
+    init: Init,
     tokenizer: &Path,
     overlay: toml::Table,
 ) -> anyhow::Result<FinetuneConfig> {
@@ -98,81 +95,85 @@ pub fn resolve_task(
         (None, Some(toml::Value::String(dir))) => PathBuf::from(dir),
         _ => bail!("where is the task's data? pass --data-dir (a folder with train.tsv and dev.tsv, or a parquet export)"),
     };
-    let defaults =
-        FinetuneConfig::new(task, data_dir, tokenizer.to_path_buf(), model.to_path_buf());
+    let mut defaults = FinetuneConfig::new(task, data_dir, tokenizer.to_path_buf(), PathBuf::new());
+    defaults.init = init;
     let mut table = recipe::to_table(&defaults)?;
+    let init = table.remove("init").expect("the defaults name the model");
     recipe::merge(&mut table, file);
-    let mut overlay = overlay;
-    if let Some(n) = args.max_seq_length {
-        recipe::set(&mut overlay, "max_seq_length", n as i64);
-    }
-    if let Some(n) = args.max_eval_samples {
-        recipe::set(&mut overlay, "max_eval_samples", n as i64);
-    }
+    // The model comes from --model or --scratch, whatever the recipe says.
+    table.insert("init".into(), init);
+    let task_flags = recipe::Overlay::default()
+        .set("max_seq_length", args.max_seq_length)
+        .set("max_eval_samples", args.max_eval_samples);
+    recipe::merge(&mut table, task_flags.into_table());
     recipe::merge(&mut table, overlay);
     recipe::from_table(table, &source)
 }
 
 impl FinetuneArgs {
+    /// The flags as recipe keys.
     fn overlay(&self) -> toml::Table {
-        let mut t = toml::Table::new();
-        if let Some(v) = self.epochs {
-            recipe::set(&mut t, "epochs", v);
-        }
-        if let Some(v) = self.lr {
-            recipe::set(&mut t, "optimizer.lr", v);
-        }
-        if let Some(v) = self.batch_size {
-            recipe::set(&mut t, "train.batch_size", v as i64);
-        }
-        if let Some(v) = self.seed {
-            recipe::set(&mut t, "train.seed", v as i64);
-        }
-        if let Some(v) = self.max_train_samples {
-            recipe::set(&mut t, "max_train_samples", v as i64);
-        }
-        if let Some(v) = self.max_steps {
-            recipe::set(&mut t, "train.max_steps", v as i64);
-        }
-        if let Some(v) = &self.precision {
-            recipe::set(&mut t, "train.precision", v.as_str());
-        }
-        if let Some(v) = &self.dump_batches {
-            recipe::set(&mut t, "train.dump_batches", v.display().to_string());
-        }
-        t
+        recipe::Overlay::default()
+            .set("epochs", self.epochs)
+            .set("optimizer.lr", self.lr)
+            .set("train.batch_size", self.batch_size)
+            .set("train.seed", self.seed)
+            .set("max_train_samples", self.max_train_samples)
+            .set("train.max_steps", self.max_steps)
+            .set("train.precision", self.precision.as_deref())
+            .set("train.dump_batches", self.dump_batches.as_deref())
+            .into_table()
     }
 }
 
-/// A freshly initialised preset, saved as a model dir (the from-scratch baseline).
-fn scratch_model(size: &str, seed: u64, dir: &Path) -> anyhow::Result<PathBuf> {
-    let config = BertHashConfig::preset(size)?;
-    let model: BertHashForMaskedLM<Flex> =
-        init_model(&config, ModelOptions::default(), seed, &Default::default());
-    save(dir, &config, &model, &Default::default())?;
-    Ok(dir.to_path_buf())
-}
-
-struct Finetune {
-    config: FinetuneConfig,
-    out: PathBuf,
-    mode: RunMode,
-}
-
-impl BackendTask for Finetune {
-    type Output = berthash_train::Summary;
-
-    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
-        Ok(berthash_train::finetune::<B>(
-            self.config,
-            &self.out,
-            &device,
-            self.mode,
-        )?)
+/// What `--resume` cannot change beside the recipe keys: the task, the data, the model.
+fn resume_conflicts(args: &FinetuneArgs, saved: &FinetuneConfig) -> anyhow::Result<Vec<String>> {
+    let mut conflicts = Vec::new();
+    let task = recipe::read_table(&args.task.config)?
+        .get("task")
+        .and_then(|t| t.as_str().map(str::to_string));
+    if task.as_ref().is_some_and(|t| *t != saved.task.name) {
+        let (file, saved) = (args.task.config.display(), &saved.task.name);
+        conflicts.push(format!(
+            "--config {file} (task {task:?}; the run fine-tunes {saved})"
+        ));
     }
+    if let Some(dir) = args
+        .task
+        .data_dir
+        .as_ref()
+        .filter(|d| **d != saved.data_dir)
+    {
+        conflicts.push(format!(
+            "--data-dir {} (the run reads {})",
+            dir.display(),
+            saved.data_dir.display()
+        ));
+    }
+    let init = match (&args.model, &args.scratch) {
+        (Some(path), _) => Some(Init::Model(resolve_model(path)?)),
+        (None, Some(size)) => Some(Init::Scratch(size.clone())),
+        (None, None) => None,
+    };
+    if init.as_ref().is_some_and(|i| *i != saved.init) {
+        conflicts.push(format!(
+            "--model/--scratch (the run started from {:?})",
+            saved.init
+        ));
+    }
+    if args
+        .task
+        .tokenizer
+        .as_ref()
+        .is_some_and(|t| *t != saved.tokenizer)
+    {
+        conflicts.push("--tokenizer (the run keeps its tokenizer)".into());
+    }
+    Ok(conflicts)
 }
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
+    crate::backend::require(args.backend)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let task = args
             .task
@@ -181,46 +182,50 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
             .map_or("task".into(), |s| s.to_string_lossy().into_owned());
         PathBuf::from(format!("runs/finetune-{task}"))
     });
-    let mode = crate::runs::run_mode(&out, args.resume, args.overwrite)?;
+    crate::runs::in_run_dir(&out, || finetune(&args, &out))
+}
+
+fn finetune(args: &FinetuneArgs, out: &Path) -> anyhow::Result<()> {
+    let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
     let config: FinetuneConfig = if mode == RunMode::Resume {
-        crate::runs::saved_config(&out, "fine-tuning")?
+        let saved: FinetuneConfig = saved_config(out)?;
+        let mut flags = args.overlay();
+        let task = recipe::Overlay::default()
+            .set("max_seq_length", args.task.max_seq_length)
+            .set("max_eval_samples", args.task.max_eval_samples);
+        recipe::merge(&mut flags, task.into_table());
+        crate::runs::check_resume(&saved, &flags, resume_conflicts(args, &saved)?)?;
+        saved
     } else {
-        let inputs = crate::runs::inputs_dir(&out, args.print_config);
-        let model = match (&args.model, &args.scratch) {
-            (Some(path), _) => crate::runs::resolve_model_dir(path)?,
-            (None, Some(size)) => {
-                scratch_model(size, args.seed.unwrap_or(42), &inputs.join("scratch-model"))?
+        let inputs = crate::runs::inputs_dir(out, args.print_config);
+        let (init, model_dir) = match (&args.model, &args.scratch) {
+            (Some(path), _) => {
+                let dir = resolve_model(path)?;
+                (Init::Model(dir.clone()), Some(dir))
             }
+            (None, Some(size)) => (Init::Scratch(size.clone()), None),
             (None, None) => unreachable!("clap requires --model or --scratch"),
         };
-        let tokenizer =
-            crate::tokenizer::file(args.task.tokenizer.as_deref(), Some(&model), &inputs)?;
-        resolve_task(&args.task, &model, &tokenizer, args.overlay())?
+        let tokenizer = crate::tokenizer::file(
+            args.task.tokenizer.as_deref(),
+            model_dir.as_deref(),
+            &inputs,
+        )?;
+        resolve_task(&args.task, init, &tokenizer, args.overlay())?
     };
-    if args.print_config {
-        print!("{}", toml::to_string(&config.resolve()?)?);
-        let _ = std::fs::remove_dir_all(crate::runs::inputs_dir(&out, true));
+    let Some(summary) = crate::runs::train(config, out, mode, args.backend, args.print_config)?
+    else {
         return Ok(());
-    }
-    if !config.model.join(WEIGHTS_FILE).is_file() {
-        bail!("{}: no model.safetensors", config.model.display());
-    }
-    let summary = crate::backend::run(
-        args.backend,
-        Finetune {
-            config,
-            out: out.clone(),
-            mode,
-        },
-    )?;
+    };
     println!(
         "done: {} steps in {:.1}s",
         summary.steps, summary.wall_time_s
     );
-    let results = std::fs::read_to_string(out.join("eval_results.json")).unwrap_or_default();
+    let run = RunDir::at(out);
+    let results = std::fs::read_to_string(run.eval_results()).unwrap_or_default();
     println!(
         "eval_results.json (best model, in {}):\n{results}",
-        out.join("best").display()
+        run.best_dir().display()
     );
     Ok(())
 }

@@ -46,7 +46,7 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
         );
     }
     let out = args.out.unwrap_or_else(|| run_dir.join("curves.svg"));
-    berthash_model::io::write_atomic(&out, render(&series).as_bytes())?;
+    berthash_model::fs::write_atomic(&out, render(&series).as_bytes())?;
     println!(
         "wrote {} ({} panels: {})",
         out.display(),

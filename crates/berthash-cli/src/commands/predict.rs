@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use berthash_data::{encode_examples, GlueExample, Padding};
-use berthash_model::BertHashForSequenceClassification;
+use berthash_model::{load_trained, BertHashForSequenceClassification};
+use berthash_train::config::check_vocab;
+use berthash_train::resolve_model;
+use berthash_train::tensors::classification_tensors;
 use burn::backend::Flex;
 use burn::tensor::activation::softmax;
 
@@ -30,7 +33,7 @@ pub struct PredictArgs {
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
-    let dir = crate::runs::resolve_model_dir(&args.model)?;
+    let dir = resolve_model(&args.model)?;
     let tokenizer = crate::tokenizer::load(args.tokenizer.as_deref(), Some(&dir))?;
     let max_seq_length = match &args.config {
         Some(path) => crate::recipe::read_table(path)?
@@ -66,17 +69,18 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         bail!("nothing to predict: give texts or --input FILE");
     }
     let device = Default::default();
-    let loaded = crate::runs::load_trained::<BertHashForSequenceClassification<B>>(
-        &dir,
-        "classifier.",
-        "no trained classifier; fine-tune it first",
-    )?;
+    let loaded = load_trained::<B, BertHashForSequenceClassification<B>>(&dir, &device)?;
+    check_vocab(&tokenizer, &loaded.config)?;
+    let positions = loaded.config.max_position_embeddings;
+    if max_seq_length > positions {
+        bail!("max_seq_length {max_seq_length} exceeds the model's max_position_embeddings {positions}");
+    }
     let labels = loaded.config.labels();
     let regression = loaded.config.is_regression();
     let encoded = encode_examples(&tokenizer, &examples, max_seq_length, Padding::Longest)?;
     let mut row = 0;
     for batch in encoded.batches(64) {
-        let tensors = berthash_train::batch::classification_tensors::<B>(&batch, &device);
+        let tensors = classification_tensors::<B>(&batch, &device);
         let (_, logits) = loaded.model.forward(tensors.input);
         let n = tensors.rows;
         if regression {

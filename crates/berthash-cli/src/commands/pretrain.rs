@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use berthash_data::{CorpusConfig, CorpusSource, PretrainStreamConfig};
-use berthash_kernels::TrainBackend;
 use berthash_model::BertHashConfig;
+use berthash_train::run_dir::saved_config;
 use berthash_train::{PretrainConfig, RunMode};
 
 use crate::assets;
-use crate::backend::{BackendKind, BackendTask};
+use crate::backend::BackendKind;
 use crate::recipe;
 
 #[derive(Debug, clap::Args)]
@@ -78,38 +78,59 @@ pub struct PretrainArgs {
 impl PretrainArgs {
     /// The flags as recipe keys.
     fn overlay(&self) -> toml::Table {
-        let mut t = toml::Table::new();
-        let mut put = |key: &str, value: Option<toml::Value>| {
-            if let Some(v) = value {
-                recipe::set(&mut t, key, v);
-            }
-        };
-        let int = |v: Option<u64>| v.map(|v| toml::Value::Integer(v as i64));
-        put("train.max_steps", int(self.max_steps));
-        put("optimizer.lr", self.lr.map(toml::Value::Float));
-        put("train.batch_size", int(self.batch_size.map(|v| v as u64)));
-        put("schedule.warmup_steps", int(self.warmup_steps));
-        put(
-            "optimizer.weight_decay",
-            self.weight_decay.map(toml::Value::Float),
-        );
-        put("train.seed", int(self.seed));
-        put("train.grad_accum", int(self.grad_accum.map(|v| v as u64)));
-        put("train.save_every", int(self.save_every));
-        put("train.eval_every", int(self.eval_every));
-        put("train.log_every", int(self.log_every));
-        put(
-            "train.precision",
-            self.precision.clone().map(toml::Value::String),
-        );
-        put(
-            "train.dump_batches",
-            self.dump_batches
-                .as_ref()
-                .map(|p| toml::Value::String(p.display().to_string())),
-        );
-        t
+        recipe::Overlay::default()
+            .set("train.max_steps", self.max_steps)
+            .set("optimizer.lr", self.lr)
+            .set("train.batch_size", self.batch_size)
+            .set("schedule.warmup_steps", self.warmup_steps)
+            .set("optimizer.weight_decay", self.weight_decay)
+            .set("train.seed", self.seed)
+            .set("train.grad_accum", self.grad_accum)
+            .set("train.save_every", self.save_every)
+            .set("train.eval_every", self.eval_every)
+            .set("train.log_every", self.log_every)
+            .set("train.precision", self.precision.as_deref())
+            .set("train.dump_batches", self.dump_batches.as_deref())
+            .into_table()
     }
+}
+
+/// What `--resume` cannot change beside the recipe keys: the model, the recipe file, the data.
+fn resume_conflicts(args: &PretrainArgs, saved: &PretrainConfig) -> anyhow::Result<Vec<String>> {
+    let mut conflicts = Vec::new();
+    if let Some(size) = &args.size {
+        let preset = BertHashConfig::preset(size)?;
+        if berthash_train::checkpoint::shape_difference(&preset, &saved.model).is_some() {
+            conflicts.push(format!("--size {size} (the run trains another model)"));
+        }
+    }
+    if let Some(path) = &args.config {
+        conflicts.push(format!(
+            "--config {} (the run keeps its own recipe)",
+            path.display()
+        ));
+    }
+    let sources: Vec<&String> = saved
+        .data
+        .corpus
+        .sources
+        .iter()
+        .flat_map(|s| &s.paths_or_globs)
+        .collect();
+    if !args.data.is_empty() && args.data.iter().collect::<Vec<_>>() != sources {
+        conflicts.push(format!(
+            "--data {} (the run reads {sources:?})",
+            args.data.join(" ")
+        ));
+    }
+    if args
+        .tokenizer
+        .as_ref()
+        .is_some_and(|t| *t != saved.data.tokenizer)
+    {
+        conflicts.push("--tokenizer (the run keeps its tokenizer)".into());
+    }
+    Ok(conflicts)
 }
 
 /// Builds the resolved config: defaults, the preset's recipe, `--config`, the flags.
@@ -173,50 +194,29 @@ pub fn resolve(args: &PretrainArgs, inputs: &Path) -> anyhow::Result<PretrainCon
     Ok(config)
 }
 
-struct Pretrain {
-    config: PretrainConfig,
-    out: PathBuf,
-    mode: RunMode,
-}
-
-impl BackendTask for Pretrain {
-    type Output = berthash_train::Summary;
-
-    fn run<B: TrainBackend>(self, device: B::Device) -> anyhow::Result<Self::Output> {
-        Ok(berthash_train::pretrain::<B>(
-            self.config,
-            &self.out,
-            &device,
-            self.mode,
-        )?)
-    }
-}
-
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
+    crate::backend::require(args.backend)?;
     let size = args.size.clone().unwrap_or_else(|| "model".into());
     let out = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/pretrain-{size}")));
-    let mode = crate::runs::run_mode(&out, args.resume, args.overwrite)?;
+    crate::runs::in_run_dir(&out, || pretrain(&args, &out))
+}
+
+fn pretrain(args: &PretrainArgs, out: &Path) -> anyhow::Result<()> {
+    let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
     let config = if mode == RunMode::Resume {
-        crate::runs::saved_config(&out, "pre-training")?
+        let saved: PretrainConfig = saved_config(out)?;
+        crate::runs::check_resume(&saved, &args.overlay(), resume_conflicts(args, &saved)?)?;
+        saved
     } else {
-        resolve(&args, &crate::runs::inputs_dir(&out, args.print_config))?
+        resolve(args, &crate::runs::inputs_dir(out, args.print_config))?
     };
-    if args.print_config {
-        print!("{}", toml::to_string(&config.resolve()?)?);
-        let _ = std::fs::remove_dir_all(crate::runs::inputs_dir(&out, true));
+    let Some(summary) = crate::runs::train(config, out, mode, args.backend, args.print_config)?
+    else {
         return Ok(());
-    }
-    let summary = crate::backend::run(
-        args.backend,
-        Pretrain {
-            config,
-            out: out.clone(),
-            mode,
-        },
-    )?;
+    };
     println!(
         "done: {} steps, {} tokens in {:.1}s ({:.0} tokens/s), final loss {:.4}",
         summary.steps,

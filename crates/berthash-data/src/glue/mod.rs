@@ -2,7 +2,7 @@
 //! the Hugging Face parquet export, and encoding into classification batches.
 
 pub mod encode;
-pub mod parquet;
+pub mod hf_parquet;
 pub mod task;
 pub mod tsv;
 
@@ -86,7 +86,7 @@ pub fn read_split_with(
         files: Vec::new(),
     };
     for path in parquet_files {
-        let (examples, skipped) = parquet::read_parquet(spec, &path, on_bad_row)?;
+        let (examples, skipped) = hf_parquet::read_parquet(spec, &path, on_bad_row)?;
         data.examples.extend(examples);
         data.skipped += skipped;
         data.files.push(path);

@@ -74,15 +74,7 @@ pub fn read_tsv(
     path: &Path,
     on_bad_row: OnBadInput,
 ) -> Result<(Vec<GlueExample>, usize)> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::NotFound {
-            DataError::MissingFile {
-                path: path.to_path_buf(),
-            }
-        } else {
-            DataError::io(path, e)
-        }
-    })?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::reading(path, e))?;
     let text = String::from_utf8(bytes).map_err(|e| {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()

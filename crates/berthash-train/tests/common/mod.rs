@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use berthash_data::{CorpusConfig, CorpusSource, PretrainStreamConfig};
 use berthash_model::BertHashConfig;
+use berthash_train::log::{read_metrics, Record};
 use berthash_train::{PretrainConfig, ScheduleConfig, ScheduleKind};
 
 pub fn repo_root() -> PathBuf {
@@ -52,4 +53,16 @@ pub fn tiny_pretrain(max_steps: u64) -> PretrainConfig {
         total_steps: None,
     };
     config
+}
+
+/// (step, loss) of every logged training step of a run.
+pub fn train_losses(run: &Path) -> Vec<(u64, f64)> {
+    read_metrics(&run.join("metrics.jsonl"))
+        .unwrap()
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Train(t) => Some((t.step, t.loss)),
+            Record::Eval(_) => None,
+        })
+        .collect()
 }

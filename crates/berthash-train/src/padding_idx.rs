@@ -7,8 +7,8 @@
 //! id 0 at an attended position: MLM random replacements that draw id 0, or inputs without an
 //! attention mask. There the gradient norm and the update differed from transformers'.
 
-use berthash_model::weights::PathStack;
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
+use berthash_model::names::param_names;
+use burn::module::AutodiffModule;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -22,53 +22,23 @@ pub fn zero_padding_grad<B: AutodiffBackend, M: AutodiffModule<B>>(
     grads: &mut GradientsParams,
     pad: usize,
 ) {
-    module.visit(&mut PadRow::<B> {
-        path: PathStack::default(),
-        grads,
-        pad,
-        _backend: std::marker::PhantomData,
-    });
-}
-
-struct PadRow<'a, B: AutodiffBackend> {
-    path: PathStack,
-    grads: &'a mut GradientsParams,
-    pad: usize,
-    _backend: std::marker::PhantomData<B>,
-}
-
-impl<B: AutodiffBackend> ModuleVisitor<B> for PadRow<'_, B> {
-    fn enter_module(&mut self, name: &str, container_type: &str) {
-        self.path.enter(name, container_type);
-    }
-
-    fn exit_module(&mut self, _name: &str, _container_type: &str) {
-        self.path.exit();
-    }
-
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        let key = self.path.key().0;
-        if D < 2 || !(key == TOKEN_TABLE || key.ends_with(&format!(".{TOKEN_TABLE}"))) {
-            return;
-        }
-        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
-            return;
-        };
-        let dims = grad.dims();
-        let grad = if self.pad < dims[0] {
-            let cols: usize = dims[1..].iter().product();
-            let device = grad.device();
-            grad.reshape([dims[0], cols])
-                .slice_assign(
-                    [self.pad..self.pad + 1, 0..cols],
-                    Tensor::zeros([1, cols], &device),
-                )
-                .reshape(dims)
-        } else {
-            grad
-        };
-        self.grads.register(param.id, grad);
-    }
+    let table = param_names::<B, M>(module)
+        .into_iter()
+        .find(|p| p.name == TOKEN_TABLE || p.name.ends_with(&format!(".{TOKEN_TABLE}")));
+    let Some(table) = table else {
+        return;
+    };
+    let Some(grad) = grads.remove::<B::InnerBackend, 2>(table.id) else {
+        return;
+    };
+    let [rows, cols] = grad.dims();
+    let grad = if pad < rows {
+        let device = grad.device();
+        grad.slice_assign([pad..pad + 1, 0..cols], Tensor::zeros([1, cols], &device))
+    } else {
+        grad
+    };
+    grads.register(table.id, grad);
 }
 
 #[cfg(test)]

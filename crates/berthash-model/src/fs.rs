@@ -1,4 +1,5 @@
-//! Crash-safe file writes: a reader sees the old file or the new one, never half of one.
+//! Crash-safe file writes, used by every crate that writes a model, a run or a report: a reader
+//! sees the old file or the new one, never half of one.
 
 use std::io::Write;
 use std::path::Path;

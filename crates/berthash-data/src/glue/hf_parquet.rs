@@ -14,10 +14,12 @@ use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
 
+use crate::arrow_text::{is_text_type, text_value};
 use crate::corpus::open_parquet;
 use crate::error::{DataError, OnBadInput, Result};
 use crate::glue::task::{GlueExample, Label, LabelSpec, ParquetLayout, TaskSpec};
 use crate::glue::tsv::parse_label;
+use crate::parquet_guard::next_batch;
 
 /// A label cell before it is mapped to the task's labels.
 enum RawLabel {
@@ -47,25 +49,8 @@ fn raw_label(array: &ArrayRef, i: usize) -> Option<RawLabel> {
     })
 }
 
-fn text_value(array: &ArrayRef, i: usize) -> Option<&str> {
-    if array.is_null(i) {
-        return None;
-    }
-    match array.data_type() {
-        DataType::Utf8 => Some(array.as_string::<i32>().value(i)),
-        DataType::LargeUtf8 => Some(array.as_string::<i64>().value(i)),
-        DataType::Utf8View => Some(array.as_string_view().value(i)),
-        _ => None,
-    }
-}
-
 fn is_label_type(dt: &DataType) -> bool {
-    dt.is_integer()
-        || dt.is_floating()
-        || matches!(
-            dt,
-            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-        )
+    dt.is_integer() || dt.is_floating() || is_text_type(dt)
 }
 
 /// Maps a raw label onto the task's labels; `None` for "no label" (negative integers).
@@ -138,10 +123,7 @@ pub fn read_parquet(
         let ok = if *name == layout.label {
             is_label_type(field.data_type())
         } else {
-            matches!(
-                field.data_type(),
-                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
-            )
+            is_text_type(field.data_type())
         };
         if !ok {
             return Err(DataError::ColumnType {
@@ -170,17 +152,17 @@ pub fn read_parquet(
             detail: "parquet file has no rows".to_string(),
         });
     }
-    let reader = read_all(builder, roots, path)?;
+    let mut reader = read_all(builder, roots, path)?;
 
     let mut examples = Vec::new();
     let mut skipped = 0;
     let mut row = 0usize;
-    for batch in reader {
+    while let Some(batch) = next_batch(&mut reader) {
         let rg = row_group_of(&rg_rows, row);
-        let batch = batch.map_err(|e| DataError::Parquet {
+        let batch = batch.map_err(|message| DataError::Parquet {
             path: path.to_path_buf(),
             row_group: Some(rg),
-            message: e.to_string(),
+            message,
         })?;
         let col = |name: &str| batch_column(&batch, name);
         let (a, label) = (col(&layout.text_a), col(&layout.label));

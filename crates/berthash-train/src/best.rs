@@ -1,0 +1,55 @@
+//! The best evaluation of a run: which metric decides, in which direction, and the one rule
+//! for "better".
+
+use serde::{Deserialize, Serialize};
+
+/// Whether a metric improves upwards (accuracy) or downwards (loss).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Goal {
+    Maximize,
+    Minimize,
+}
+
+/// The metric that picks a run's best evaluation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Criterion {
+    /// The metric's key in an evaluation (`eval_loss`, `eval_accuracy`, …).
+    pub metric: String,
+    pub goal: Goal,
+}
+
+/// The best evaluation so far.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BestEval {
+    pub metric: String,
+    pub value: f64,
+    pub step: u64,
+}
+
+impl Criterion {
+    pub fn new(metric: impl Into<String>, goal: Goal) -> Self {
+        Self {
+            metric: metric.into(),
+            goal,
+        }
+    }
+
+    /// Records `value` at `step` in `best` when it is finite and strictly better than the best so
+    /// far (ties keep the earlier evaluation, as the Trainer does); returns whether it was.
+    pub fn update(&self, best: &mut Option<BestEval>, value: f64, step: u64) -> bool {
+        let better = best.as_ref().is_none_or(|b| match self.goal {
+            Goal::Maximize => value > b.value,
+            Goal::Minimize => value < b.value,
+        });
+        if better && value.is_finite() {
+            *best = Some(BestEval {
+                metric: self.metric.clone(),
+                value,
+                step,
+            });
+            return true;
+        }
+        false
+    }
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""Checks of scripts/gpu/gpu_report.py, the GPU check's arithmetic and verdicts (standard library
+only; no GPU): the FLOP counts against a count written out by hand, MFU, the cuda-vs-cpu line on
+runs that pass and on runs that must fail, and the targets in table.md.
+
+Usage: python3 tests/python/test_gpu_report.py
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+REPORT = REPO / "scripts" / "gpu" / "gpu_report.py"
+REFERENCE = REPO / "scripts" / "gpu" / "cpu_reference.json"
+
+sys.path.insert(0, str(REPORT.parent))
+import gpu_report  # noqa: E402
+
+
+def report(*args, stdin=None):
+    run = subprocess.run([sys.executable, str(REPORT), *args], input=stdin, capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_flops():
+    # nano at seq 128, term by term (2 FLOPs per multiply-add):
+    h, inter, p, v, s, layers = 128, 512, 16, 30522, 128, 2
+    projection = 2 * p * h
+    per_layer = 4 * (2 * h * h) + 2 * (2 * h * inter) + 2 * (2 * s * h)
+    encoder = projection + layers * per_layer
+    head = 2 * h * h + 2 * h * v
+    assert encoder == 921_600 and head == 7_846_400
+    assert gpu_report.flops_per_token("nano", 128, "masked", "train") == 3 * (encoder + 0.15 * head)
+    assert gpu_report.flops_per_token("nano", 128, "masked", "train") == 6_295_680
+    assert gpu_report.flops_per_token("nano", 128, "full-vocab", "train") == 26_304_000
+    assert gpu_report.flops_per_token("nano", 128, "encoder", "infer") == encoder
+    assert report("flops", "--size", "nano").strip() == "6295680"
+    # Longer sequences cost more attention per token; wider models more of everything.
+    assert gpu_report.flops_per_token("nano", 256, "masked", "train") > 6_295_680
+    assert gpu_report.flops_per_token("femto", 128, "masked", "train") < gpu_report.flops_per_token(
+        "pico", 128, "masked", "train") < 6_295_680
+
+
+def test_annotate():
+    rows = [
+        {"size": "nano", "backend": "cuda", "precision": "bf16", "batch": 256, "seq": 128,
+         "phase": "train", "variant": "masked", "tokens_per_s": 10_000_000.0},
+        {"size": "-", "backend": "cpu", "precision": "f32", "batch": 256, "seq": 128,
+         "phase": "data", "variant": "corpus", "tokens_per_s": 5e6},
+    ]
+    stdin = "some log line\n" + "\n".join(json.dumps(r) for r in rows) + "\n"
+    out = [json.loads(l) for l in report("annotate", "--engine", "berthash", "--set", "card=H100",
+                                         "--set", "fusion=true", stdin=stdin).splitlines()]
+    assert len(out) == 2, out
+    train, data = out
+    assert train["engine"] == "berthash" and train["card"] == "H100" and train["fusion"] is True
+    assert train["flop_per_token"] == 6_295_680
+    assert abs(train["mfu"] - 1e7 * 6_295_680 / 790e12) < 1e-5, train["mfu"]
+    assert abs(train["tflops"] - 62.957) < 1e-3
+    assert "mfu" not in data and data["engine"] == "berthash"
+
+
+def write_run(path, losses):
+    path.mkdir(parents=True)
+    with open(path / "metrics.jsonl", "w") as f:
+        for step, loss in losses.items():
+            f.write(json.dumps({"kind": "train", "step": step, "loss": loss, "lr": 0.0}) + "\n")
+        f.write(json.dumps({"kind": "eval", "step": max(losses), "split": "eval", "loss": 1.0}) + "\n")
+
+
+def check_line(tmp, f32, bf16):
+    write_run(tmp / "f32", f32)
+    write_run(tmp / "bf16", bf16)
+    out = report("check", "--ref", str(REFERENCE), "--f32", str(tmp / "f32"), "--bf16", str(tmp / "bf16"))
+    return json.loads(out)
+
+
+def test_check():
+    ref = json.loads(REFERENCE.read_text())
+    first20 = ref["losses_first20"]
+    assert len(first20) == 20 and ref["loss_step300"] is not None and ref["steps"] == 300
+    base = {s: first20[s - 1] for s in range(1, 21)}
+    end = ref["loss_step300"]
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        # CUDA f32 equal to the CPU run within rounding, bf16 1% off at the end: passes.
+        good = check_line(tmp / "good", {**{s: v * (1 + 2e-4) for s, v in base.items()}, 300: end},
+                          {**base, 300: end * 1.01})
+        assert good["engine"] == "berthash" and good["check"] == "cuda-vs-cpu"
+        assert abs(good["max_rel_diff_first20"] - 2e-4) < 1e-9
+        assert good["loss_f32_step300"] == end and good["pass"] is (end < 7.5), good
+        # f32 drifts 1% from the CPU run in the first steps: fails.
+        drift = check_line(tmp / "drift", {**{s: v * 1.01 for s, v in base.items()}, 300: end},
+                           {**base, 300: end})
+        assert drift["pass"] is False and drift["max_rel_diff_first20"] > 1e-3
+        # bf16 5% above f32 at step 300: fails.
+        bf16_off = check_line(tmp / "bf16", {**base, 300: end}, {**base, 300: end * 1.05})
+        assert bf16_off["pass"] is False
+        # A NaN anywhere: fails.
+        nan = check_line(tmp / "nan", {**base, 150: float("nan"), 300: end}, {**base, 300: end})
+        assert nan["pass"] is False and nan["nan_free"] is False
+        # A missing bf16 run (it timed out): nulls, fails.
+        write_run(tmp / "only" / "f32", {**base, 300: end})
+        out = json.loads(report("check", "--ref", str(REFERENCE), "--f32", str(tmp / "only" / "f32"),
+                                "--bf16", str(tmp / "only" / "missing")))
+        assert out["loss_bf16_step300"] is None and out["pass"] is False
+
+
+def test_table():
+    def row(engine, batch, rate, fusion=None):
+        r = {"engine": engine, "backend": "cuda", "precision": "bf16", "size": "nano", "batch": batch,
+             "seq": 128, "phase": "train", "variant": "masked", "tokens_per_s": rate}
+        if fusion is not None:
+            r["fusion"] = fusion
+        return r
+
+    rows = [row("berthash", 256, 3e6, True), row("pytorch-eager", 256, 1.5e6),
+            row("berthash", 1024, 4e6, True), row("pytorch-eager", 1024, 3e6),
+            row("berthash", 256, 2e6, False),
+            {"engine": "berthash", "backend": "cpu", "precision": "f32", "size": "-", "batch": 256,
+             "seq": 128, "phase": "data", "variant": "corpus", "tokens_per_s": 9e6, "threads": 16}]
+    with tempfile.TemporaryDirectory() as d:
+        results = Path(d) / "results.jsonl"
+        results.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        table = report("table", str(results), "--skipped", "wgpu (time)")
+    assert "**2.00x** (target 1.5x: met)" in table, table
+    assert "**1.33x** (target 1.5x: missed)" in table, table
+    assert "fusion off: 2,000,000 tokens/s (0.67x of fusion on)" in table, table
+    assert "2.25x the fastest nano training rate here" in table and "target 2x: met" in table, table
+    assert "wgpu (time)" in table
+    assert table.count("| berthash |") == 4 and table.count("| pytorch-eager |") == 2
+
+
+if __name__ == "__main__":
+    for name, fn in list(globals().items()):
+        if name.startswith("test_") and callable(fn):
+            fn()
+            print(f"ok {name}")
