@@ -150,3 +150,84 @@ fn a_batch_beyond_the_machines_memory_is_refused_up_front() {
     );
     assert!(!out.exists(), "a refused run left {} behind", out.display());
 }
+
+#[test]
+fn a_run_keeps_its_own_tokenizer_in_every_model_it_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    // The built-in tokenizer, with a marker in a companion file.
+    let tokenizer = dir.path().join("tokenizer");
+    std::fs::create_dir_all(&tokenizer).unwrap();
+    let builtin = repo().join("data/tokenizer/bert-base-uncased");
+    std::fs::copy(
+        builtin.join("tokenizer.json"),
+        tokenizer.join("tokenizer.json"),
+    )
+    .unwrap();
+    std::fs::write(
+        tokenizer.join("tokenizer_config.json"),
+        r#"{"marker": "ours"}"#,
+    )
+    .unwrap();
+    let run = dir.path().join("run");
+    let mut pretrain = berthash(&["pretrain", "--size", "femto", "--max-steps", "2"]);
+    pretrain.args(["--batch-size", "4", "--warmup-steps", "1", "--tokenizer"]);
+    pretrain
+        .arg(tokenizer.join("tokenizer.json"))
+        .arg("--out")
+        .arg(&run);
+    assert!(pretrain.output().unwrap().status.success());
+    let marked = |dir: &Path| {
+        std::fs::read_to_string(dir.join("tokenizer_config.json")).is_ok_and(|t| t.contains("ours"))
+    };
+    assert!(marked(&run.join("model")));
+    assert!(marked(&run.join("checkpoints/step-00000002")));
+    let export = dir.path().join("export");
+    let mut command = berthash(&["export", "--from"]);
+    command.arg(&run).arg("--out").arg(&export);
+    assert!(command.output().unwrap().status.success());
+    assert!(marked(&export), "export wrote another tokenizer");
+}
+
+#[test]
+fn predict_and_eval_refuse_sequences_beyond_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let sst2 = repo().join("tests/fixtures/glue/SST-2");
+    let run = dir.path().join("run");
+    let mut finetune = berthash(&["finetune", "--scratch", "femto", "--max-steps", "1"]);
+    finetune
+        .arg("--config")
+        .arg(repo().join("configs/glue/sst2.toml"));
+    finetune.args([
+        "--max-train-samples",
+        "8",
+        "--max-eval-samples",
+        "8",
+        "--data-dir",
+    ]);
+    finetune.arg(&sst2).arg("--out").arg(&run);
+    assert!(finetune.output().unwrap().status.success());
+    let recipe = dir.path().join("long.toml");
+    std::fs::write(&recipe, "task = \"sst2\"\nmax_seq_length = 512\n").unwrap();
+    let mut predict = berthash(&["predict", "--model"]);
+    predict
+        .arg(&run)
+        .arg("--config")
+        .arg(&recipe)
+        .arg("a fine film");
+    let stderr = refused(&mut predict);
+    assert!(
+        stderr.contains("max_seq_length") && stderr.contains("256"),
+        "{stderr}"
+    );
+    let mut eval = berthash(&["eval", "--model"]);
+    eval.arg(&run)
+        .arg("--config")
+        .arg(&recipe)
+        .arg("--data-dir")
+        .arg(&sst2);
+    let stderr = refused(&mut eval);
+    assert!(
+        stderr.contains("max_seq_length") && stderr.contains("256"),
+        "{stderr}"
+    );
+}

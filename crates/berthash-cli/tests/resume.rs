@@ -93,21 +93,27 @@ fn a_run_killed_with_sigkill_resumes_bit_identically() {
 }
 
 #[test]
-fn sigterm_stops_with_a_checkpoint_and_the_run_resumes_bit_identically() {
+fn a_signal_stops_with_a_checkpoint_and_the_run_resumes_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
     assert!(pretrain_steps(&whole, "60", "1000", &[])
         .status()
         .unwrap()
         .success());
+    for (signal, code) in [("-TERM", 143), ("-INT", 130)] {
+        stop_and_resume(&whole, &dir.path().join(signal), signal, code);
+    }
+}
 
-    let stopped = dir.path().join("stopped");
-    let child = pretrain_steps(&stopped, "60", "1000", &[])
+/// Stops a run in `stopped` with `signal` once it has logged two steps; it must exit with
+/// `code` after a checkpoint, and resume to `whole`'s losses and weights.
+fn stop_and_resume(whole: &Path, stopped: &Path, signal: &str, code: i32) {
+    let child = pretrain_steps(stopped, "60", "1000", &[])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while losses(&stopped).len() < 2 {
+    while losses(stopped).len() < 2 {
         assert!(
             start.elapsed() < Duration::from_secs(300),
             "the run logged no step"
@@ -116,21 +122,18 @@ fn sigterm_stops_with_a_checkpoint_and_the_run_resumes_bit_identically() {
     }
     let pid = child.id().to_string();
     assert!(Command::new("kill")
-        .args(["-TERM", &pid])
+        .args([signal, &pid])
         .status()
         .unwrap()
         .success());
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        !output.status.success(),
-        "the run finished before the signal: {stderr}"
-    );
+    assert_eq!(output.status.code(), Some(code), "{signal}: {stderr}");
     assert!(
         stderr.contains("stopped at step") && stderr.contains("--resume"),
         "{stderr}"
     );
-    let at = losses(&stopped).last().unwrap().0;
+    let at = losses(stopped).last().unwrap().0;
     assert!(at < 60);
     let checkpoint = stopped.join(format!("checkpoints/step-{at:08}"));
     assert!(
@@ -138,15 +141,15 @@ fn sigterm_stops_with_a_checkpoint_and_the_run_resumes_bit_identically() {
         "no checkpoint at step {at}: {stderr}"
     );
 
-    assert!(pretrain_steps(&stopped, "60", "1000", &["--resume"])
+    assert!(pretrain_steps(stopped, "60", "1000", &["--resume"])
         .status()
         .unwrap()
         .success());
     assert_eq!(
-        losses(&whole),
-        losses(&stopped),
+        losses(whole),
+        losses(stopped),
         "losses differ after the resume"
     );
     let weights = |run: &Path| std::fs::read(run.join("model/model.safetensors")).unwrap();
-    assert!(weights(&whole) == weights(&stopped), "final weights differ");
+    assert!(weights(whole) == weights(stopped), "final weights differ");
 }
