@@ -90,6 +90,12 @@ impl FlagValue for f64 {
     }
 }
 
+impl FlagValue for bool {
+    fn into_toml(self) -> Value {
+        Value::Boolean(self)
+    }
+}
+
 impl FlagValue for &str {
     fn into_toml(self) -> Value {
         Value::String(self.to_string())

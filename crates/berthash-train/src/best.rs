@@ -35,6 +35,20 @@ impl Criterion {
         }
     }
 
+    /// Whether `value` beats `best` by more than `threshold` (early stopping's notion of an
+    /// improvement, as the Trainer's EarlyStoppingCallback).
+    pub fn improves_by(&self, value: f64, best: f64, threshold: f64) -> bool {
+        match self.goal {
+            Goal::Maximize => value > best && value - best > threshold,
+            Goal::Minimize => value < best && best - value > threshold,
+        }
+    }
+
+    /// Whether a larger value is better.
+    pub fn greater_is_better(&self) -> bool {
+        self.goal == Goal::Maximize
+    }
+
     /// Records `value` at `step` in `best` when it is finite and strictly better than the best so
     /// far (ties keep the earlier evaluation, as the Trainer does); returns whether it was.
     pub fn update(&self, best: &mut Option<BestEval>, value: f64, step: u64) -> bool {

@@ -73,6 +73,12 @@ pub struct TrainState {
     /// Updates skipped for a non-finite loss or gradient.
     pub skipped_steps: u64,
     pub best_eval: Option<BestEval>,
+    /// Early stopping: evaluations since the last one that improved the best by more than the
+    /// threshold, and whether the run stopped for it.
+    #[serde(default)]
+    pub evals_without_improvement: u64,
+    #[serde(default)]
+    pub stopped_early: bool,
     /// Mean loss of the last logged interval.
     pub last_loss: Option<f64>,
 }

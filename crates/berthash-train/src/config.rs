@@ -8,6 +8,7 @@ use berthash_data::{LabelSpec, Padding, PretrainStreamConfig, TaskSpec, Tokenize
 use berthash_model::BertHashConfig;
 use serde::{Deserialize, Serialize};
 
+use crate::best::{Criterion, Goal};
 use crate::error::{Result, TrainError};
 use crate::optim::OptimizerConfig;
 use crate::precision::Precision;
@@ -275,6 +276,21 @@ pub struct FinetuneConfig {
     /// Evaluate at the end of every epoch (and keep the best model in `best/`).
     #[serde(default = "default_true")]
     pub eval_each_epoch: bool,
+    /// The metric that picks the best model, as run_glue names it, with or without `eval_`:
+    /// `accuracy`, `f1`, `matthews_correlation`, `pearson`, `spearmanr`, `combined_score` (the
+    /// mean of the task's metrics) or `loss`; averaged over the dev splits (MNLI's matched and
+    /// mismatched). Default: the task's headline metric (its first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_for_best_model: Option<String>,
+    /// Whether a larger value of that metric is better; default: true, false for `loss`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub greater_is_better: Option<bool>,
+    /// Stop after this many evaluations without an improvement of more than
+    /// `early_stopping_threshold` in the best-model metric (the Trainer's EarlyStoppingCallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping_patience: Option<u64>,
+    #[serde(default)]
+    pub early_stopping_threshold: f64,
     #[serde(default = "OptimizerConfig::finetuning")]
     pub optimizer: OptimizerConfig,
     #[serde(default = "ScheduleConfig::finetuning")]
@@ -311,6 +327,10 @@ impl FinetuneConfig {
             max_train_samples: None,
             max_eval_samples: None,
             eval_each_epoch: true,
+            metric_for_best_model: None,
+            greater_is_better: None,
+            early_stopping_patience: None,
+            early_stopping_threshold: 0.0,
             optimizer: OptimizerConfig::finetuning(),
             schedule: ScheduleConfig::finetuning(),
             train: TrainConfig::finetuning(),
@@ -332,7 +352,54 @@ impl FinetuneConfig {
         if let Init::Scratch(size) = &self.init {
             BertHashConfig::preset(size)?;
         }
+        self.criterion()?;
+        if self.early_stopping_patience.is_some()
+            && !self.eval_each_epoch
+            && self.train.eval_every == 0
+        {
+            return Err(TrainError::config(
+                "early_stopping_patience",
+                "needs evaluations: set eval_each_epoch = true or train.eval_every",
+            ));
+        }
+        if !(self.early_stopping_threshold.is_finite() && self.early_stopping_threshold >= 0.0) {
+            return Err(TrainError::config(
+                "early_stopping_threshold",
+                format!("must be >= 0, got {}", self.early_stopping_threshold),
+            ));
+        }
         Ok(self)
+    }
+
+    /// The metric that picks the best model and its direction.
+    pub fn criterion(&self) -> Result<Criterion> {
+        let task: Vec<&str> = self
+            .task
+            .metrics
+            .iter()
+            .map(|m| m.run_glue_name())
+            .collect();
+        let name = match &self.metric_for_best_model {
+            Some(name) => name.strip_prefix("eval_").unwrap_or(name),
+            None => task.first().copied().unwrap_or("loss"),
+        };
+        if !(task.contains(&name) || name == "combined_score" || name == "loss") {
+            return Err(TrainError::config(
+                "metric_for_best_model",
+                format!(
+                    "{name:?} is not a metric of task {} (choose from {}, combined_score, loss)",
+                    self.task.name,
+                    task.join(", ")
+                ),
+            ));
+        }
+        let greater = self.greater_is_better.unwrap_or(name != "loss");
+        let goal = if greater {
+            Goal::Maximize
+        } else {
+            Goal::Minimize
+        };
+        Ok(Criterion::new(format!("eval_{name}"), goal))
     }
 
     /// The model's config: the pre-trained one (or the preset's) with the task's labels.

@@ -137,15 +137,7 @@ pub fn write_predictions(
 
 /// run_glue's name of a metric.
 pub fn metric_key(metric: berthash_data::Metric) -> String {
-    use berthash_data::Metric;
-    let name = match metric {
-        Metric::Accuracy => "accuracy",
-        Metric::F1 => "f1",
-        Metric::MatthewsCorrelation => "matthews_correlation",
-        Metric::Pearson => "pearson",
-        Metric::Spearman => "spearmanr",
-    };
-    format!("eval_{name}")
+    format!("eval_{}", metric.run_glue_name())
 }
 
 /// `eval_loss` and the task's metrics on one split (without autodiff: no dropout).

@@ -23,7 +23,7 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::best::{Criterion, Goal};
+use crate::best::Criterion;
 use crate::config::{FinetuneConfig, Init, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::eval::{
@@ -54,8 +54,7 @@ pub fn finetune<B: TrainBackend>(
     let train_split = train_split(&config, &tokenizer)?;
     let dev = dev_splits(&config, &tokenizer)?;
     let mut order = EpochOrder::new(&config.train, train_split.len());
-    let micro_per_epoch = order.micro_per_epoch();
-    config.train.max_steps = Some(config.max_steps(micro_per_epoch));
+    config.train.max_steps = Some(config.max_steps(order.micro_per_epoch()));
     let spec = RunSpec {
         dir: run_dir,
         mode,
@@ -64,12 +63,11 @@ pub fn finetune<B: TrainBackend>(
         optimizer: &config.optimizer,
         schedule: &config.schedule,
         train: &config.train,
-        max_steps: config.max_steps(micro_per_epoch),
         tokenizer: &config.tokenizer,
-        criterion: Criterion::new(task_metric(&config), Goal::Maximize),
-        micro_per_epoch: Some(micro_per_epoch),
+        criterion: config.criterion()?,
+        micro_per_epoch: Some(order.micro_per_epoch()),
         checkpoint_at_eval: true,
-        dump_kind: "classification",
+        patience: patience(&config),
     };
     let mut run = Run::<B, Classifier<B>>::start(spec, device, || init(&config, device))?;
     let mut best = BestModel::new(&run);
@@ -95,18 +93,18 @@ pub fn finetune<B: TrainBackend>(
     let final_eval = evaluate(&mut run, &config, &dev, &mut best)?;
     let best_model = best.model(&run)?;
     let (results, predictions) = evaluate_splits(&best_model, &config, &dev, device);
-    write_json(&run.dir.eval_results(), &results)?;
+    write_json(
+        &run.dir.eval_results(),
+        &best.results(&run, &config.criterion()?, results),
+    )?;
     write_predictions(&run.dir.predictions(), &model_config, &predictions)?;
     run.finish(final_eval, BTreeMap::new())
 }
 
-/// The headline metric that picks the best model: the first of the task's metrics.
-fn task_metric(config: &FinetuneConfig) -> String {
-    config
-        .task
-        .metrics
-        .first()
-        .map_or_else(|| "eval_loss".into(), |m| metric_key(*m))
+/// Early stopping's patience and threshold, when asked for.
+fn patience(config: &FinetuneConfig) -> Option<(u64, f64)> {
+    let threshold = config.early_stopping_threshold;
+    config.early_stopping_patience.map(|n| (n, threshold))
 }
 
 /// The encoded training split; an empty one is an error naming the data folder.
@@ -203,28 +201,61 @@ fn classification_loss<B: Kernels>(
     }
 }
 
-/// Evaluates and logs every dev split (the first decides the best model, kept in `best`);
-/// returns the metrics of all splits under `eval_results.json`'s keys.
+/// Evaluates and logs every dev split; the criterion metric, averaged over the splits, decides
+/// the best model (kept in `best`). Returns the metrics of all splits under `eval_results.json`'s
+/// keys. An evaluation already made at this step (the one that stopped the run early) is not
+/// repeated.
 fn evaluate<B: TrainBackend>(
     run: &mut Run<B, Classifier<B>>,
     config: &FinetuneConfig,
     splits: &[(String, EncodedSplit)],
     best: &mut BestModel<B::InnerBackend>,
 ) -> Result<BTreeMap<String, f64>> {
+    if run.evaluated_now() {
+        return Ok(best.last.clone());
+    }
     let model = run.trainer.model.valid();
-    let mut all = BTreeMap::new();
+    let criterion = config.criterion()?;
+    let (mut all, mut values) = (BTreeMap::new(), Vec::new());
     for (i, (name, split)) in splits.iter().enumerate() {
         let metrics = evaluate_classifier(&model, config, split, &run.trainer.device);
         all.extend(metrics.iter().map(|(k, v)| (split_key(k, i, name), *v)));
-        if run.record_eval(name, metrics, i == 0)? {
-            best.keep(model.clone())?;
-        }
+        values.extend(criterion_value(config, &criterion.metric, &metrics));
+        run.record_eval(name, metrics)?;
     }
+    let value = values.iter().sum::<f64>() / values.len().max(1) as f64;
+    if !values.is_empty() && run.offer_best(value) {
+        best.keep(model)?;
+    }
+    best.last = all.clone();
     Ok(all)
+}
+
+/// The criterion `metric` in one split's `metrics`; `eval_combined_score` of a task with one
+/// metric is that metric.
+fn criterion_value(
+    config: &FinetuneConfig,
+    metric: &str,
+    metrics: &BTreeMap<String, f64>,
+) -> Option<f64> {
+    let single = || {
+        config
+            .task
+            .metrics
+            .first()
+            .and_then(|m| metrics.get(&metric_key(*m)))
+    };
+    match metrics.get(metric) {
+        Some(&value) => Some(value),
+        None if metric == "eval_combined_score" => single().copied(),
+        None => None,
+    }
 }
 
 /// The best model of a run, saved to `best/` as it improves and kept in memory (it is tiny).
 struct BestModel<B: Backend> {
+    /// The metrics of the last evaluation (all splits).
+    last: BTreeMap<String, f64>,
     dir: std::path::PathBuf,
     tokenizer: std::path::PathBuf,
     config: BertHashConfig,
@@ -235,6 +266,7 @@ struct BestModel<B: Backend> {
 impl<B: Backend> BestModel<B> {
     fn new<A: TrainBackend<InnerBackend = B>>(run: &Run<A, Classifier<A>>) -> Self {
         Self {
+            last: BTreeMap::new(),
             dir: run.dir.best_dir(),
             tokenizer: run.tokenizer().to_path_buf(),
             config: run.model_config.clone(),
@@ -247,6 +279,21 @@ impl<B: Backend> BestModel<B> {
         self.save(&model)?;
         self.model = Some(model);
         Ok(())
+    }
+
+    /// `eval_results.json`: the best model's `results`, with the rule that chose it.
+    fn results<A: TrainBackend<InnerBackend = B>>(
+        &self,
+        run: &Run<A, Classifier<A>>,
+        criterion: &Criterion,
+        results: BTreeMap<String, f64>,
+    ) -> serde_json::Value {
+        let mut json = serde_json::json!(results);
+        let best = run.trainer.state.best_eval.as_ref();
+        json["metric_for_best_model"] = serde_json::json!(criterion.metric);
+        json["greater_is_better"] = serde_json::json!(criterion.greater_is_better());
+        json["best_step"] = serde_json::json!(best.map(|b| b.step));
+        json
     }
 
     /// Writes `best/`: the model and the run's tokenizer files.

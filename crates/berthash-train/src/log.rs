@@ -73,6 +73,12 @@ pub struct Summary {
     pub tokens_per_s: f64,
     pub final_loss: Option<f64>,
     pub best_eval: Option<BestEval>,
+    /// The metric that picked the best evaluation, and its direction.
+    pub metric_for_best_model: String,
+    pub greater_is_better: bool,
+    /// The run stopped before `max_steps` for lack of improvement (early stopping).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_early: bool,
     pub final_eval: BTreeMap<String, f64>,
     pub skipped_steps: u64,
     /// Corpus rows and files the data stream skipped in the last session (`empty_text_rows`,

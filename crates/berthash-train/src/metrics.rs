@@ -133,48 +133,45 @@ pub enum Predictions {
 pub fn task_metrics(metrics: &[Metric], predictions: &Predictions) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for metric in metrics {
-        let (name, value) = match (metric, predictions) {
+        let value = match (metric, predictions) {
             (
                 Metric::Accuracy,
                 Predictions::Classes {
                     predictions,
                     labels,
                 },
-            ) => ("accuracy", accuracy(predictions, labels)),
+            ) => accuracy(predictions, labels),
             (
                 Metric::F1,
                 Predictions::Classes {
                     predictions,
                     labels,
                 },
-            ) => ("f1", f1(predictions, labels)),
+            ) => f1(predictions, labels),
             (
                 Metric::MatthewsCorrelation,
                 Predictions::Classes {
                     predictions,
                     labels,
                 },
-            ) => (
-                "matthews_correlation",
-                matthews_correlation(predictions, labels),
-            ),
+            ) => matthews_correlation(predictions, labels),
             (
                 Metric::Pearson,
                 Predictions::Scores {
                     predictions,
                     labels,
                 },
-            ) => ("pearson", pearson(predictions, labels)),
+            ) => pearson(predictions, labels),
             (
                 Metric::Spearman,
                 Predictions::Scores {
                     predictions,
                     labels,
                 },
-            ) => ("spearmanr", spearman(predictions, labels)),
+            ) => spearman(predictions, labels),
             _ => continue, // a class metric on a regression task or the reverse: not defined
         };
-        out.insert(format!("eval_{name}"), value);
+        out.insert(format!("eval_{}", metric.run_glue_name()), value);
     }
     if out.len() > 1 {
         let mean = out.values().sum::<f64>() / out.len() as f64;

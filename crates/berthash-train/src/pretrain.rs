@@ -49,12 +49,11 @@ pub fn pretrain<B: TrainBackend>(
         optimizer: &config.optimizer,
         schedule: &config.schedule,
         train: &config.train,
-        max_steps: config.max_steps(),
         tokenizer: &config.data.tokenizer,
         criterion: Criterion::new("eval_loss", Goal::Minimize),
         micro_per_epoch: None,
         checkpoint_at_eval: false,
-        dump_kind: "mlm",
+        patience: None,
     };
     let mut run = Run::<B, Mlm<B>>::start(spec, device, || init(&config, device))?;
     let position = run.trainer.state.stream_position.clone();
@@ -120,6 +119,9 @@ fn evaluate<B: TrainBackend>(
     held_out: &[MlmBatch],
 ) -> Result<BTreeMap<String, f64>> {
     let metrics = evaluate_mlm(&run.trainer.model.valid(), held_out, &run.trainer.device);
-    run.record_eval("held_out", metrics.clone(), true)?;
+    run.record_eval("held_out", metrics.clone())?;
+    if let Some(&loss) = metrics.get("eval_loss") {
+        run.offer_best(loss);
+    }
     Ok(metrics)
 }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use berthash_data::tokenize::copy_tokenizer_files;
 use berthash_model::pretrained::{self, HfModel, CONFIG_FILE, WEIGHTS_FILE};
 use berthash_model::weights::WeightLayout;
-use berthash_model::BertHashConfig;
+use berthash_model::{Architecture, BertHashConfig};
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -37,8 +37,8 @@ pub struct RunSpec<'a, C: Serialize> {
     pub model: BertHashConfig,
     pub optimizer: &'a OptimizerConfig,
     pub schedule: &'a ScheduleConfig,
+    /// The loop's knobs; `max_steps` must be set.
     pub train: &'a TrainConfig,
-    pub max_steps: u64,
     /// The tokenizer, copied beside the final model.
     pub tokenizer: &'a Path,
     /// Decides the best evaluation.
@@ -47,8 +47,9 @@ pub struct RunSpec<'a, C: Serialize> {
     pub micro_per_epoch: Option<u64>,
     /// Write a checkpoint at every evaluation (fine-tuning: every evaluated epoch can resume).
     pub checkpoint_at_eval: bool,
-    /// `"mlm"` or `"classification"`: the kind of batches `train.dump_batches` records.
-    pub dump_kind: &'static str,
+    /// Early stopping: stop after this many evaluations without an improvement of more than the
+    /// threshold.
+    pub patience: Option<(u64, f64)>,
 }
 
 pub struct Run<B: AutodiffBackend, M> {
@@ -66,6 +67,7 @@ pub struct Run<B: AutodiffBackend, M> {
     max_steps: u64,
     micro_per_epoch: Option<u64>,
     checkpoint_at_eval: bool,
+    patience: Option<(u64, f64)>,
     /// The step of the last evaluation.
     evaluated_at: Option<u64>,
     resumed_at: Option<u64>,
@@ -79,6 +81,7 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
         device: &B::Device,
         fresh: impl FnOnce() -> Result<(M, WeightLayout)>,
     ) -> Result<Self> {
+        let max_steps = spec.train.max_steps.unwrap_or(0);
         let dir = RunDir::prepare(spec.dir, spec.mode)?;
         let checkpoints = Checkpoints::new(dir.checkpoints(), spec.train.keep_checkpoints);
         let run_config = serde_json::to_value(spec.config).expect("config serializes");
@@ -97,7 +100,7 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             };
             (model, layout, optimizer, state, None)
         };
-        let schedule = spec.schedule.build(spec.optimizer.lr, spec.max_steps);
+        let schedule = spec.schedule.build(spec.optimizer.lr, max_steps);
         let mut trainer = Trainer::new(
             model,
             optimizer,
@@ -108,16 +111,11 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
         );
         trainer.padding_idx = Some(spec.model.pad_token_id);
         let resumed_at = resumed.as_ref().map(|r| r.1);
-        let log = Logger::open(
-            &dir.metrics(),
-            trainer.state.step,
-            spec.max_steps,
-            resumed_at,
-        )?;
-        if spec.schedule.warmup_steps > spec.max_steps {
+        let log = Logger::open(&dir.metrics(), trainer.state.step, max_steps, resumed_at)?;
+        if spec.schedule.warmup_steps > max_steps {
             log.warn(&format!(
                 "the warm-up ({} steps) is longer than the run ({} steps): the learning rate never reaches its peak",
-                spec.schedule.warmup_steps, spec.max_steps
+                spec.schedule.warmup_steps, max_steps
             ));
         }
         if let Some((path, step)) = resumed {
@@ -127,7 +125,10 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
         let dump = BatchDump::for_run(
             spec.train.dump_batches.as_deref(),
             spec.mode,
-            spec.dump_kind,
+            match M::ARCHITECTURE {
+                Architecture::MaskedLm => "mlm",
+                _ => "classification",
+            },
             &run_config,
         );
         if let Some(dump) = &dump {
@@ -144,9 +145,10 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             run_config,
             tokenizer: spec.tokenizer.to_path_buf(),
             criterion: spec.criterion,
-            max_steps: spec.max_steps,
+            max_steps,
             micro_per_epoch: spec.micro_per_epoch,
             checkpoint_at_eval: spec.checkpoint_at_eval,
+            patience: spec.patience,
             evaluated_at: None,
             resumed_at,
         })
@@ -162,8 +164,14 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
         self.trainer.state.step
     }
 
+    /// Whether the run has taken its steps, or stopped early.
     pub fn done(&self) -> bool {
-        self.step() >= self.max_steps
+        self.step() >= self.max_steps || self.trainer.state.stopped_early
+    }
+
+    /// Whether the last evaluation was made at this step.
+    pub fn evaluated_now(&self) -> bool {
+        self.evaluated_at == Some(self.step())
     }
 
     /// Whether something done every `every` steps (0: never) is due now; the last step is left
@@ -219,35 +227,47 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
         Ok(())
     }
 
-    /// Logs an evaluation of one split; when `decides`, its criterion metric competes for the
-    /// best evaluation. Returns whether it became the best.
-    pub fn record_eval(
-        &mut self,
-        split: &str,
-        metrics: BTreeMap<String, f64>,
-        decides: bool,
-    ) -> Result<bool> {
+    /// Logs an evaluation of one split.
+    pub fn record_eval(&mut self, split: &str, metrics: BTreeMap<String, f64>) -> Result<()> {
         let step = self.step();
         self.evaluated_at = Some(step);
-        let improved = match metrics.get(&self.criterion.metric) {
-            Some(&value) if decides => {
-                self.criterion
-                    .update(&mut self.trainer.state.best_eval, value, step)
-            }
-            _ => false,
-        };
         self.log.eval(EvalRecord {
             step,
             split: split.to_string(),
             metrics,
-        })?;
-        Ok(improved)
+        })
+    }
+
+    /// Offers the criterion metric's `value` from the evaluation just made: returns whether it
+    /// is the best so far, and counts evaluations without improvement for early stopping.
+    pub fn offer_best(&mut self, value: f64) -> bool {
+        let state = &mut self.trainer.state;
+        let previous = state.best_eval.as_ref().map(|b| b.value);
+        let improved = self
+            .criterion
+            .update(&mut state.best_eval, value, state.step);
+        if let Some((patience, threshold)) = self.patience {
+            if previous.is_none_or(|p| self.criterion.improves_by(value, p, threshold)) {
+                state.evals_without_improvement = 0;
+            } else {
+                state.evals_without_improvement += 1;
+            }
+            if state.evals_without_improvement >= patience {
+                state.stopped_early = true;
+                let (metric, n) = (&self.criterion.metric, state.evals_without_improvement);
+                self.log.note(&format!(
+                    "stopping early at step {}: {metric} has not improved in {n} evaluations",
+                    state.step
+                ));
+            }
+        }
+        improved
     }
 
     /// Writes a checkpoint when one is due: every `save_every` steps, and after an evaluation at
     /// this step when the run checkpoints at evaluations.
     pub fn checkpoint_if_due(&mut self) -> Result<()> {
-        let evaluated = self.checkpoint_at_eval && self.evaluated_at == Some(self.step());
+        let evaluated = self.checkpoint_at_eval && self.evaluated_now();
         if self.due(self.trainer.config.save_every) || (evaluated && !self.done()) {
             self.checkpoint()?;
         }
@@ -305,6 +325,9 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             tokens_per_s: state.tokens_seen as f64 / state.elapsed_s.max(1e-9),
             final_loss: state.last_loss,
             best_eval: state.best_eval.clone(),
+            metric_for_best_model: self.criterion.metric.clone(),
+            greater_is_better: self.criterion.greater_is_better(),
+            stopped_early: state.stopped_early,
             final_eval,
             skipped_steps: state.skipped_steps,
             data_skipped,

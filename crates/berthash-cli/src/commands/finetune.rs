@@ -57,6 +57,28 @@ pub struct FinetuneArgs {
     pub max_train_samples: Option<usize>,
     #[arg(long)]
     pub max_steps: Option<u64>,
+    /// Evaluate every N steps (besides every epoch).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+    /// Checkpoint every N steps (besides every evaluation).
+    #[arg(long)]
+    pub save_every: Option<u64>,
+    /// Checkpoints kept (the newest).
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// The metric that picks the best model (run_glue's names, with or without `eval_`:
+    /// accuracy, f1, matthews_correlation, pearson, spearmanr, combined_score, loss).
+    #[arg(long)]
+    pub metric_for_best_model: Option<String>,
+    /// Whether a larger value of that metric is better (default: true, false for loss).
+    #[arg(long)]
+    pub greater_is_better: Option<bool>,
+    /// Stop after N evaluations without improvement of the best-model metric.
+    #[arg(long)]
+    pub early_stopping_patience: Option<u64>,
+    /// The improvement that resets the patience (default 0).
+    #[arg(long)]
+    pub early_stopping_threshold: Option<f64>,
     #[arg(long, value_parser = ["f32", "bf16", "f16"])]
     pub precision: Option<String>,
     #[arg(long, conflicts_with = "overwrite")]
@@ -120,6 +142,16 @@ impl FinetuneArgs {
             .set("train.seed", self.seed)
             .set("max_train_samples", self.max_train_samples)
             .set("train.max_steps", self.max_steps)
+            .set("train.eval_every", self.eval_every)
+            .set("train.save_every", self.save_every)
+            .set("train.keep_checkpoints", self.keep_checkpoints)
+            .set(
+                "metric_for_best_model",
+                self.metric_for_best_model.as_deref(),
+            )
+            .set("greater_is_better", self.greater_is_better)
+            .set("early_stopping_patience", self.early_stopping_patience)
+            .set("early_stopping_threshold", self.early_stopping_threshold)
             .set("train.precision", self.precision.as_deref())
             .set("train.dump_batches", self.dump_batches.as_deref())
             .into_table()

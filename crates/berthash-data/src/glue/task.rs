@@ -79,6 +79,19 @@ pub enum Metric {
     Spearman,
 }
 
+impl Metric {
+    /// The metric's name in run_glue's results (`eval_` + this).
+    pub fn run_glue_name(self) -> &'static str {
+        match self {
+            Metric::Accuracy => "accuracy",
+            Metric::F1 => "f1",
+            Metric::MatthewsCorrelation => "matthews_correlation",
+            Metric::Pearson => "pearson",
+            Metric::Spearman => "spearmanr",
+        }
+    }
+}
+
 /// Where things are in the tab-separated layout (read with no quote handling).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -4,9 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use berthash_data::{CorpusConfig, CorpusSource, PretrainStreamConfig};
+use berthash_model::pretrained::{init_model, save};
+use berthash_model::weights::WeightLayout;
 use berthash_model::BertHashConfig;
+use berthash_model::{BertHashForMaskedLM, ModelOptions};
 use berthash_train::log::{read_metrics, Record};
-use berthash_train::{PretrainConfig, ScheduleConfig, ScheduleKind};
+use berthash_train::{FinetuneConfig, PretrainConfig, ScheduleConfig, ScheduleKind};
+use burn::backend::Flex;
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -65,4 +69,57 @@ pub fn train_losses(run: &Path) -> Vec<(u64, f64)> {
             Record::Eval(_) => None,
         })
         .collect()
+}
+
+/// An SST-2 layout folder: `sentence<TAB>label`, positive and negative words.
+pub fn write_task(dir: &std::path::Path) {
+    let good = ["good", "great", "fine", "lovely", "wonderful", "superb"];
+    let bad = ["bad", "awful", "boring", "dull", "terrible", "poor"];
+    let lines = |n: usize, offset: usize| {
+        let mut text = String::from("sentence\tlabel\n");
+        for i in 0..n {
+            let (words, label) = if (i + offset).is_multiple_of(2) {
+                (&good, 1)
+            } else {
+                (&bad, 0)
+            };
+            text.push_str(&format!(
+                "a {} and {} film \t{label}\n",
+                words[i % 6],
+                words[(i + 1) % 6]
+            ));
+        }
+        text
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("train.tsv"), lines(40, 0)).unwrap();
+    std::fs::write(dir.join("dev.tsv"), lines(12, 1)).unwrap();
+}
+
+/// Fine-tuning the tiny model on a tiny SST-2-shaped task in `root`: 40 examples, batch 8 (5
+/// steps an epoch), 2 epochs, evaluation every 5 steps, checkpoints every 3.
+pub fn finetune_config(root: &std::path::Path) -> FinetuneConfig {
+    let device = Default::default();
+    let model_dir = root.join("pretrained");
+    if !model_dir.exists() {
+        let model_config = tiny_model();
+        let model: BertHashForMaskedLM<Flex> =
+            init_model(&model_config, ModelOptions::default(), 7, &device);
+        save::<Flex, _>(&model_dir, &model_config, &model, &WeightLayout::default()).unwrap();
+        write_task(&root.join("sst2"));
+    }
+    let mut config = FinetuneConfig::new(
+        berthash_data::builtin_task("sst2").unwrap(),
+        root.join("sst2"),
+        tokenizer(),
+        model_dir,
+    );
+    config.max_seq_length = 16;
+    config.epochs = 2.0;
+    config.train.batch_size = 8;
+    config.train.log_every = 1;
+    config.train.save_every = 3;
+    config.train.eval_every = 5;
+    config.optimizer.lr = 1e-3;
+    config
 }
