@@ -189,6 +189,24 @@ def final_eval(run_dir):
     return last
 
 
+def check_model_card(ctx, report, work, run_dir):
+    """The exported card of a fine-tuned run parses with huggingface_hub's ModelCard, and its
+    model-index carries the run's eval_results.json values."""
+    from huggingface_hub import ModelCard
+
+    card_dir = work / "card"
+    ctx.berthash("export", "--from", run_dir, "--out", card_dir, "--force")
+    card = ModelCard.load(card_dir / "README.md")
+    results = json.loads((Path(run_dir) / "eval_results.json").read_text())
+    listed = {r.metric_type: r.metric_value for r in card.data.eval_results or []}
+    wanted = {k[len("eval_"):]: v for k, v in results.items()
+              if k in ("eval_accuracy", "eval_f1", "eval_matthews_correlation", "eval_pearson", "eval_spearmanr")}
+    ok = (card.data.pipeline_tag == "text-classification" and "custom_code" in (card.data.tags or [])
+          and listed == wanted and "placeholder" not in card.text and "https://github.com/)" not in card.text)
+    report.add("model card: front matter (huggingface_hub ModelCard)", ok, f"{card.data.pipeline_tag} {listed}",
+               f"text-classification {wanted}", "exact", f"exported from {Path(run_dir).name}")
+
+
 def remove_dump(dump):
     dump.unlink()
     shutil.rmtree(f"{dump}.init", ignore_errors=True)
@@ -381,6 +399,7 @@ def run(ctx, report):
                          f"{ours_steps} / {ref_steps} | {n} | {a:.2f} ({per_seed(ours_runs, n)}) | "
                          f"{b:.2f} ({per_seed(ref_runs, n)}) | {a - b:+.2f} ± {se:.2f} | {majority:.2f} | "
                          f"{ours_s:.0f} s / {ref_s:.0f} s |")
+    check_model_card(ctx, report, work, out)
     if long:
         check_dropout(ctx, report, work, work / f"ft-sst2-{FIRST_SEED}" / "model", glue / "SST-2")
     if long and not paired:

@@ -124,15 +124,86 @@ fn write_companions(
     Ok(())
 }
 
+/// The card's YAML front matter, as the Hub reads it: licence, library, pipeline, tags, and for
+/// a fine-tuned model its dataset, metrics and a `model-index` entry with the dev results
+/// (`eval_results.json`, as the fractions it holds).
+fn front_matter(head: Head, records: &RunRecords) -> String {
+    let pipeline = match head {
+        Head::Base => "feature-extraction",
+        Head::Mlm => "fill-mask",
+        Head::Classification => "text-classification",
+    };
+    let mut yaml = format!(
+        "---\nlicense: apache-2.0\nlibrary_name: transformers\npipeline_tag: {pipeline}\n\
+language: en\ntags:\n- bert\n- bert-hash\n- berthash\n- custom_code\n"
+    );
+    let task = records
+        .config
+        .as_ref()
+        .and_then(|c| c["task"]["name"].as_str());
+    let results = records.eval_results.as_ref().and_then(Value::as_object);
+    let (Some(task), Some(results), Head::Classification) = (task, results, head) else {
+        yaml.push_str("---\n");
+        return yaml;
+    };
+    // (metric, value, split): run_glue's keys; MNLI's mismatched set carries `_mm`.
+    let mut scores = Vec::new();
+    for (key, value) in results {
+        let (Some(name), Some(value)) = (key.strip_prefix("eval_"), value.as_f64()) else {
+            continue;
+        };
+        let (name, split) = match name.strip_suffix("_mm") {
+            Some(name) => (name, "validation_mismatched"),
+            None if task == "mnli" => (name, "validation_matched"),
+            None => (name, "validation"),
+        };
+        if [
+            "accuracy",
+            "f1",
+            "matthews_correlation",
+            "pearson",
+            "spearmanr",
+        ]
+        .contains(&name)
+        {
+            scores.push((name, value, split));
+        }
+    }
+    let mut metrics: Vec<&str> = scores.iter().map(|s| s.0).collect();
+    metrics.dedup();
+    yaml.push_str(&format!(
+        "datasets:\n- glue\nmetrics:\n- {}\n",
+        metrics.join("\n- ")
+    ));
+    yaml.push_str(&format!(
+        "model-index:\n- name: bert-hash-{task}\n  results:\n"
+    ));
+    let mut splits: Vec<&str> = scores.iter().map(|s| s.2).collect();
+    splits.sort_unstable();
+    splits.dedup();
+    for split in splits {
+        yaml.push_str(&format!(
+            "  - task:\n      type: text-classification\n      name: Text Classification\n    \
+dataset:\n      name: GLUE {upper}\n      type: glue\n      config: {task}\n      split: {split}\n    \
+metrics:\n",
+            upper = task.to_uppercase()
+        ));
+        for (name, value, _) in scores.iter().filter(|s| s.2 == split) {
+            yaml.push_str(&format!("    - type: {name}\n      value: {value}\n"));
+        }
+    }
+    yaml.push_str("---\n");
+    yaml
+}
+
 fn model_card(config: &BertHashConfig, head: Head, records: &RunRecords) -> String {
     let counts = config.parameter_counts();
     let class = head.architecture().class_name();
-    let mut card = format!(
-        "---\nlicense: apache-2.0\nlibrary_name: transformers\nlanguage: en\ntags:\n- bert\n- bert-hash\n- berthash\n---\n\n\
-# BERT Hash model ({class})\n\n\
+    let mut card = front_matter(head, records);
+    card.push_str(&format!(
+        "\n# BERT Hash model ({class})\n\n\
 A BERT encoder whose word embedding is a `[vocab, {p}]` table projected to the hidden size\n\
-(hashed token embeddings), exported by [berthash](https://github.com/). Load it with\n\
-`trust_remote_code=True`:\n\n\
+(hashed token embeddings), exported by berthash. Load it with `trust_remote_code=True`:\n\n\
 ```python\nfrom transformers import AutoModel, AutoTokenizer\n\
 tokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n\
 model = AutoModel.from_pretrained(\"PATH\", trust_remote_code=True)\n```\n\n\
@@ -148,7 +219,7 @@ model = AutoModel.from_pretrained(\"PATH\", trust_remote_code=True)\n```\n\n\
         v = config.vocab_size,
         pos = config.max_position_embeddings,
         n = counts.base_with_pooler(),
-    );
+    ));
     if let Some(run) = &records.config {
         card.push_str("\n## Training\n\n```json\n");
         card.push_str(&serde_json::to_string_pretty(run).unwrap_or_default());
