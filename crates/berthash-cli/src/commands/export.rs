@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use berthash_data::tokenize::{copy_tokenizer_files, TOKENIZER_FILES};
 use berthash_model::fs::write_atomic;
 use berthash_model::pretrained::{HfModel, Pretrained};
@@ -58,7 +58,13 @@ type B = Flex;
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let source = resolve_model(&args.from)?;
-    if args.out.exists() && !args.force && std::fs::read_dir(&args.out)?.next().is_some() {
+    if args.out.exists()
+        && !args.force
+        && std::fs::read_dir(&args.out)
+            .with_context(|| format!("reading {}", args.out.display()))?
+            .next()
+            .is_some()
+    {
         bail!(
             "{} is not empty: choose another --out or pass --force",
             args.out.display()

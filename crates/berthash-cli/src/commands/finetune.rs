@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use berthash_data::builtin_task;
 use berthash_train::run_dir::saved_config;
+use berthash_train::Precision;
 use berthash_train::{resolve_model, FinetuneConfig, Init, RunDir, RunMode};
 
 use crate::backend::BackendKind;
@@ -79,8 +80,9 @@ pub struct FinetuneArgs {
     /// The improvement that resets the patience (default 0).
     #[arg(long)]
     pub early_stopping_threshold: Option<f64>,
-    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
-    pub precision: Option<String>,
+    /// Compute precision: f32, bf16 or f16 (f32 master weights).
+    #[arg(long)]
+    pub precision: Option<Precision>,
     #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
     #[arg(long)]
@@ -152,7 +154,7 @@ impl FinetuneArgs {
             .set("greater_is_better", self.greater_is_better)
             .set("early_stopping_patience", self.early_stopping_patience)
             .set("early_stopping_threshold", self.early_stopping_threshold)
-            .set("train.precision", self.precision.as_deref())
+            .set("train.precision", self.precision.map(Precision::name))
             .set("train.dump_batches", self.dump_batches.as_deref())
             .into_table()
     }

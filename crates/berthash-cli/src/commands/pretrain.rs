@@ -7,6 +7,7 @@ use anyhow::{bail, Context};
 use berthash_data::{CorpusConfig, CorpusSource, PretrainStreamConfig};
 use berthash_model::BertHashConfig;
 use berthash_train::run_dir::saved_config;
+use berthash_train::Precision;
 use berthash_train::{PretrainConfig, RunMode};
 
 use crate::assets;
@@ -35,8 +36,9 @@ pub struct PretrainArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
-    #[arg(long, value_parser = ["f32", "bf16", "f16"])]
-    pub precision: Option<String>,
+    /// Compute precision: f32, bf16 or f16 (f32 master weights).
+    #[arg(long)]
+    pub precision: Option<Precision>,
     #[arg(long)]
     pub max_steps: Option<u64>,
     #[arg(long)]
@@ -89,7 +91,7 @@ impl PretrainArgs {
             .set("train.save_every", self.save_every)
             .set("train.eval_every", self.eval_every)
             .set("train.log_every", self.log_every)
-            .set("train.precision", self.precision.as_deref())
+            .set("train.precision", self.precision.map(Precision::name))
             .set("train.dump_batches", self.dump_batches.as_deref())
             .into_table()
     }
