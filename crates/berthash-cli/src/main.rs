@@ -26,6 +26,8 @@ enum Command {
     Pretrain(commands::pretrain::PretrainArgs),
     /// Fine-tune on a GLUE-style task (configs/glue/<task>.toml).
     Finetune(commands::finetune::FinetuneArgs),
+    /// Fine-tune over a grid of learning rates, batch sizes and seeds (each a resumable run).
+    Sweep(commands::finetune::FinetuneArgs),
     /// Dev-set metrics of a fine-tuned model.
     Eval(commands::eval::EvalArgs),
     /// Labels and scores of a fine-tuned model for texts.
@@ -57,6 +59,7 @@ fn main() {
     let result = match Cli::parse().command {
         Command::Pretrain(args) => commands::pretrain::run(args),
         Command::Finetune(args) => commands::finetune::run(args),
+        Command::Sweep(args) => commands::sweep::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -180,3 +180,49 @@ fn pretrain_export_finetune_eval_predict_fill_mask() {
     let svg = std::fs::read_to_string(pre.join("curves.svg")).unwrap();
     assert!(svg.contains("<polyline") && svg.contains(">loss<"));
 }
+
+#[test]
+fn a_sweep_runs_its_grid_and_skips_finished_runs_when_started_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sweep");
+    let sst2 = repo().join("tests/fixtures/glue/SST-2");
+    let config = repo().join("configs/glue/sst2.toml");
+    let args = [
+        "sweep",
+        "--scratch",
+        "femto",
+        "--config",
+        s(&config),
+        "--data-dir",
+        s(&sst2),
+        "--lr",
+        "1e-3,1e-4",
+        "--seeds",
+        "1,2",
+        "--max-steps",
+        "2",
+        "--max-train-samples",
+        "16",
+        "--max-eval-samples",
+        "8",
+        "--out",
+        s(&out),
+    ];
+    berthash(&args);
+    let read = || std::fs::read_to_string(out.join("sweep.json")).unwrap();
+    let first = read();
+    let sweep: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(sweep["runs"].as_array().unwrap().len(), 4);
+    assert_eq!(sweep["combinations"].as_array().unwrap().len(), 2);
+    assert_eq!(sweep["metric"], "eval_accuracy");
+    assert!(sweep["best"]["mean"].as_f64().is_some(), "{first}");
+    // Started again: every run is finished, none is trained again.
+    let summary = out.join("lr1e-3-seed1/summary.json");
+    let before = std::fs::metadata(&summary).unwrap().modified().unwrap();
+    berthash(&args);
+    assert_eq!(
+        std::fs::metadata(&summary).unwrap().modified().unwrap(),
+        before
+    );
+    assert_eq!(read(), first);
+}

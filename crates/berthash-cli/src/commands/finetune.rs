@@ -12,7 +12,7 @@ use berthash_train::{resolve_model, FinetuneConfig, Init, RunDir, RunMode};
 use crate::backend::BackendKind;
 use crate::recipe;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TaskArgs {
     /// The task recipe (configs/glue/<task>.toml, or your own).
     #[arg(long)]
@@ -29,7 +29,7 @@ pub struct TaskArgs {
     pub tokenizer: Option<PathBuf>,
 }
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct FinetuneArgs {
     #[command(flatten)]
     pub task: TaskArgs,
@@ -47,12 +47,15 @@ pub struct FinetuneArgs {
     pub backend: BackendKind,
     #[arg(long)]
     pub epochs: Option<f64>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// The peak learning rate (`sweep`: a comma-separated grid).
+    #[arg(long, value_delimiter = ',')]
+    pub lr: Vec<f64>,
+    /// Rows per batch (`sweep`: a comma-separated grid).
+    #[arg(long, value_delimiter = ',')]
+    pub batch_size: Vec<usize>,
+    /// The seed (`sweep`: comma-separated seeds, one run each).
+    #[arg(long, alias = "seeds", value_delimiter = ',')]
+    pub seed: Vec<u64>,
     /// Train on the first N training examples.
     #[arg(long)]
     pub max_train_samples: Option<usize>,
@@ -139,9 +142,9 @@ impl FinetuneArgs {
     fn overlay(&self) -> toml::Table {
         recipe::Overlay::default()
             .set("epochs", self.epochs)
-            .set("optimizer.lr", self.lr)
-            .set("train.batch_size", self.batch_size)
-            .set("train.seed", self.seed)
+            .set("optimizer.lr", self.lr.first().copied())
+            .set("train.batch_size", self.batch_size.first().copied())
+            .set("train.seed", self.seed.first().copied())
             .set("max_train_samples", self.max_train_samples)
             .set("train.max_steps", self.max_steps)
             .set("train.eval_every", self.eval_every)
@@ -220,6 +223,15 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
 }
 
 fn finetune(args: &FinetuneArgs, out: &Path) -> anyhow::Result<()> {
+    for (flag, n) in [
+        ("--lr", args.lr.len()),
+        ("--batch-size", args.batch_size.len()),
+        ("--seed", args.seed.len()),
+    ] {
+        if n > 1 {
+            bail!("{flag} takes one value here; `berthash sweep` runs a grid of them");
+        }
+    }
     let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
     let config: FinetuneConfig = if mode == RunMode::Resume {
         let saved: FinetuneConfig = saved_config(out)?;

@@ -8,4 +8,5 @@ pub mod info;
 pub mod plot;
 pub mod predict;
 pub mod pretrain;
+pub mod sweep;
 pub mod tokenize;
