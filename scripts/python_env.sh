@@ -51,6 +51,7 @@ WHEELHOUSE="${WHEELHOUSE:-$PIP_CACHE_DIR/berthash-wheelhouse}"
 
 TORCH_VERSION=2.11.0
 ACCELERATE_VERSION=1.10.1
+TENSORBOARD_VERSION=2.21.0
 # Load-time CUDA libraries of torch 2.11.0 (cu130 build), see the note above.
 TORCH_CUDA_LIBS=(
   nvidia-cuda-runtime==13.0.96
@@ -114,6 +115,11 @@ fi
 # requirements come with transformers, but psutil.
 if [[ -z "$(installed_version accelerate)" ]] || [[ -z "$(installed_version psutil)" ]]; then
   "${PIP[@]}" install -q --no-warn-conflicts --no-deps "accelerate==$ACCELERATE_VERSION" psutil
+fi
+
+# tensorboard: the parity suite reads berthash's event files back with its reader.
+if [[ -z "$(installed_version tensorboard)" ]]; then
+  "${PIP[@]}" install -q --no-warn-conflicts "tensorboard==$TENSORBOARD_VERSION"
 fi
 
 "$PY" - <<'EOF'

@@ -226,3 +226,43 @@ fn a_sweep_runs_its_grid_and_skips_finished_runs_when_started_again() {
     );
     assert_eq!(read(), first);
 }
+
+#[test]
+fn runs_write_tensorboard_events_unless_told_not_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = |run: &Path| {
+        std::fs::read_dir(run)
+            .unwrap()
+            .filter(|e| {
+                let name = e.as_ref().unwrap().file_name();
+                name.to_string_lossy().starts_with("events.out.tfevents.")
+            })
+            .count()
+    };
+    let run = |name: &str, extra: &[&str]| {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "pretrain",
+            "--size",
+            "femto",
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+        ];
+        args.extend(["--warmup-steps", "1", "--out", s(&out)]);
+        args.extend(extra);
+        berthash(&args);
+        out
+    };
+    let with = run("with", &[]);
+    assert_eq!(events(&with), 1);
+    let without = run("without", &["--report-to", "none"]);
+    assert_eq!(events(&without), 0);
+    berthash(&["plot", "--tensorboard", s(&without)]);
+    assert_eq!(
+        events(&without),
+        1,
+        "plot --tensorboard converts metrics.jsonl"
+    );
+}

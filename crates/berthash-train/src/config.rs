@@ -26,6 +26,16 @@ pub enum OnNonFinite {
     Skip,
 }
 
+/// Where a run reports its curves besides `metrics.jsonl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportTo {
+    /// TensorBoard event files in the run directory.
+    #[default]
+    Tensorboard,
+    None,
+}
+
 /// The loop's knobs, shared by pre-training and fine-tuning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -58,6 +68,9 @@ pub struct TrainConfig {
     pub precision: Precision,
     #[serde(default)]
     pub on_nonfinite: OnNonFinite,
+    /// `tensorboard` (event files in the run directory) or `none`.
+    #[serde(default)]
+    pub report_to: ReportTo,
     /// Write every training batch and the initial model here, for replaying the run in PyTorch
     /// (see [`crate::dump`]; fresh runs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -100,18 +113,20 @@ impl TrainConfig {
             keep_checkpoints: default_keep(),
             precision: Precision::F32,
             on_nonfinite: OnNonFinite::Stop,
+            report_to: ReportTo::Tensorboard,
             dump_batches: None,
         }
     }
 
     /// `run_glue` with the card's flags: batch 32, seed 42, f32, evaluation at the end,
-    /// checkpoints every 500 steps (`save_steps`).
+    /// checkpoints every 500 steps (`save_steps`); the loss logged every 10 steps, so short runs
+    /// have curves too.
     pub fn finetuning() -> Self {
         Self {
             batch_size: 32,
             save_every: 500,
             eval_every: 0,
-            log_every: 50,
+            log_every: 10,
             ..Self::pretraining()
         }
     }

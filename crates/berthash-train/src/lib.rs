@@ -28,12 +28,13 @@ pub mod pretrain;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;
+pub mod tensorboard;
 pub mod tensors;
 pub mod trainer;
 
 pub use best::{BestEval, Criterion, Goal};
 pub use checkpoint::{Checkpoints, TrainState};
-pub use config::{FinetuneConfig, Init, OnNonFinite, PretrainConfig, TrainConfig};
+pub use config::{FinetuneConfig, Init, OnNonFinite, PretrainConfig, ReportTo, TrainConfig};
 pub use error::{Result, TrainError};
 pub use finetune::finetune;
 pub use log::{Record, Summary};

@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
 use crate::best::BestEval;
+use crate::config::ReportTo;
 use crate::error::{Result, TrainError};
+use crate::tensorboard::EventWriter;
 
 /// A logged training step: means over the steps since the previous record.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -126,10 +128,46 @@ fn read_records(path: &Path, torn_tail: bool) -> Result<Vec<Record>> {
     Ok(records)
 }
 
+/// A training record's TensorBoard scalars (`train/loss`, `train/learning_rate`, …).
+fn train_scalars(record: &StepRecord) -> Vec<(String, f64)> {
+    let mut values = vec![
+        ("train/loss".to_string(), record.loss),
+        ("train/learning_rate".to_string(), record.lr),
+        ("train/grad_norm".to_string(), record.grad_norm),
+        ("train/tokens_per_s".to_string(), record.tokens_per_s),
+    ];
+    values.extend(record.epoch.map(|e| ("train/epoch".to_string(), e)));
+    values
+}
+
+/// An evaluation's TensorBoard scalars (`eval/dev/eval_accuracy`, …).
+fn eval_scalars(record: &EvalRecord) -> Vec<(String, f64)> {
+    let split = &record.split;
+    record
+        .metrics
+        .iter()
+        .map(|(k, v)| (format!("eval/{split}/{k}"), *v))
+        .collect()
+}
+
+/// Writes a run's `metrics.jsonl` as a TensorBoard event file in `dir`; returns its path.
+pub fn metrics_to_tensorboard(metrics: &Path, dir: &Path) -> Result<PathBuf> {
+    let mut events = EventWriter::create(dir)?;
+    for record in read_metrics(metrics)? {
+        match &record {
+            Record::Train(r) => events.scalars(r.step, &train_scalars(r))?,
+            Record::Eval(r) => events.scalars(r.step, &eval_scalars(r))?,
+        }
+    }
+    Ok(events.path().to_path_buf())
+}
+
 /// Writes records and shows progress.
 pub struct Logger {
     path: PathBuf,
     file: File,
+    /// TensorBoard events beside `metrics.jsonl`, when the run reports to TensorBoard.
+    events: Option<EventWriter>,
     bar: Option<ProgressBar>,
     max_steps: u64,
 }
@@ -142,6 +180,7 @@ impl Logger {
         start_step: u64,
         max_steps: u64,
         resume_step: Option<u64>,
+        report_to: ReportTo,
     ) -> Result<Self> {
         if let Some(step) = resume_step {
             if path.exists() {
@@ -174,9 +213,14 @@ impl Logger {
             bar.enable_steady_tick(Duration::from_millis(250));
             bar
         });
+        let events = match (report_to, path.parent()) {
+            (ReportTo::Tensorboard, Some(dir)) => Some(EventWriter::create(dir)?),
+            _ => None,
+        };
         Ok(Self {
             path: path.to_path_buf(),
             file,
+            events,
             bar,
             max_steps,
         })
@@ -192,6 +236,9 @@ impl Logger {
     }
 
     pub fn step(&mut self, record: StepRecord) -> Result<()> {
+        if let Some(events) = &mut self.events {
+            events.scalars(record.step, &train_scalars(&record))?;
+        }
         let msg = format!(
             "loss {:.4}  lr {:.3e}  |g| {:.3}  {:.0} tok/s",
             record.loss, record.lr, record.grad_norm, record.tokens_per_s
@@ -207,6 +254,9 @@ impl Logger {
     }
 
     pub fn eval(&mut self, record: EvalRecord) -> Result<()> {
+        if let Some(events) = &mut self.events {
+            events.scalars(record.step, &eval_scalars(&record))?;
+        }
         let text: Vec<String> = record
             .metrics
             .iter()

@@ -111,7 +111,14 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
         );
         trainer.padding_idx = Some(spec.model.pad_token_id);
         let resumed_at = resumed.as_ref().map(|r| r.1);
-        let log = Logger::open(&dir.metrics(), trainer.state.step, max_steps, resumed_at)?;
+        let report = spec.train.report_to;
+        let log = Logger::open(
+            &dir.metrics(),
+            trainer.state.step,
+            max_steps,
+            resumed_at,
+            report,
+        )?;
         if spec.schedule.warmup_steps > max_steps {
             log.warn(&format!(
                 "the warm-up ({} steps) is longer than the run ({} steps): the learning rate never reaches its peak",

@@ -11,6 +11,7 @@
 //!   best/                 fine-tuning: the best model by the run's metric
 //!   eval_results.json     fine-tuning: the best model's dev metrics
 //!   predictions.tsv       fine-tuning: the best model's dev predictions
+//!   events.out.tfevents.* TensorBoard event files (unless `report_to = "none"`)
 //! ```
 //!
 //! A new run refuses a directory that already holds a run unless told to overwrite it; an
@@ -52,6 +53,8 @@ const OURS: [&str; 10] = [
     EVAL_RESULTS,
     PREDICTIONS,
 ];
+/// TensorBoard event files (`events.out.tfevents.*`).
+pub const EVENTS_PREFIX: &str = "events.out.tfevents.";
 /// What a fresh run generates itself before the run starts, and so may precede it.
 const GENERATED: [&str; 1] = [INPUTS];
 /// How to treat the run directory.
@@ -114,7 +117,17 @@ impl RunDir {
         let held = lock(root)?;
         Self::check_contents(root, mode)?;
         if mode == RunMode::Overwrite {
-            for name in OURS.iter().filter(|n| !GENERATED.contains(n)) {
+            let events = std::fs::read_dir(root)
+                .map_err(|e| TrainError::io(root, e))?
+                .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                .filter(|n| n.starts_with(EVENTS_PREFIX));
+            let names: Vec<String> = OURS
+                .iter()
+                .filter(|n| !GENERATED.contains(n))
+                .map(|n| n.to_string())
+                .chain(events)
+                .collect();
+            for name in names {
                 let path = root.join(name);
                 let result = if path.is_dir() {
                     std::fs::remove_dir_all(&path)

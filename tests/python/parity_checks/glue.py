@@ -207,6 +207,40 @@ def check_model_card(ctx, report, work, run_dir):
                f"text-classification {wanted}", "exact", f"exported from {Path(run_dir).name}")
 
 
+def check_tensorboard(report, run_dir):
+    """The run's TensorBoard event files, read back by tensorboard's own reader, hold every
+    logged loss and every dev metric of metrics.jsonl at its step."""
+    try:
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    except ImportError:
+        report.skip("TensorBoard event files", "the tensorboard package is not installed in this venv")
+        return
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})
+    acc.Reload()
+    expected = {}
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        if rec["kind"] == "train":
+            expected.setdefault("train/loss", []).append((rec["step"], rec["loss"]))
+        else:
+            for key, value in rec.items():
+                if key.startswith("eval_"):
+                    expected.setdefault(f"eval/{rec['split']}/{key}", []).append((rec["step"], value))
+    worst, missing = 0.0, []
+    for tag, points in expected.items():
+        if tag not in acc.Tags()["scalars"]:
+            missing.append(tag)
+            continue
+        read = [(e.step, e.value) for e in acc.Scalars(tag)]
+        if [s for s, _ in read] != [s for s, _ in points]:
+            missing.append(f"{tag} steps")
+            continue
+        worst = max([worst] + [abs(a - b) / max(abs(b), 1e-12) for (_, a), (_, b) in zip(read, points)])
+    report.add("TensorBoard event files (tensorboard's reader)", not missing and worst <= 1e-6,
+               f"{len(expected)} tags, max rel diff {worst:.1e}", "metrics.jsonl", "1e-6 rel (f32)",
+               f"missing: {missing}" if missing else f"from {Path(run_dir).name}")
+
+
 def remove_dump(dump):
     dump.unlink()
     shutil.rmtree(f"{dump}.init", ignore_errors=True)
@@ -400,6 +434,7 @@ def run(ctx, report):
                          f"{b:.2f} ({per_seed(ref_runs, n)}) | {a - b:+.2f} ± {se:.2f} | {majority:.2f} | "
                          f"{ours_s:.0f} s / {ref_s:.0f} s |")
     check_model_card(ctx, report, work, out)
+    check_tensorboard(report, out)
     if long:
         check_dropout(ctx, report, work, work / f"ft-sst2-{FIRST_SEED}" / "model", glue / "SST-2")
     if long and not paired:

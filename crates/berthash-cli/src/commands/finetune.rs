@@ -83,6 +83,10 @@ pub struct FinetuneArgs {
     /// The improvement that resets the patience (default 0).
     #[arg(long)]
     pub early_stopping_threshold: Option<f64>,
+    /// Where the curves go besides metrics.jsonl: tensorboard (event files in the run
+    /// directory) or none.
+    #[arg(long, value_parser = ["tensorboard", "none"])]
+    pub report_to: Option<String>,
     /// Compute precision: f32, bf16 or f16 (f32 master weights).
     #[arg(long)]
     pub precision: Option<Precision>,
@@ -158,6 +162,7 @@ impl FinetuneArgs {
             .set("early_stopping_patience", self.early_stopping_patience)
             .set("early_stopping_threshold", self.early_stopping_threshold)
             .set("train.precision", self.precision.map(Precision::name))
+            .set("train.report_to", self.report_to.as_deref())
             .set("train.dump_batches", self.dump_batches.as_deref())
             .into_table()
     }

@@ -16,6 +16,9 @@ pub struct PlotArgs {
     /// Output file (default: RUN_DIR/curves.svg).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Write the run's metrics as a TensorBoard event file in the run directory instead.
+    #[arg(long)]
+    pub tensorboard: bool,
 }
 
 /// Keys that are bookkeeping, not curves.
@@ -36,6 +39,11 @@ pub fn run(args: PlotArgs) -> anyhow::Result<()> {
         let dir = args.run.parent().map(PathBuf::from).unwrap_or_default();
         (args.run.clone(), dir)
     };
+    if args.tensorboard {
+        let events = berthash_train::log::metrics_to_tensorboard(&metrics_path, &run_dir)?;
+        println!("wrote {}", events.display());
+        return Ok(());
+    }
     let text = std::fs::read_to_string(&metrics_path)
         .with_context(|| format!("reading {}", metrics_path.display()))?;
     let series = read_series(&text, &metrics_path.display().to_string())?;

@@ -36,6 +36,10 @@ pub struct PretrainArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
+    /// Where the curves go besides metrics.jsonl: tensorboard (event files in the run
+    /// directory) or none.
+    #[arg(long, value_parser = ["tensorboard", "none"])]
+    pub report_to: Option<String>,
     /// Compute precision: f32, bf16 or f16 (f32 master weights).
     #[arg(long)]
     pub precision: Option<Precision>,
@@ -92,6 +96,7 @@ impl PretrainArgs {
             .set("train.eval_every", self.eval_every)
             .set("train.log_every", self.log_every)
             .set("train.precision", self.precision.map(Precision::name))
+            .set("train.report_to", self.report_to.as_deref())
             .set("train.dump_batches", self.dump_batches.as_deref())
             .into_table()
     }

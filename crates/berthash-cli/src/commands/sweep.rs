@@ -52,26 +52,10 @@ pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
             .to_string_lossy();
         PathBuf::from(format!("runs/sweep-{task}"))
     });
-    let grid = |values: &[f64]| {
-        if values.is_empty() {
-            vec![None]
-        } else {
-            values.iter().map(|v| Some(*v)).collect()
-        }
-    };
-    let lrs = grid(&args.lr);
-    let batches: Vec<Option<usize>> = match args.batch_size.is_empty() {
-        true => vec![None],
-        false => args.batch_size.iter().map(|b| Some(*b)).collect(),
-    };
-    let seeds: Vec<Option<u64>> = match args.seed.is_empty() {
-        true => vec![None],
-        false => args.seed.iter().map(|s| Some(*s)).collect(),
-    };
     let mut runs = Vec::new();
-    for &lr in &lrs {
-        for &batch in &batches {
-            for &seed in &seeds {
+    for lr in axis(&args.lr) {
+        for batch in axis(&args.batch_size) {
+            for seed in axis(&args.seed) {
                 runs.push(run_one(&args, &out, lr, batch, seed)?);
             }
         }
