@@ -266,3 +266,110 @@ fn runs_write_tensorboard_events_unless_told_not_to() {
         "plot --tensorboard converts metrics.jsonl"
     );
 }
+
+#[test]
+fn test_splits_become_glue_leaderboard_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let glue = repo().join("tests/fixtures/glue");
+    let finetune = |task: &str, folder: &str, extra: &[&str]| {
+        let out = dir.path().join(task);
+        let config = repo().join(format!("configs/glue/{task}.toml"));
+        let mut args = vec!["finetune", "--scratch", "femto", "--config", s(&config)];
+        args.extend([
+            "--max-steps",
+            "1",
+            "--max-train-samples",
+            "8",
+            "--max-eval-samples",
+            "8",
+        ]);
+        let data = glue.join(folder);
+        args.extend(["--data-dir", s(&data), "--out", s(&out)]);
+        args.extend(extra);
+        berthash(&args);
+        out
+    };
+    let lines = |path: PathBuf| {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        text.lines().map(str::to_string).collect::<Vec<_>>()
+    };
+    // finetune --do-predict: SST-2.tsv and run_glue's predict_results_test.txt, 0/1 per row.
+    let sst2 = finetune("sst2", "SST-2", &["--do-predict"]);
+    let rows = lines(sst2.join("SST-2.tsv"));
+    assert_eq!(rows[0], "index\tprediction");
+    assert_eq!(rows.len(), 5);
+    assert!(rows[1..]
+        .iter()
+        .enumerate()
+        .all(|(i, r)| r == &format!("{i}\t0") || r == &format!("{i}\t1")));
+    assert_eq!(rows, lines(sst2.join("predict_results_test.txt")));
+
+    // predict --split test: MNLI's matched, mismatched and diagnostic sets, as label names.
+    let mnli = finetune("mnli", "MNLI", &[]);
+    let out = dir.path().join("mnli-test");
+    let config = repo().join("configs/glue/mnli.toml");
+    let data = glue.join("MNLI");
+    berthash(&[
+        "predict",
+        "--model",
+        s(&mnli),
+        "--config",
+        s(&config),
+        "--data-dir",
+        s(&data),
+        "--split",
+        "test",
+        "--out",
+        s(&out),
+    ]);
+    for (file, n) in [("MNLI-m.tsv", 2), ("MNLI-mm.tsv", 3), ("AX.tsv", 2)] {
+        let rows = lines(out.join(file));
+        assert_eq!(rows.len(), n + 1, "{file}");
+        let label = |r: &String| r.split('\t').nth(1).unwrap().to_string();
+        assert!(
+            rows[1..]
+                .iter()
+                .map(label)
+                .all(|l| ["entailment", "neutral", "contradiction"].contains(&l.as_str())),
+            "{file}: {rows:?}"
+        );
+    }
+
+    // STS-B: a score with three decimals; the Hugging Face export's test split (labels -1).
+    let stsb = finetune("stsb", "STS-B", &["--do-predict"]);
+    let rows = lines(stsb.join("STS-B.tsv"));
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows[1..].iter().all(|r| r
+            .split('\t')
+            .nth(1)
+            .unwrap()
+            .split('.')
+            .nth(1)
+            .unwrap()
+            .len()
+            == 3),
+        "{rows:?}"
+    );
+    let out = dir.path().join("hf-test");
+    let config = repo().join("configs/glue/sst2.toml");
+    let data = glue.join("hf/sst2");
+    berthash(&[
+        "predict",
+        "--model",
+        s(&sst2),
+        "--config",
+        s(&config),
+        "--data-dir",
+        s(&data),
+        "--split",
+        "test",
+        "--out",
+        s(&out),
+    ]);
+    assert_eq!(
+        lines(out.join("SST-2.tsv")).len(),
+        6,
+        "5 test sentences + header"
+    );
+}

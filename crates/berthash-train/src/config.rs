@@ -306,6 +306,10 @@ pub struct FinetuneConfig {
     pub early_stopping_patience: Option<u64>,
     #[serde(default)]
     pub early_stopping_threshold: f64,
+    /// After training, predict the task's test splits with the best model and write the GLUE
+    /// leaderboard files into the run directory.
+    #[serde(default)]
+    pub do_predict: bool,
     #[serde(default = "OptimizerConfig::finetuning")]
     pub optimizer: OptimizerConfig,
     #[serde(default = "ScheduleConfig::finetuning")]
@@ -346,6 +350,7 @@ impl FinetuneConfig {
             greater_is_better: None,
             early_stopping_patience: None,
             early_stopping_threshold: 0.0,
+            do_predict: false,
             optimizer: OptimizerConfig::finetuning(),
             schedule: ScheduleConfig::finetuning(),
             train: TrainConfig::finetuning(),

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use berthash_data::glue::read_test_split;
 use berthash_data::glue::EncodedSplit;
 use berthash_data::{encode_examples, read_split, BatchLabels, MlmBatch, Split, TokenizerHandle};
 use berthash_kernels::Kernels;
@@ -133,6 +134,59 @@ pub fn write_predictions(
         }
     }
     crate::run_dir::write_file(path, text.as_bytes())
+}
+
+/// Predicts every test split of the task found in `config.data_dir` (none is an error unless
+/// optional) and writes the GLUE leaderboard files into `out` (`SST-2.tsv`, …, header
+/// `index<TAB>prediction`: label names, or a score with three decimals) and run_glue's
+/// `predict_results_<split>.txt` beside them. Returns the files written.
+pub fn predict_test_splits<B: Kernels>(
+    model: &Classifier<B>,
+    model_config: &BertHashConfig,
+    config: &FinetuneConfig,
+    tokenizer: &TokenizerHandle,
+    out: &Path,
+    device: &B::Device,
+) -> Result<Vec<std::path::PathBuf>> {
+    let labels = model_config.labels();
+    let mut written = Vec::new();
+    for test in &config.task.test {
+        let Some(examples) = read_test_split(&config.task, &config.data_dir, test)? else {
+            continue;
+        };
+        let split = encode_examples(tokenizer, &examples, config.max_seq_length, config.padding)?;
+        let mut text = String::from("index\tprediction\n");
+        let mut index = 0;
+        for batch in split.batches(config.eval_batch_size) {
+            let tensors = classification_tensors::<B>(&batch, device);
+            let (_, logits) = model.forward(tensors.input);
+            let rows: Vec<String> = if config.task.is_regression() {
+                let scores = logits
+                    .into_data()
+                    .convert::<f64>()
+                    .to_vec::<f64>()
+                    .expect("f64");
+                scores.iter().map(|s| format!("{s:.3}")).collect()
+            } else {
+                let classes = logits.argmax(1).into_data().convert::<i64>();
+                let classes = classes.to_vec::<i64>().expect("ints");
+                classes
+                    .iter()
+                    .map(|&c| labels[c as usize].clone())
+                    .collect()
+            };
+            for row in rows {
+                text.push_str(&format!("{index}\t{row}\n"));
+                index += 1;
+            }
+        }
+        let results = format!("predict_results_{}.txt", test.name);
+        for name in [test.submission.as_str(), results.as_str()] {
+            crate::run_dir::write_file(&out.join(name), text.as_bytes())?;
+            written.push(out.join(name));
+        }
+    }
+    Ok(written)
 }
 
 /// run_glue's name of a metric.

@@ -27,8 +27,8 @@ use crate::best::Criterion;
 use crate::config::{FinetuneConfig, Init, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::eval::{
-    dev_splits, encode_split, evaluate_classifier, evaluate_splits, metric_key, split_key,
-    write_predictions,
+    dev_splits, encode_split, evaluate_classifier, evaluate_splits, metric_key,
+    predict_test_splits, split_key, write_predictions,
 };
 use crate::log::Summary;
 use crate::precision::check_precision;
@@ -91,14 +91,34 @@ pub fn finetune<B: TrainBackend>(
         run.checkpoint_if_due()?;
     }
     let final_eval = evaluate(&mut run, &config, &dev, &mut best)?;
-    let best_model = best.model(&run)?;
-    let (results, predictions) = evaluate_splits(&best_model, &config, &dev, device);
+    write_results(&run, &config, &best, &dev, &tokenizer)?;
+    run.finish(final_eval, BTreeMap::new())
+}
+
+/// The best model's results in the run directory: `eval_results.json` (with the rule that chose
+/// it), `predictions.tsv` and, with `do_predict`, the test splits' leaderboard files.
+fn write_results<B: TrainBackend>(
+    run: &Run<B, Classifier<B>>,
+    config: &FinetuneConfig,
+    best: &BestModel<B::InnerBackend>,
+    dev: &[(String, EncodedSplit)],
+    tokenizer: &TokenizerHandle,
+) -> Result<()> {
+    let (model, device) = (best.model(run)?, &run.trainer.device);
+    let (results, predictions) = evaluate_splits(&model, config, dev, device);
     write_json(
         &run.dir.eval_results(),
-        &best.results(&run, &config.criterion()?, results),
+        &best.results(run, &config.criterion()?, results),
     )?;
-    write_predictions(&run.dir.predictions(), &model_config, &predictions)?;
-    run.finish(final_eval, BTreeMap::new())
+    write_predictions(&run.dir.predictions(), &run.model_config, &predictions)?;
+    if config.do_predict {
+        let root = run.dir.root();
+        for file in predict_test_splits(&model, &run.model_config, config, tokenizer, root, device)?
+        {
+            tracing::info!("test predictions: {}", file.display());
+        }
+    }
+    Ok(())
 }
 
 /// Early stopping's patience and threshold, when asked for.

@@ -77,6 +77,10 @@ pub struct FinetuneArgs {
     /// Whether a larger value of that metric is better (default: true, false for loss).
     #[arg(long)]
     pub greater_is_better: Option<bool>,
+    /// After training, predict the task's test splits with the best model and write the GLUE
+    /// leaderboard files (`SST-2.tsv`, …) into the run directory.
+    #[arg(long)]
+    pub do_predict: bool,
     /// Stop after N evaluations without improvement of the best-model metric.
     #[arg(long)]
     pub early_stopping_patience: Option<u64>,
@@ -161,6 +165,7 @@ impl FinetuneArgs {
             .set("greater_is_better", self.greater_is_better)
             .set("early_stopping_patience", self.early_stopping_patience)
             .set("early_stopping_threshold", self.early_stopping_threshold)
+            .set("do_predict", self.do_predict.then_some(true))
             .set("train.precision", self.precision.map(Precision::name))
             .set("train.report_to", self.report_to.as_deref())
             .set("train.dump_batches", self.dump_batches.as_deref())

@@ -4,10 +4,13 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
-use berthash_data::{encode_examples, GlueExample, Padding};
+use berthash_data::{encode_examples, GlueExample, Padding, TokenizerHandle};
 use berthash_model::{load_trained, BertHashForSequenceClassification};
 use berthash_train::config::check_vocab;
-use berthash_train::resolve_model;
+use berthash_train::eval::{check_labels, predict_test_splits};
+use berthash_train::{resolve_model, Init};
+
+use crate::commands::finetune::{resolve_task, TaskArgs};
 use berthash_train::tensors::classification_tensors;
 use burn::backend::Flex;
 use burn::tensor::activation::softmax;
@@ -26,14 +29,27 @@ pub struct PredictArgs {
     #[arg(long, conflicts_with = "texts")]
     pub input: Option<PathBuf>,
     /// Examples (`text_a<TAB>text_b` for pairs).
-    #[arg(required_unless_present = "input")]
+    #[arg(required_unless_present_any = ["input", "split"])]
     pub texts: Vec<String>,
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
+    /// Predict a split of the task instead of texts: `test` (GLUE's test files or the Hugging
+    /// Face export's test split in --data-dir) writes the GLUE leaderboard files into --out.
+    #[arg(long, value_parser = ["test"], requires_all = ["config", "data_dir", "out"])]
+    pub split: Option<String>,
+    /// The task's data folder (with --split).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Where the leaderboard files go (with --split).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 pub fn run(args: PredictArgs) -> anyhow::Result<()> {
     let dir = resolve_model(&args.model)?;
+    if args.split.is_some() {
+        return predict_test(&args, &dir);
+    }
     let tokenizer = crate::tokenizer::load(args.tokenizer.as_deref(), Some(&dir))?;
     let max_seq_length = match &args.config {
         Some(path) => crate::recipe::read_table(path)?
@@ -106,6 +122,50 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
                 row += 1;
             }
         }
+    }
+    Ok(())
+}
+
+/// `--split test`: the task's test splits, as GLUE leaderboard files in `--out`.
+fn predict_test(args: &PredictArgs, dir: &std::path::Path) -> anyhow::Result<()> {
+    let (Some(config), Some(out)) = (&args.config, &args.out) else {
+        bail!("--split needs --config and --out");
+    };
+    let scratch = std::env::temp_dir().join(format!("berthash-predict-{}", std::process::id()));
+    let tokenizer_file = crate::tokenizer::file(args.tokenizer.as_deref(), Some(dir), &scratch)?;
+    let task = TaskArgs {
+        config: config.clone(),
+        data_dir: args.data_dir.clone(),
+        max_seq_length: None,
+        max_eval_samples: None,
+        tokenizer: args.tokenizer.clone(),
+    };
+    let init = Init::Model(dir.to_path_buf());
+    let config = resolve_task(&task, init, &tokenizer_file, toml::Table::new())?;
+    let tokenizer = TokenizerHandle::from_file(&tokenizer_file)?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let device = Default::default();
+    let loaded = load_trained::<B, BertHashForSequenceClassification<B>>(dir, &device)?;
+    check_labels(&loaded.config, &config)?;
+    config.check_model(&loaded.config, &tokenizer)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let written = predict_test_splits(
+        &loaded.model,
+        &loaded.config,
+        &config,
+        &tokenizer,
+        out,
+        &device,
+    )?;
+    if written.is_empty() {
+        bail!(
+            "{}: no test split of task {} found",
+            config.data_dir.display(),
+            config.task.name
+        );
+    }
+    for file in written {
+        println!("wrote {}", file.display());
     }
     Ok(())
 }

@@ -106,7 +106,9 @@ pub struct TsvLayout {
     pub text_a: Column,
     #[serde(default)]
     pub text_b: Option<Column>,
-    pub label: Column,
+    /// The label column; none in an unlabelled (test) file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<Column>,
 }
 
 fn default_true() -> bool {
@@ -154,6 +156,28 @@ fn default_dev() -> Vec<SplitFiles> {
     }]
 }
 
+/// An unlabelled test split: GLUE's `test.tsv` (its own columns; GLUE numbers its rows
+/// 0..n in order, which is the `index` of the leaderboard file) or the Hugging Face export's
+/// parquet split (the task's columns, labels -1), and the leaderboard file its predictions go
+/// to (`SST-2.tsv`, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestSplit {
+    pub name: String,
+    pub tsv: String,
+    /// The parquet split's name in a Hugging Face export, if it has one.
+    #[serde(default)]
+    pub parquet: Option<String>,
+    pub text_a: Column,
+    #[serde(default)]
+    pub text_b: Option<Column>,
+    /// The leaderboard file (`SST-2.tsv`); run_glue's `predict_results_<name>.txt` too.
+    pub submission: String,
+    /// Skipped quietly when absent (GLUE's diagnostic set, AX).
+    #[serde(default)]
+    pub optional: bool,
+}
+
 /// A sentence(-pair) classification or regression task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -169,6 +193,9 @@ pub struct TaskSpec {
     /// Evaluation splits (MNLI has two).
     #[serde(default = "default_dev")]
     pub dev: Vec<SplitFiles>,
+    /// Unlabelled test splits and their leaderboard files.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<TestSplit>,
 }
 
 /// Which split to read.
@@ -273,11 +300,16 @@ impl TaskSpec {
         if self.dev.is_empty() {
             return Err("dev: no dev split".to_string());
         }
+        if self.tsv.label.is_none() {
+            return Err(
+                "tsv: no label column (a task's train and dev files are labelled)".to_string(),
+            );
+        }
         if !self.tsv.has_header {
             let named = [
                 Some(&self.tsv.text_a),
                 self.tsv.text_b.as_ref(),
-                Some(&self.tsv.label),
+                self.tsv.label.as_ref(),
             ]
             .into_iter()
             .flatten()

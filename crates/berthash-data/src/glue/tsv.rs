@@ -31,7 +31,7 @@ fn resolve(
 struct Fields {
     text_a: usize,
     text_b: Option<usize>,
-    label: usize,
+    label: Option<usize>,
     width: usize,
 }
 
@@ -128,7 +128,11 @@ pub fn read_tsv(
                 .as_ref()
                 .map(|c| resolve(c, h, width, path, first_line))
                 .transpose()?,
-            label: resolve(&layout.label, h, width, path, first_line)?,
+            label: layout
+                .label
+                .as_ref()
+                .map(|c| resolve(c, h, width, path, first_line))
+                .transpose()?,
             width,
         }
     };
@@ -170,10 +174,14 @@ fn parse_row(
             found: row.len(),
         });
     }
-    let label = parse_label(&spec.labels, row[f.label], path, &format!("line {line}"))?;
+    let at = format!("line {line}");
+    let label = f
+        .label
+        .map(|i| parse_label(&spec.labels, row[i], path, &at))
+        .transpose()?;
     Ok(GlueExample {
         text_a: row[f.text_a].to_string(),
         text_b: f.text_b.map(|i| row[i].to_string()),
-        label: Some(label),
+        label,
     })
 }
