@@ -14,6 +14,7 @@ pub mod checkpoint;
 pub mod clip;
 pub mod config;
 pub mod dump;
+pub mod embed;
 pub mod error;
 pub mod eval;
 pub mod finetune;

@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod embed;
 pub mod eval;
 pub mod export;
 pub mod fill_mask;
