@@ -114,7 +114,8 @@ else
   build "$REPO" "$TARGET" berthash
   if ((NO_FUSION)); then
     nofusion_tree "$TARGET/nofusion-src"
-    build "$TARGET/nofusion-src" "$TARGET/nofusion" berthash-nofusion
+    # The same target folder: only the crates whose features change are built again.
+    build "$TARGET/nofusion-src" "$TARGET" berthash-nofusion
   fi
 fi
 

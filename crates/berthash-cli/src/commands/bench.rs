@@ -108,6 +108,7 @@ fn print_table(rows: &[Measurement]) {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    crate::backend::require(args.backend)?;
     for size in &args.size {
         BertHashConfig::preset(size)?;
     }
