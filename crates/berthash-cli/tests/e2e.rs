@@ -293,6 +293,15 @@ fn test_splits_become_glue_leaderboard_files() {
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         text.lines().map(str::to_string).collect::<Vec<_>>()
     };
+    let predict_test = |model: &Path, task: &str, data: &str, out: &str| {
+        let out = dir.path().join(out);
+        let config = repo().join(format!("configs/glue/{task}.toml"));
+        let data = glue.join(data);
+        let mut args = vec!["predict", "--model", s(model), "--config", s(&config)];
+        args.extend(["--data-dir", s(&data), "--split", "test", "--out", s(&out)]);
+        berthash(&args);
+        out
+    };
     // finetune --do-predict: SST-2.tsv and run_glue's predict_results_test.txt, 0/1 per row.
     let sst2 = finetune("sst2", "SST-2", &["--do-predict"]);
     let rows = lines(sst2.join("SST-2.tsv"));
@@ -306,22 +315,7 @@ fn test_splits_become_glue_leaderboard_files() {
 
     // predict --split test: MNLI's matched, mismatched and diagnostic sets, as label names.
     let mnli = finetune("mnli", "MNLI", &[]);
-    let out = dir.path().join("mnli-test");
-    let config = repo().join("configs/glue/mnli.toml");
-    let data = glue.join("MNLI");
-    berthash(&[
-        "predict",
-        "--model",
-        s(&mnli),
-        "--config",
-        s(&config),
-        "--data-dir",
-        s(&data),
-        "--split",
-        "test",
-        "--out",
-        s(&out),
-    ]);
+    let out = predict_test(&mnli, "mnli", "MNLI", "mnli-test");
     for (file, n) in [("MNLI-m.tsv", 2), ("MNLI-mm.tsv", 3), ("AX.tsv", 2)] {
         let rows = lines(out.join(file));
         assert_eq!(rows.len(), n + 1, "{file}");
@@ -351,22 +345,7 @@ fn test_splits_become_glue_leaderboard_files() {
             == 3),
         "{rows:?}"
     );
-    let out = dir.path().join("hf-test");
-    let config = repo().join("configs/glue/sst2.toml");
-    let data = glue.join("hf/sst2");
-    berthash(&[
-        "predict",
-        "--model",
-        s(&sst2),
-        "--config",
-        s(&config),
-        "--data-dir",
-        s(&data),
-        "--split",
-        "test",
-        "--out",
-        s(&out),
-    ]);
+    let out = predict_test(&sst2, "sst2", "hf/sst2", "hf-test");
     assert_eq!(
         lines(out.join("SST-2.tsv")).len(),
         6,
