@@ -178,7 +178,11 @@ fn pretrain_export_finetune_eval_predict_fill_mask() {
 
     berthash(&["plot", s(&pre)]);
     let svg = std::fs::read_to_string(pre.join("curves.svg")).unwrap();
-    assert!(svg.contains("<polyline") && svg.contains(">loss<"));
+    assert!(svg.contains("<polyline") && svg.contains("\nloss\n"));
+    // Two runs overlaid, as a PNG drawn with the embedded font.
+    let png = dir.path().join("curves.png");
+    berthash(&["plot", s(&pre), s(&fine), "--out", s(&png)]);
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
 }
 
 #[test]

@@ -1,19 +1,26 @@
-//! `berthash plot RUN_DIR`: training curves from `metrics.jsonl` as one SVG, one panel per
-//! metric (loss, learning rate, eval metrics…) against the step. Self-contained SVG (no font or
-//! system library needed), viewable in any browser.
+//! `berthash plot RUN…`: a run's curves from `metrics.jsonl`, several runs overlaid (a sweep's
+//! seeds, a CPU and a GPU run), as SVG or PNG. Panels: the loss (training and held-out/dev on
+//! one axis; a log scale when it falls over more than a decade), the learning rate, the gradient norm, and each evaluation metric;
+//! bookkeeping keys (token counts, sample counts) are not plotted. Drawn with `plotters`; PNG
+//! through `resvg` with an embedded DejaVu Sans, so no system font is needed.
+//! `--tensorboard` converts a run's `metrics.jsonl` to a TensorBoard event file instead.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use serde_json::Value;
+use berthash_train::log::{read_metrics, Record};
+use plotters::coord::ranged1d::ValueFormatter;
+use plotters::coord::Shift;
+use plotters::prelude::*;
 
 #[derive(Debug, clap::Args)]
 pub struct PlotArgs {
-    /// A run directory (with metrics.jsonl) or a metrics.jsonl file.
-    pub run: PathBuf,
-    /// Output file (default: RUN_DIR/curves.svg).
+    /// Run directories (with metrics.jsonl) or metrics.jsonl files; several are overlaid.
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Output file, `.svg` or `.png` (default: the first run's curves.svg).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Write the run's metrics as a TensorBoard event file in the run directory instead.
@@ -21,194 +28,257 @@ pub struct PlotArgs {
     pub tensorboard: bool,
 }
 
-/// Keys that are bookkeeping, not curves.
-const NOT_PLOTTED: &[&str] = &[
-    "step",
-    "epoch",
-    "elapsed",
-    "elapsed_s",
-    "time",
-    "tokens",
-    "tokens_seen",
+/// Evaluation keys that are counts or restate another curve.
+const NOT_PLOTTED: &[&str] = &["eval_samples", "eval_masked_tokens", "eval_perplexity"];
+const FONT: &[u8] = include_bytes!("../../../../data/fonts/DejaVuSans.ttf");
+const COLORS: [RGBColor; 8] = [
+    RGBColor(31, 119, 180),
+    RGBColor(255, 127, 14),
+    RGBColor(44, 160, 44),
+    RGBColor(214, 39, 40),
+    RGBColor(148, 103, 189),
+    RGBColor(140, 86, 75),
+    RGBColor(227, 119, 194),
+    RGBColor(127, 127, 127),
 ];
 
+/// A panel: its title and its curves, each a label and (step, value) points.
+type Panels = BTreeMap<(u8, String), BTreeMap<String, Vec<(f64, f64)>>>;
+
 pub fn run(args: PlotArgs) -> anyhow::Result<()> {
-    let (metrics_path, run_dir) = if args.run.is_dir() {
-        (args.run.join("metrics.jsonl"), args.run.clone())
-    } else {
-        let dir = args.run.parent().map(PathBuf::from).unwrap_or_default();
-        (args.run.clone(), dir)
-    };
+    let files: Vec<(PathBuf, PathBuf)> = args.runs.iter().map(|r| metrics_file(r)).collect();
     if args.tensorboard {
-        let events = berthash_train::log::metrics_to_tensorboard(&metrics_path, &run_dir)?;
+        let [(metrics, dir)] = &files[..] else {
+            bail!("--tensorboard converts one run at a time");
+        };
+        let events = berthash_train::log::metrics_to_tensorboard(metrics, dir)?;
         println!("wrote {}", events.display());
         return Ok(());
     }
-    let text = std::fs::read_to_string(&metrics_path)
-        .with_context(|| format!("reading {}", metrics_path.display()))?;
-    let series = read_series(&text, &metrics_path.display().to_string())?;
-    if series.is_empty() {
-        bail!(
-            "{}: no numeric metric with a `step` to plot",
-            metrics_path.display()
-        );
+    let mut panels = Panels::new();
+    for (metrics, dir) in &files {
+        let name = (files.len() > 1).then(|| run_name(dir));
+        add_run(&mut panels, metrics, name.as_deref())?;
     }
-    let out = args.out.unwrap_or_else(|| run_dir.join("curves.svg"));
-    berthash_model::fs::write_atomic(&out, render(&series).as_bytes())?;
-    println!(
-        "wrote {} ({} panels: {})",
-        out.display(),
-        series.len(),
-        series.keys().cloned().collect::<Vec<_>>().join(", ")
-    );
+    if panels.is_empty() {
+        bail!("{}: nothing to plot", files[0].0.display());
+    }
+    let out = args.out.unwrap_or_else(|| files[0].1.join("curves.svg"));
+    let svg = render(&panels)?;
+    let bytes = match out.extension().and_then(|e| e.to_str()) {
+        Some("svg") => svg.into_bytes(),
+        Some("png") => png(&svg)?,
+        _ => bail!("--out {}: use a .svg or .png file", out.display()),
+    };
+    berthash_model::fs::write_atomic(&out, &bytes)?;
+    let titles: Vec<&str> = panels.keys().map(|(_, t)| t.as_str()).collect();
+    println!("wrote {} ({})", out.display(), titles.join(", "));
     Ok(())
 }
 
-/// Every numeric key of every record that has a `step`, as (step, value) points.
-fn read_series(text: &str, name: &str) -> anyhow::Result<BTreeMap<String, Vec<(f64, f64)>>> {
-    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
-    for (n, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let record: Value = serde_json::from_str(line)
-            .with_context(|| format!("{name}: line {}: not a JSON object", n + 1))?;
-        let Some(step) = record.get("step").and_then(Value::as_f64) else {
-            continue;
-        };
-        let Some(fields) = record.as_object() else {
-            continue;
-        };
-        for (key, value) in fields {
-            if let Some(v) = value.as_f64().filter(|v| v.is_finite()) {
-                if !NOT_PLOTTED.contains(&key.as_str()) {
-                    series.entry(key.clone()).or_default().push((step, v));
+/// `RUN/metrics.jsonl` and `RUN`, for a run directory or the file itself.
+fn metrics_file(path: &Path) -> (PathBuf, PathBuf) {
+    if path.is_dir() {
+        (path.join("metrics.jsonl"), path.to_path_buf())
+    } else {
+        let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+        (path.to_path_buf(), dir)
+    }
+}
+
+fn run_name(dir: &Path) -> String {
+    dir.file_name()
+        .map_or_else(|| dir.display().to_string(), |n| n.to_string_lossy().into())
+}
+
+/// Adds a run's curves; `name` prefixes its labels when several runs are overlaid.
+fn add_run(panels: &mut Panels, metrics: &Path, name: Option<&str>) -> anyhow::Result<()> {
+    let label = |what: &str| name.map_or_else(|| what.to_string(), |n| format!("{n} {what}"));
+    let mut add = |order: u8, title: &str, curve: String, point: (u64, f64)| {
+        if point.1.is_finite() {
+            let panel = panels.entry((order, title.to_string())).or_default();
+            panel
+                .entry(curve)
+                .or_default()
+                .push((point.0 as f64, point.1));
+        }
+    };
+    for record in read_metrics(metrics)? {
+        match record {
+            Record::Train(r) => {
+                add(0, "loss", label("train"), (r.step, r.loss));
+                add(1, "learning rate", label("lr"), (r.step, r.lr));
+                add(
+                    2,
+                    "gradient norm",
+                    label("grad norm"),
+                    (r.step, r.grad_norm),
+                );
+            }
+            Record::Eval(r) => {
+                for (key, value) in &r.metrics {
+                    let curve = label(&r.split);
+                    match key.as_str() {
+                        "eval_loss" => add(0, "loss", curve, (r.step, *value)),
+                        k if NOT_PLOTTED.contains(&k) => {}
+                        k => add(
+                            3,
+                            k.strip_prefix("eval_").unwrap_or(k),
+                            curve,
+                            (r.step, *value),
+                        ),
+                    }
                 }
             }
         }
     }
-    Ok(series)
+    Ok(())
 }
 
-const WIDTH: f64 = 720.0;
-const PANEL: f64 = 220.0;
-const MARGIN_LEFT: f64 = 70.0;
-const MARGIN_TOP: f64 = 30.0;
-const PLOT_W: f64 = WIDTH - MARGIN_LEFT - 20.0;
-const PLOT_H: f64 = PANEL - MARGIN_TOP - 40.0;
+const WIDTH: u32 = 900;
+const PANEL: u32 = 300;
 
-fn render(series: &BTreeMap<String, Vec<(f64, f64)>>) -> String {
-    let height = PANEL * series.len() as f64;
-    let mut svg = format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="11">
-<rect width="100%" height="100%" fill="white"/>
-"#
-    );
-    for (i, (name, points)) in series.iter().enumerate() {
-        panel(&mut svg, i as f64 * PANEL, name, points);
+fn render(panels: &Panels) -> anyhow::Result<String> {
+    let mut svg = String::new();
+    {
+        let height = PANEL * panels.len() as u32;
+        let root = SVGBackend::with_string(&mut svg, (WIDTH, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(draw_error)?;
+        let areas = root.split_evenly((panels.len(), 1));
+        for (((_, title), curves), area) in panels.iter().zip(&areas) {
+            panel(area, title, curves).map_err(draw_error)?;
+        }
+        root.present().map_err(draw_error)?;
     }
-    svg.push_str("</svg>\n");
-    svg
+    Ok(svg)
 }
 
-fn bounds(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
-    let lo = values.clone().fold(f64::INFINITY, f64::min);
-    let hi = values.fold(f64::NEG_INFINITY, f64::max);
-    if hi > lo {
-        (lo, hi)
+fn draw_error<E: std::fmt::Display>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing the plot: {e}")
+}
+
+/// A readable tick label: three significant digits, no trailing zeros.
+fn tick(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 {
+        "0".into()
+    } else if !(1e-3..1e5).contains(&magnitude) {
+        format!("{value:.1e}")
     } else {
-        (lo - 0.5, hi + 0.5)
+        let decimals = (2 - magnitude.log10().floor() as i32).max(0) as usize;
+        let text = format!("{value:.decimals$}");
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
     }
 }
 
-fn panel(svg: &mut String, top: f64, name: &str, points: &[(f64, f64)]) {
-    let (x0, x1) = bounds(points.iter().map(|p| p.0));
-    let (y0, y1) = bounds(points.iter().map(|p| p.1));
-    let sx = |x: f64| MARGIN_LEFT + (x - x0) / (x1 - x0) * PLOT_W;
-    let sy = |y: f64| top + MARGIN_TOP + (1.0 - (y - y0) / (y1 - y0)) * PLOT_H;
-    let bottom = top + MARGIN_TOP + PLOT_H;
-    let _ = writeln!(
-        svg,
-        r#"<text x="{MARGIN_LEFT}" y="{}" font-size="13" font-weight="bold">{name}</text>"#,
-        top + 18.0
-    );
-    let _ = writeln!(
-        svg,
-        r##"<rect x="{MARGIN_LEFT}" y="{}" width="{PLOT_W}" height="{PLOT_H}" fill="none" stroke="#999"/>"##,
-        top + MARGIN_TOP
-    );
-    for k in 0..=4 {
-        let f = k as f64 / 4.0;
-        let (x, y) = (x0 + f * (x1 - x0), y0 + f * (y1 - y0));
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-            sx(x),
-            bottom + 14.0,
-            short(x)
-        );
-        let _ = writeln!(
-            svg,
-            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
-            MARGIN_LEFT - 6.0,
-            sy(y) + 4.0,
-            short(y)
-        );
-    }
-    let _ = writeln!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">step</text>"#,
-        MARGIN_LEFT + PLOT_W / 2.0,
-        bottom + 30.0
-    );
-    let path: Vec<String> = points
-        .iter()
-        .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-        .collect();
-    if points.len() == 1 {
-        let _ = writeln!(
-            svg,
-            r##"<circle cx="{:.1}" cy="{:.1}" r="3" fill="#1f77b4"/>"##,
-            sx(points[0].0),
-            sy(points[0].1)
-        );
+/// The value range with a margin (a flat curve gets one around its value).
+fn span(curves: &BTreeMap<String, Vec<(f64, f64)>>, f: impl Fn(&(f64, f64)) -> f64) -> (f64, f64) {
+    let values = curves.values().flatten().map(f);
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+        (a.min(v), b.max(v))
+    });
+    let pad = if hi > lo {
+        (hi - lo) * 0.05
     } else {
-        let _ = writeln!(
-            svg,
-            r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1.5" points="{}"/>"##,
-            path.join(" ")
-        );
-    }
+        lo.abs().max(1.0) * 0.1
+    };
+    (lo - pad, hi + pad)
 }
 
-/// A compact tick label: 0.00123 -> 1.23e-3, 2500 -> 2500, 3.14159 -> 3.14.
-fn short(v: f64) -> String {
-    let a = v.abs();
-    if a != 0.0 && !(1e-2..1e5).contains(&a) {
-        format!("{v:.2e}")
-    } else if a >= 100.0 || v.fract() == 0.0 {
-        format!("{v:.0}")
+fn panel(
+    area: &DrawingArea<SVGBackend<'_>, Shift>,
+    title: &str,
+    curves: &BTreeMap<String, Vec<(f64, f64)>>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (x0, x1) = span(curves, |p| p.0);
+    let (y0, y1) = span(curves, |p| p.1);
+    let nonnegative = curves.values().flatten().all(|p| p.1 >= 0.0);
+    let y0 = if nonnegative { y0.max(0.0) } else { y0 };
+    let mut chart = ChartBuilder::on(area);
+    chart
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(32)
+        .y_label_area_size(64);
+    // A loss falling over more than a decade reads better on a log scale.
+    let positive = curves.values().flatten().all(|p| p.1 > 0.0);
+    if title == "loss" && positive && y1 > 10.0 * y0.max(f64::MIN_POSITIVE) {
+        let (lo, hi) = (y0.max(y1 / 1e6).max(f64::MIN_POSITIVE), y1);
+        let mut chart = chart.build_cartesian_2d(x0.max(0.0)..x1, (lo..hi).log_scale())?;
+        draw_curves(&mut chart, curves)
     } else {
-        format!("{v:.3}")
+        let mut chart = chart.build_cartesian_2d(x0.max(0.0)..x1, y0..y1)?;
+        draw_curves(&mut chart, curves)
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_numeric_series_and_names_bad_lines() {
-        let text = "{\"step\": 1, \"loss\": 10.0, \"lr\": 0.001}\n{\"step\": 2, \"loss\": 9.0, \"lr\": 0.002}\n{\"step\": 2, \"eval_loss\": 8.5}\n";
-        let series = read_series(text, "m.jsonl").unwrap();
-        assert_eq!(series["loss"], vec![(1.0, 10.0), (2.0, 9.0)]);
-        assert_eq!(series["eval_loss"], vec![(2.0, 8.5)]);
-        assert!(!series.contains_key("step"));
-        let err = read_series("{\"step\": 1}\nnot json\n", "m.jsonl").unwrap_err();
-        assert!(format!("{err:#}").contains("m.jsonl: line 2"));
-        let svg = render(&series);
-        assert_eq!(svg.matches("<polyline").count(), 2);
-        assert_eq!(svg.matches("<circle").count(), 1);
+/// The grid (readable ticks) and the curves, with a legend.
+fn draw_curves<'a, X, Y>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, Cartesian2d<X, Y>>,
+    curves: &BTreeMap<String, Vec<(f64, f64)>>,
+) -> Result<(), Box<dyn std::error::Error>>
+where
+    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
+    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
+{
+    chart
+        .configure_mesh()
+        .x_desc("step")
+        .label_style(("sans-serif", 15))
+        .x_label_formatter(&|v| tick(*v))
+        .y_label_formatter(&|v| tick(*v))
+        .draw()?;
+    for (i, (label, points)) in curves.iter().enumerate() {
+        let color = COLORS[i % COLORS.len()];
+        let style = color.stroke_width(2);
+        let legend =
+            move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2));
+        if let [point] = points[..] {
+            // A single point draws no line: a marker shows it.
+            let dot = Circle::new(point, 4, color.filled());
+            chart
+                .draw_series([dot])?
+                .label(label.as_str())
+                .legend(legend);
+        } else {
+            let line = LineSeries::new(points.iter().copied(), style);
+            chart
+                .draw_series(line)?
+                .label(label.as_str())
+                .legend(legend);
+        }
     }
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 14))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()?;
+    Ok(())
+}
+
+/// The SVG rasterised with the embedded font.
+fn png(svg: &str) -> anyhow::Result<Vec<u8>> {
+    let mut fonts = resvg::usvg::fontdb::Database::new();
+    fonts.load_font_data(FONT.to_vec());
+    fonts.set_sans_serif_family("DejaVu Sans");
+    let options = resvg::usvg::Options {
+        fontdb: Arc::new(fonts),
+        ..Default::default()
+    };
+    let tree = resvg::usvg::Tree::from_str(svg, &options).context("reading the drawn SVG")?;
+    let size = tree.size().to_int_size();
+    let mut pixmap =
+        resvg::tiny_skia::Pixmap::new(size.width(), size.height()).context("allocating the PNG")?;
+    resvg::render(
+        &tree,
+        resvg::tiny_skia::Transform::default(),
+        &mut pixmap.as_mut(),
+    );
+    pixmap.encode_png().context("encoding the PNG")
 }
