@@ -282,3 +282,46 @@ fn png(svg: &str) -> anyhow::Result<Vec<u8>> {
     );
     pixmap.encode_png().context("encoding the PNG")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_short_and_readable() {
+        let ticks: Vec<String> = [0.0, 300.0, 0.5, 0.0317, 9.6, -0.183, 2.5e-4, 123456.0]
+            .into_iter()
+            .map(tick)
+            .collect();
+        assert_eq!(
+            ticks,
+            ["0", "300", "0.5", "0.0317", "9.6", "-0.183", "2.5e-4", "1.2e5"]
+        );
+    }
+
+    #[test]
+    fn train_and_held_out_loss_share_a_panel_and_counts_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = dir.path().join("metrics.jsonl");
+        let lines = [
+            r#"{"kind":"train","step":1,"loss":10.0,"lr":0.001,"grad_norm":1.0,"tokens_per_s":5.0,"tokens_seen":8,"elapsed_s":1.0}"#,
+            r#"{"kind":"train","step":2,"loss":9.0,"lr":0.002,"grad_norm":0.9,"tokens_per_s":5.0,"tokens_seen":16,"elapsed_s":2.0}"#,
+            r#"{"kind":"eval","step":2,"split":"held_out","eval_loss":8.5,"eval_accuracy":0.1,"eval_masked_tokens":40.0}"#,
+        ];
+        std::fs::write(&metrics, lines.join("\n")).unwrap();
+        let mut panels = Panels::new();
+        add_run(&mut panels, &metrics, Some("a")).unwrap();
+        let titles: Vec<&str> = panels.keys().map(|(_, t)| t.as_str()).collect();
+        assert_eq!(
+            titles,
+            ["loss", "learning rate", "gradient norm", "accuracy"]
+        );
+        let loss = &panels[&(0, "loss".to_string())];
+        assert_eq!(loss["a train"], vec![(1.0, 10.0), (2.0, 9.0)]);
+        assert_eq!(loss["a held_out"], vec![(2.0, 8.5)]);
+        let svg = render(&panels).unwrap();
+        // Two-point curves are lines; the single held-out points are markers.
+        assert!(svg.matches("<polyline").count() >= 3);
+        assert!(svg.contains("<circle"));
+    }
+}
