@@ -100,6 +100,7 @@ fn assert_clean_failure(output: &Output, out: &Path, expect: &str, runtime_warni
     assert!(!out.exists(), "{} was created: {context}", out.display());
 }
 
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
 fn assert_trained(output: &Output, out: &Path) {
     assert!(
         output.status.success(),
