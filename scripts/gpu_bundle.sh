@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Gathers what the GPU machine needs for scripts/gpu_check.sh into one ignored folder (default
-# gpu-bundle/), so a session with a GPU carries that folder and runs one command:
+# gpu-bundle/), so the GPU machine gets that folder and runs one command:
 #
 #   scripts/gpu_bundle.sh [--features cuda,wgpu] [--no-fusion] [--vulkan] [--out DIR]
 #   scripts/gpu_bundle.sh --dry-run [--out DIR]     # everything but the build (CI)

@@ -43,8 +43,8 @@ fn not_built(kind: BackendKind) -> anyhow::Error {
 
 pub fn run<T: BackendTask>(kind: BackendKind, task: T) -> anyhow::Result<T::Output> {
     use burn::backend::Autodiff;
-    // Commands that did not check earlier still get the clean error instead of a panic; for the
-    // others the first probe's outcome is reused.
+    // The clean error instead of a panic for a command that has not checked yet; the first
+    // probe's outcome is cached.
     require(kind)?;
     match kind {
         BackendKind::Cpu => task.run::<Autodiff<burn::backend::Flex>>(Default::default()),

@@ -323,7 +323,7 @@ impl<B: Backend> BestModel<B> {
         Ok(())
     }
 
-    /// The best model: kept in memory, else the one an earlier session of a resumed run saved
+    /// The best model: kept in memory, else the one an earlier process of a resumed run saved
     /// in `best/`, else (no evaluation was ever finite) the current model.
     fn model<A: TrainBackend<InnerBackend = B>>(
         &self,

@@ -83,7 +83,7 @@ pub struct Summary {
     pub stopped_early: bool,
     pub final_eval: BTreeMap<String, f64>,
     pub skipped_steps: u64,
-    /// Corpus rows and files the data stream skipped in the last session (`empty_text_rows`,
+    /// Corpus rows and files the data stream skipped in the process that finished the run (`empty_text_rows`,
     /// `bad_rows_skipped`, `bad_files_skipped`); absent when none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data_skipped: BTreeMap<String, u64>,

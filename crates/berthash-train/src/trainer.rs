@@ -88,9 +88,9 @@ pub struct Trainer<B: AutodiffBackend, M> {
     pub device: B::Device,
     scaler: Option<LossScaler>,
     pending: Pending<B::InnerBackend>,
-    /// `state.elapsed_s` when this session started, and when.
+    /// `state.elapsed_s` when this process took the run over, and when.
     elapsed_base: f64,
-    session: Instant,
+    started: Instant,
     /// The newest checkpoint written or resumed from.
     pub last_checkpoint: Option<std::path::PathBuf>,
 }
@@ -128,14 +128,14 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
                 since: Instant::now(),
             },
             elapsed_base,
-            session: Instant::now(),
+            started: Instant::now(),
             last_checkpoint: None,
         }
     }
 
-    /// Wall time of the run so far (all sessions).
+    /// Wall time of the run so far (every process that trained it).
     pub fn elapsed_s(&self) -> f64 {
-        self.elapsed_base + self.session.elapsed().as_secs_f64()
+        self.elapsed_base + self.started.elapsed().as_secs_f64()
     }
 
     /// One optimizer step over `micro_batches` (one backward each, loss scaled by
