@@ -52,6 +52,7 @@ WHEELHOUSE="${WHEELHOUSE:-$PIP_CACHE_DIR/berthash-wheelhouse}"
 TORCH_VERSION=2.11.0
 ACCELERATE_VERSION=1.10.1
 TENSORBOARD_VERSION=2.21.0
+SENTENCE_TRANSFORMERS_VERSION=5.1.2
 # Load-time CUDA libraries of torch 2.11.0 (cu130 build), see the note above.
 TORCH_CUDA_LIBS=(
   nvidia-cuda-runtime==13.0.96
@@ -122,10 +123,26 @@ if [[ -z "$(installed_version tensorboard)" ]]; then
   "${PIP[@]}" install -q --no-warn-conflicts "tensorboard==$TENSORBOARD_VERSION"
 fi
 
+# sentence-transformers: the parity suite loads `export --sentence-transformers` dirs with it and
+# trains embedding models with it. 5.1.2 is the newest release for transformers 4.x; with the
+# newest transformers, the newest release. --no-deps for the same reason as accelerate.
+if [[ "$TRANSFORMERS_VERSION" == "latest" ]]; then
+  if [[ -z "$(installed_version sentence-transformers)" ]]; then
+    "${PIP[@]}" install -q --no-warn-conflicts --no-deps -U sentence-transformers
+  fi
+elif [[ "$(installed_version sentence-transformers)" != "$SENTENCE_TRANSFORMERS_VERSION" ]]; then
+  "${PIP[@]}" install -q --no-warn-conflicts --no-deps "sentence-transformers==$SENTENCE_TRANSFORMERS_VERSION"
+fi
+if [[ -z "$(installed_version scipy)" ]] || [[ -z "$(installed_version scikit-learn)" ]] \
+   || [[ -z "$(installed_version pillow)" ]]; then
+  "${PIP[@]}" install -q --no-warn-conflicts scipy scikit-learn pillow tqdm
+fi
+
 "$PY" - <<'EOF'
-import accelerate, numpy, safetensors, tokenizers, torch, transformers
+import accelerate, numpy, safetensors, sentence_transformers, tokenizers, torch, transformers
 print(f"python_env: torch {torch.__version__} (cuda available: {torch.cuda.is_available()}), "
       f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, "
-      f"safetensors {safetensors.__version__}, numpy {numpy.__version__}")
+      f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, "
+      f"sentence-transformers {sentence_transformers.__version__}")
 EOF
 echo "python_env: ready: $VENV_DIR (activate with: source $VENV_DIR/bin/activate)"

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use anyhow::Context;
 use berthash_kernels::TrainBackend;
 use berthash_train::memory;
 use berthash_train::run_dir::{inputs_dir as run_inputs, RunDir, CONFIG_JSON};
@@ -26,12 +27,33 @@ pub fn mode(out: &Path, resume: bool, overwrite: bool) -> anyhow::Result<RunMode
 }
 
 /// Where a command writes the inputs it generates (built-in corpus, tokenizer): the run
-/// directory, or a scratch directory when it only prints its config.
-pub fn inputs_dir(out: &Path, print_only: bool) -> PathBuf {
-    if print_only {
-        std::env::temp_dir().join(format!("berthash-config-{}", std::process::id()))
-    } else {
-        run_inputs(out)
+/// directory, or, when it only prints its config, a scratch directory removed on drop.
+pub struct Inputs {
+    path: PathBuf,
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl Inputs {
+    pub fn new(out: &Path, print_only: bool) -> anyhow::Result<Self> {
+        if print_only {
+            let scratch = tempfile::Builder::new()
+                .prefix("berthash-config-")
+                .tempdir()
+                .context("creating a scratch directory for --print-config")?;
+            Ok(Self {
+                path: scratch.path().to_path_buf(),
+                _scratch: Some(scratch),
+            })
+        } else {
+            Ok(Self {
+                path: run_inputs(out),
+                _scratch: None,
+            })
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 
@@ -142,7 +164,6 @@ pub fn train<C: TrainLoop>(
 ) -> anyhow::Result<Option<Summary>> {
     if print_config {
         print!("{}", toml::to_string(&config.resolved()?)?);
-        let _ = std::fs::remove_dir_all(inputs_dir(out, true));
         return Ok(None);
     }
     if backend == BackendKind::Cpu {

@@ -219,3 +219,107 @@ fn bad_input_is_an_error_naming_the_flag_file_or_row() {
     let err = fails(&["embed", "--model", s(&small), "hello"]);
     assert!(err.contains("30522") && err.contains("1000"), "{err}");
 }
+
+/// `export --sentence-transformers` writes the files sentence-transformers loads, the exported
+/// directory embeds with its own pooling, normalisation and length by default, and the
+/// sentence-embedding flags need `--sentence-transformers`.
+#[test]
+fn sentence_transformers_export_embeds_with_its_own_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = write_model(dir.path());
+    let out = dir.path().join("st");
+    let printed = ok(&[
+        "export",
+        "--from",
+        s(&model),
+        "--out",
+        s(&out),
+        "--sentence-transformers",
+        "--pooling",
+        "cls",
+        "--normalize",
+        "--max-seq-length",
+        "32",
+    ]);
+    assert!(
+        printed.contains("cls pooling, normalised, 32 tokens"),
+        "{printed}"
+    );
+    for file in [
+        "modules.json",
+        "1_Pooling/config.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(
+        card.contains("library_name: sentence-transformers"),
+        "{card}"
+    );
+    // The export is the encoder alone: no MLM head.
+    let weights = TensorFile::read(&out.join("model.safetensors")).unwrap();
+    assert!(!weights.tensors.keys().any(|k| k.starts_with("cls.")));
+
+    let embed = |model: &Path, extra: &[&str]| {
+        let file = dir.path().join("e.safetensors");
+        let mut args = vec!["embed", "--model", s(model), "--output", s(&file)];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&TEXTS);
+        ok(&args);
+        let tensors = TensorFile::read(&file).unwrap();
+        tensors.tensors["embeddings"]
+            .to_f32(&file, "embeddings")
+            .unwrap()
+    };
+    let own = embed(&out, &[]);
+    let flags = embed(
+        &model,
+        &["--pooling", "cls", "--normalize", "--max-seq-length", "32"],
+    );
+    assert_eq!(own, flags);
+    let mean = embed(&model, &[]);
+    assert_ne!(own, mean);
+    for row in own.chunks(16) {
+        let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+    }
+
+    // Exported again without flags, the settings come with it.
+    let again = dir.path().join("st2");
+    let printed = ok(&["export", "--from", s(&out), "--out", s(&again)]);
+    assert!(
+        printed.contains("cls pooling, normalised, 32 tokens"),
+        "{printed}"
+    );
+
+    let err = fails(&[
+        "export",
+        "--from",
+        s(&model),
+        "--out",
+        s(&dir.path().join("x")),
+        "--pooling",
+        "max",
+    ]);
+    assert!(err.contains("--sentence-transformers"), "{err}");
+    let err = fails(&[
+        "export",
+        "--from",
+        s(&model),
+        "--out",
+        s(&dir.path().join("y")),
+        "--sentence-transformers",
+        "--max-seq-length",
+        "65",
+    ]);
+    assert!(
+        err.contains("max_seq_length 65") && err.contains("64"),
+        "{err}"
+    );
+    assert!(!dir.path().join("y").exists());
+}

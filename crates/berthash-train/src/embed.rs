@@ -74,6 +74,30 @@ impl Default for EmbedOptions {
     }
 }
 
+/// The length texts are truncated to unless asked otherwise: the 128 tokens of the GLUE recipes,
+/// or the model's positions when it has fewer.
+pub fn default_max_seq_length(config: &BertHashConfig) -> usize {
+    config.max_position_embeddings.min(128)
+}
+
+/// Refuses a truncation length beyond the model's `positions` of the model in `dir`, or too
+/// short to hold any text.
+pub fn check_max_seq_length(dir: &Path, n: usize, positions: usize) -> Result<()> {
+    let message = if n > positions {
+        format!("max_seq_length {n} is beyond the model's {positions} positions (max_position_embeddings)")
+    } else if n < 3 {
+        format!(
+            "max_seq_length {n} leaves no room for text between [CLS] and [SEP]: use at least 3"
+        )
+    } else {
+        return Ok(());
+    };
+    Err(TrainError::Format {
+        path: dir.to_path_buf(),
+        message,
+    })
+}
+
 /// One embedding per text, row-major `[len, dim]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
@@ -142,15 +166,10 @@ impl<B: Kernels> Embedder<B> {
             ),
         })?;
         let positions = loaded.config.max_position_embeddings;
-        let max_seq_length = options.max_seq_length.unwrap_or(positions.min(128));
-        if max_seq_length > positions {
-            return Err(TrainError::Format {
-                path: dir.to_path_buf(),
-                message: format!(
-                    "max_seq_length {max_seq_length} is beyond the model's {positions} positions (max_position_embeddings)"
-                ),
-            });
-        }
+        let max_seq_length = options
+            .max_seq_length
+            .unwrap_or(default_max_seq_length(&loaded.config));
+        check_max_seq_length(dir, max_seq_length, positions)?;
         Ok(Self {
             config: loaded.config,
             model: loaded.model,

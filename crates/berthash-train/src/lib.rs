@@ -29,6 +29,7 @@ pub mod pretrain;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;
+pub mod sentence_transformers;
 pub mod tensorboard;
 pub mod tensors;
 pub mod trainer;

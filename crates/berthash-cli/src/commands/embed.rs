@@ -10,6 +10,7 @@ use berthash_data::{CorpusConfig, CorpusSource, SkipCounter, SourceCursor, Sourc
 use berthash_model::weights::{RawTensor, TensorFile};
 use berthash_train::embed::{EmbedOptions, Embedder, Embeddings, Pooling};
 use berthash_train::resolve_model;
+use berthash_train::sentence_transformers::SentenceConfig;
 use burn::backend::Flex;
 
 #[derive(Debug, clap::Args)]
@@ -26,14 +27,16 @@ pub struct EmbedArgs {
     /// Texts to embed.
     #[arg(required_unless_present = "input")]
     pub texts: Vec<String>,
-    /// mean, cls or max, over the positions the attention mask keeps (special tokens included).
-    #[arg(long, default_value_t = Pooling::Mean)]
-    pub pooling: Pooling,
-    /// Scale each embedding to unit L2 norm.
+    /// mean, cls or max, over the positions the attention mask keeps (special tokens included)
+    /// [default: the model's sentence-transformers pooling, else mean].
+    #[arg(long)]
+    pub pooling: Option<Pooling>,
+    /// Scale each embedding to unit L2 norm (on by default where the model's
+    /// sentence-transformers modules normalise).
     #[arg(long)]
     pub normalize: bool,
-    /// Longer texts are truncated to this many tokens [default: 128, or the model's positions
-    /// when fewer].
+    /// Longer texts are truncated to this many tokens [default: the model's sentence-transformers
+    /// max_seq_length, else 128, or the model's positions when fewer].
     #[arg(long)]
     pub max_seq_length: Option<usize>,
     /// Texts per forward pass (sorted by length, so each batch pads little).
@@ -85,10 +88,12 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<()> {
     };
     let dir = resolve_model(&args.model)?;
     let tokenizer = crate::tokenizer::load(args.tokenizer.as_deref(), Some(&dir))?;
+    let sentence =
+        SentenceConfig::resolve(&dir, args.pooling, args.normalize, args.max_seq_length)?;
     let options = EmbedOptions {
-        pooling: args.pooling,
-        normalize: args.normalize,
-        max_seq_length: args.max_seq_length,
+        pooling: sentence.pooling,
+        normalize: sentence.normalize,
+        max_seq_length: Some(sentence.max_seq_length),
         batch_size: args.batch_size,
     };
     let embedder = Embedder::<Flex>::load(&dir, tokenizer, options, &Default::default())?;

@@ -7,11 +7,15 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use berthash_data::tokenize::{copy_tokenizer_files, TOKENIZER_FILES};
 use berthash_model::fs::write_atomic;
+use berthash_model::pretrained::WEIGHTS_FILE;
 use berthash_model::pretrained::{HfModel, Pretrained};
+use berthash_model::weights::TensorFile;
 use berthash_model::{
     load_trained, save, Architecture, BertHashConfig, BertHashForMaskedLM,
     BertHashForSequenceClassification, BertHashModel,
 };
+use berthash_train::embed::Pooling;
+use berthash_train::sentence_transformers::{self, SentenceConfig};
 use berthash_train::{resolve_model, RunRecords};
 use burn::backend::Flex;
 use serde_json::Value;
@@ -52,6 +56,21 @@ pub struct ExportArgs {
     /// Overwrite files in a non-empty `--out`.
     #[arg(long)]
     pub force: bool,
+    /// Also write what sentence-transformers loads (modules.json, the pooling config,
+    /// sentence_bert_config.json): a sentence-embedding model, with the encoder alone unless
+    /// --head is given. Implied when the source has these files (an embedding run).
+    #[arg(long)]
+    pub sentence_transformers: bool,
+    /// Sentence-embedding pooling: mean, cls or max [default: the source's, else mean].
+    #[arg(long, requires = "sentence_transformers")]
+    pub pooling: Option<Pooling>,
+    /// Normalise sentence embeddings to unit length [default: the source's, else off].
+    #[arg(long, requires = "sentence_transformers")]
+    pub normalize: bool,
+    /// Sentence-embedding truncation length [default: the source's, else 128 or the model's
+    /// positions when fewer].
+    #[arg(long, requires = "sentence_transformers")]
+    pub max_seq_length: Option<usize>,
 }
 
 type B = Flex;
@@ -71,7 +90,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         );
     }
     let config = berthash_model::read_config(&source)?;
+    let sentence = (args.sentence_transformers || sentence_transformers::read(&source)?.is_some())
+        .then(|| {
+            SentenceConfig::resolve(&source, args.pooling, args.normalize, args.max_seq_length)
+        })
+        .transpose()?;
     let head = args.head.unwrap_or(match config.architecture() {
+        _ if sentence.is_some() => Head::Base,
         Some(Architecture::MaskedLm) => Head::Mlm,
         Some(Architecture::SequenceClassification) => Head::Classification,
         _ => Head::Base,
@@ -81,8 +106,30 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out)?,
         Head::Classification => export::<BertHashForSequenceClassification<B>>(&source, &args.out)?,
     };
-    write_companions(&args.out, &written, head, &source, &args.from)?;
-    println!("exported {:?} model to {}", head, args.out.display());
+    if let Some(sentence) = &sentence {
+        let weights = TensorFile::read(&args.out.join(WEIGHTS_FILE))?;
+        let pooler = weights.tensors.keys().any(|k| k.starts_with("pooler."));
+        sentence_transformers::write(&args.out, written.hidden_size, pooler, sentence)?;
+    }
+    write_companions(
+        &args.out,
+        &written,
+        head,
+        sentence.as_ref(),
+        &source,
+        &args.from,
+    )?;
+    match sentence {
+        Some(s) => println!(
+            "exported {:?} model for sentence-transformers ({} pooling{}, {} tokens) to {}",
+            head,
+            s.pooling,
+            if s.normalize { ", normalised" } else { "" },
+            s.max_seq_length,
+            args.out.display()
+        ),
+        None => println!("exported {:?} model to {}", head, args.out.display()),
+    }
     Ok(())
 }
 
@@ -111,6 +158,7 @@ fn write_companions(
     out: &Path,
     config: &BertHashConfig,
     head: Head,
+    sentence: Option<&SentenceConfig>,
     source: &Path,
     from: &Path,
 ) -> anyhow::Result<()> {
@@ -125,7 +173,7 @@ fn write_companions(
             write_atomic(&out.join(name), text.as_bytes())?;
         }
     }
-    let card = model_card(config, head, &RunRecords::find(from));
+    let card = model_card(config, head, sentence, &RunRecords::find(from));
     write_atomic(&out.join("README.md"), card.as_bytes())?;
     Ok(())
 }
@@ -133,16 +181,20 @@ fn write_companions(
 /// The card's YAML front matter, as the Hub reads it: licence, library, pipeline, tags, and for
 /// a fine-tuned model its dataset, metrics and a `model-index` entry with the dev results
 /// (`eval_results.json`, as the fractions it holds).
-fn front_matter(head: Head, records: &RunRecords) -> String {
-    let pipeline = match head {
-        Head::Base => "feature-extraction",
-        Head::Mlm => "fill-mask",
-        Head::Classification => "text-classification",
+fn front_matter(head: Head, sentence: bool, records: &RunRecords) -> String {
+    let (library, pipeline) = match head {
+        _ if sentence => ("sentence-transformers", "sentence-similarity"),
+        Head::Base => ("transformers", "feature-extraction"),
+        Head::Mlm => ("transformers", "fill-mask"),
+        Head::Classification => ("transformers", "text-classification"),
     };
     let mut yaml = format!(
-        "---\nlicense: apache-2.0\nlibrary_name: transformers\npipeline_tag: {pipeline}\n\
+        "---\nlicense: apache-2.0\nlibrary_name: {library}\npipeline_tag: {pipeline}\n\
 language: en\ntags:\n- bert\n- bert-hash\n- berthash\n- custom_code\n"
     );
+    if sentence {
+        yaml.push_str("- sentence-transformers\n- feature-extraction\n");
+    }
     let task = records
         .config
         .as_ref()
@@ -202,10 +254,15 @@ metrics:\n",
     yaml
 }
 
-fn model_card(config: &BertHashConfig, head: Head, records: &RunRecords) -> String {
+fn model_card(
+    config: &BertHashConfig,
+    head: Head,
+    sentence: Option<&SentenceConfig>,
+    records: &RunRecords,
+) -> String {
     let counts = config.parameter_counts();
     let class = head.architecture().class_name();
-    let mut card = front_matter(head, records);
+    let mut card = front_matter(head, sentence.is_some(), records);
     card.push_str(&format!(
         "\n# BERT Hash model ({class})\n\n\
 A BERT encoder whose word embedding is a `[vocab, {p}]` table projected to the hidden size\n\
@@ -226,6 +283,29 @@ model = AutoModel.from_pretrained(\"PATH\", trust_remote_code=True)\n```\n\n\
         pos = config.max_position_embeddings,
         n = counts.base_with_pooler(),
     ));
+    if let Some(s) = sentence {
+        card.push_str(&format!(
+            "\n## Sentence embeddings\n\n\
+{pooling} pooling over the attended tokens{normalized}, texts truncated to {len} tokens; \
+{dim} dimensions, compared by cosine similarity.\n\n\
+```python\nfrom sentence_transformers import SentenceTransformer\n\
+model = SentenceTransformer(\"PATH\", trust_remote_code=True)\n\
+embeddings = model.encode([\"a first sentence\", \"a second one\"])\n```\n\n\
+The same with berthash: `berthash embed --model PATH \"a first sentence\" \"a second one\"`.\n",
+            pooling = match s.pooling {
+                Pooling::Mean => "Mean",
+                Pooling::Cls => "CLS",
+                Pooling::Max => "Max",
+            },
+            normalized = if s.normalize {
+                ", normalised to unit length"
+            } else {
+                ""
+            },
+            len = s.max_seq_length,
+            dim = config.hidden_size,
+        ));
+    }
     if let Some(run) = &records.config {
         card.push_str("\n## Training\n\n```json\n");
         card.push_str(&serde_json::to_string_pretty(run).unwrap_or_default());

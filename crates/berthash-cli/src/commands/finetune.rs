@@ -243,6 +243,7 @@ fn finetune(args: &FinetuneArgs, out: &Path) -> anyhow::Result<()> {
         }
     }
     let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
+    let inputs = crate::runs::Inputs::new(out, args.print_config)?;
     let config: FinetuneConfig = if mode == RunMode::Resume {
         let saved: FinetuneConfig = saved_config(out)?;
         let mut flags = args.overlay();
@@ -253,7 +254,6 @@ fn finetune(args: &FinetuneArgs, out: &Path) -> anyhow::Result<()> {
         crate::runs::check_resume(&saved, &flags, resume_conflicts(args, &saved)?)?;
         saved
     } else {
-        let inputs = crate::runs::inputs_dir(out, args.print_config);
         let (init, model_dir) = match (&args.model, &args.scratch) {
             (Some(path), _) => {
                 let dir = resolve_model(path)?;
@@ -265,7 +265,7 @@ fn finetune(args: &FinetuneArgs, out: &Path) -> anyhow::Result<()> {
         let tokenizer = crate::tokenizer::file(
             args.task.tokenizer.as_deref(),
             model_dir.as_deref(),
-            &inputs,
+            inputs.path(),
         )?;
         resolve_task(&args.task, init, &tokenizer, args.overlay())?
     };

@@ -213,12 +213,13 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
 
 fn pretrain(args: &PretrainArgs, out: &Path) -> anyhow::Result<()> {
     let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
+    let inputs = crate::runs::Inputs::new(out, args.print_config)?;
     let config = if mode == RunMode::Resume {
         let saved: PretrainConfig = saved_config(out)?;
         crate::runs::check_resume(&saved, &args.overlay(), resume_conflicts(args, &saved)?)?;
         saved
     } else {
-        resolve(args, &crate::runs::inputs_dir(out, args.print_config))?
+        resolve(args, inputs.path())?
     };
     let Some(summary) = crate::runs::train(config, out, mode, args.backend, args.print_config)?
     else {
