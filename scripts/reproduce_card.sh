@@ -83,7 +83,7 @@ case "$(state "$PRE")" in
     "$BIN" pretrain --config "$RECIPE" --data "${CORPUS[@]}" --out "$PRE" --resume ;;
   new)
     echo "== $SIZE: pre-training ($PRE)"
-    overwrite=(); [[ -e "$PRE/config.json" ]] && overwrite=(--overwrite)
+    overwrite=(); [[ -e "$PRE/train_config.json" ]] && overwrite=(--overwrite)
     "$BIN" pretrain --config "$RECIPE" --data "${CORPUS[@]}" --out "$PRE" "${overwrite[@]}" ;;
 esac
 

@@ -143,7 +143,7 @@ def pretraining(run_dir):
     if not summary_path.is_file():
         return None
     summary = read_json(summary_path)
-    config = read_json(run_dir / "config.json")
+    config = read_json(run_dir / "train_config.json")
     steps = [json.loads(l) for l in open(run_dir / "metrics.jsonl") if l.strip()]
     epoch = max((r.get("epoch", 0) for r in steps if r.get("kind") == "train"), default=None)
     return {

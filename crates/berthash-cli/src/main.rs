@@ -38,6 +38,8 @@ enum Command {
     Forward(commands::forward::ForwardArgs),
     /// Write a Hugging Face model directory (loadable with trust_remote_code=True).
     Export(commands::export::ExportArgs),
+    /// Train a sentence-embedding model on text pairs (configs/embeddings/*.toml).
+    TrainEmbeddings(commands::train_embeddings::TrainEmbeddingsArgs),
     /// Sentence embeddings of texts (mean, CLS or max pooling), or their cosine similarities.
     Embed(commands::embed::EmbedArgs),
     /// Show the most likely tokens at each [MASK] of a text.
@@ -67,6 +69,7 @@ fn main() {
         Command::Info(args) => commands::info::run(args),
         Command::Forward(args) => commands::forward::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::TrainEmbeddings(args) => commands::train_embeddings::run(args),
         Command::Embed(args) => commands::embed::run(args),
         Command::FillMask(args) => commands::fill_mask::run(args),
         Command::Tokenize(args) => commands::tokenize::run(args),

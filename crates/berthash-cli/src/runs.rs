@@ -10,7 +10,9 @@ use anyhow::Context;
 use berthash_kernels::TrainBackend;
 use berthash_train::memory;
 use berthash_train::run_dir::{inputs_dir as run_inputs, RunDir, CONFIG_JSON};
-use berthash_train::{FinetuneConfig, PretrainConfig, RunMode, Summary, TrainError};
+use berthash_train::{
+    EmbeddingsConfig, FinetuneConfig, PretrainConfig, RunMode, Summary, TrainError,
+};
 
 use crate::backend::{BackendKind, BackendTask};
 
@@ -116,6 +118,32 @@ impl TrainLoop for PretrainConfig {
         mode: RunMode,
     ) -> berthash_train::Result<Summary> {
         berthash_train::pretrain::<B>(self, out, device, mode)
+    }
+}
+
+impl TrainLoop for EmbeddingsConfig {
+    fn resolved(self) -> berthash_train::Result<Self> {
+        self.resolve()
+    }
+
+    fn check_memory(&self) -> berthash_train::Result<()> {
+        // Both texts of each pair go through the encoder.
+        let (batch, seq) = (2 * self.train.batch_size, self.max_seq_length);
+        memory::check_fits(
+            &berthash_model::read_config(&self.model)?,
+            batch,
+            seq,
+            false,
+        )
+    }
+
+    fn train<B: TrainBackend>(
+        self,
+        out: &Path,
+        device: &B::Device,
+        mode: RunMode,
+    ) -> berthash_train::Result<Summary> {
+        berthash_train::train_embeddings::<B>(self, out, device, mode)
     }
 }
 

@@ -133,6 +133,10 @@ pub enum DataError {
     #[error("tokenizing {origin}: {message}")]
     Encode { origin: String, message: String },
 
+    /// A file, or a place in it, that is not what the reader expects (`message` says where).
+    #[error("{path}: {message}")]
+    Format { path: PathBuf, message: String },
+
     /// An invalid configuration value.
     #[error("config `{field}`: {message}")]
     Config { field: String, message: String },

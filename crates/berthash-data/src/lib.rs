@@ -18,6 +18,7 @@
 //! with [`OnBadInput::Skip`] — a counted skip; never a panic, never a silent drop.
 
 mod arrow_text;
+pub mod columns;
 pub mod config;
 pub mod corpus;
 pub mod error;
@@ -25,6 +26,7 @@ pub mod glue;
 pub mod loader;
 pub mod mlm;
 pub mod pack;
+pub mod pairs;
 mod parquet_guard;
 pub mod rng;
 pub mod tokenize;

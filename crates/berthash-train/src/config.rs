@@ -9,10 +9,12 @@ use berthash_model::BertHashConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::best::{Criterion, Goal};
+use crate::embed::Pooling;
 use crate::error::{Result, TrainError};
 use crate::optim::OptimizerConfig;
 use crate::precision::Precision;
 use crate::schedule::ScheduleConfig;
+use crate::sentence_loss::SentenceLoss;
 
 /// What to do when a step's loss (or gradient norm) is not finite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -438,25 +440,218 @@ impl FinetuneConfig {
     /// Refuses a model the task's inputs do not fit: sequences longer than its positions, a
     /// tokenizer with ids beyond its vocabulary.
     pub fn check_model(&self, model: &BertHashConfig, tokenizer: &TokenizerHandle) -> Result<()> {
-        if self.max_seq_length > model.max_position_embeddings {
+        check_fit(self.max_seq_length, model, tokenizer)
+    }
+
+    /// Optimizer steps (see [`steps_for`]).
+    pub fn max_steps(&self, micro_per_epoch: u64) -> u64 {
+        steps_for(&self.train, self.epochs, micro_per_epoch)
+    }
+}
+
+/// Optimizer steps: `train.max_steps`, else `epochs` passes of `micro_per_epoch` micro-batches.
+pub fn steps_for(train: &TrainConfig, epochs: f64, micro_per_epoch: u64) -> u64 {
+    let steps_per_epoch = micro_per_epoch.div_ceil(train.grad_accum as u64);
+    train
+        .max_steps
+        .unwrap_or_else(|| (epochs * steps_per_epoch as f64).ceil() as u64)
+        .max(1)
+}
+
+/// Refuses a model the inputs do not fit: sequences longer than its positions, a tokenizer with
+/// ids beyond its vocabulary.
+fn check_fit(
+    max_seq_length: usize,
+    model: &BertHashConfig,
+    tokenizer: &TokenizerHandle,
+) -> Result<()> {
+    if max_seq_length > model.max_position_embeddings {
+        return Err(TrainError::config(
+            "max_seq_length",
+            format!(
+                "{max_seq_length} exceeds the model's max_position_embeddings {}",
+                model.max_position_embeddings
+            ),
+        ));
+    }
+    check_vocab(tokenizer, model)
+}
+
+/// Training a sentence-embedding model (sentence-transformers' recipe) from a pre-trained
+/// encoder, on text pairs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    /// The pre-trained model directory (its encoder; any head is dropped).
+    pub model: PathBuf,
+    /// A Hugging Face `tokenizer.json`: the model's own.
+    pub tokenizer: PathBuf,
+    /// The folder holding the pair files.
+    pub data_dir: PathBuf,
+    pub data: PairData,
+    pub loss: SentenceLoss,
+    /// How token vectors become the sentence embedding (the model's Pooling module).
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// Whether the exported model normalises its embeddings (the losses use cosines, so
+    /// training is the same either way).
+    #[serde(default)]
+    pub normalize: bool,
+    /// Texts are truncated to this many tokens, special tokens included.
+    #[serde(default = "default_max_seq_length")]
+    pub max_seq_length: usize,
+    /// Passes over the training pairs (used when `train.max_steps` is absent).
+    #[serde(default = "default_embedding_epochs")]
+    pub epochs: f64,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    #[serde(default = "OptimizerConfig::finetuning")]
+    pub optimizer: OptimizerConfig,
+    #[serde(default = "ScheduleConfig::finetuning")]
+    pub schedule: ScheduleConfig,
+    #[serde(default = "TrainConfig::finetuning")]
+    pub train: TrainConfig,
+}
+
+fn default_embedding_epochs() -> f64 {
+    1.0
+}
+
+/// Where the pairs are: files of `data_dir` (`.tsv` with a header, `.parquet` or `.jsonl`) and
+/// the columns to read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PairData {
+    /// The training file.
+    pub train: String,
+    /// The dev file, scored pairs; when it is absent from `data_dir` (or not set), a held-out
+    /// fraction of the training file is evaluated instead, and the saved config says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dev: Option<String>,
+    /// The first text of a pair (the anchor, for ranking losses).
+    pub text_a: String,
+    /// The second text (the positive).
+    pub text_b: String,
+    /// The gold similarity of a pair; needed by the scored losses and by evaluation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score: Option<String>,
+    /// The range scores lie in (`[0, 5]` for STS-B): a score outside it is an error; scores are
+    /// mapped onto [0, 1] linearly, the targets of `CosineSimilarityLoss`.
+    #[serde(default = "default_score_range")]
+    pub score_range: [f64; 2],
+    /// Without a dev file: the fraction of the training pairs held out for evaluation.
+    #[serde(default = "default_held_out_fraction")]
+    pub held_out_fraction: f64,
+    /// Without a dev file: the seed of the held-out draw.
+    #[serde(default = "default_held_out_seed")]
+    pub held_out_seed: u64,
+}
+
+fn default_score_range() -> [f64; 2] {
+    [0.0, 1.0]
+}
+fn default_held_out_fraction() -> f64 {
+    0.1
+}
+fn default_held_out_seed() -> u64 {
+    42
+}
+
+impl EmbeddingsConfig {
+    /// sentence-transformers' defaults (mean pooling, 128 tokens, linear decay without warm-up,
+    /// AdamW eps 1e-8, clip 1.0) with one epoch of batches of 16 at lr 1e-4.
+    pub fn new(
+        model: PathBuf,
+        tokenizer: PathBuf,
+        data_dir: PathBuf,
+        data: PairData,
+        loss: SentenceLoss,
+    ) -> Self {
+        Self {
+            model,
+            tokenizer,
+            data_dir,
+            data,
+            loss,
+            pooling: Pooling::Mean,
+            normalize: false,
+            max_seq_length: default_max_seq_length(),
+            epochs: default_embedding_epochs(),
+            eval_batch_size: default_eval_batch_size(),
+            optimizer: OptimizerConfig::finetuning(),
+            schedule: ScheduleConfig::finetuning(),
+            train: TrainConfig {
+                batch_size: 16,
+                ..TrainConfig::finetuning()
+            },
+        }
+    }
+
+    /// Checks the values and settles the dev split: `data.dev` is cleared (logged) when its file
+    /// is absent, so the saved config says which pairs were evaluated.
+    pub fn resolve(mut self) -> Result<Self> {
+        self.train.validate()?;
+        self.optimizer.validate()?;
+        if !(self.epochs.is_finite() && self.epochs > 0.0) && self.train.max_steps.is_none() {
             return Err(TrainError::config(
-                "max_seq_length",
+                "epochs",
+                format!("must be > 0, got {}", self.epochs),
+            ));
+        }
+        if self.eval_batch_size == 0 {
+            return Err(TrainError::config("eval_batch_size", "must be at least 1"));
+        }
+        if self.train.dump_batches.is_some() {
+            return Err(TrainError::config(
+                "train.dump_batches",
+                "the PyTorch replay covers pre-training and fine-tuning, not embedding training",
+            ));
+        }
+        let data = &mut self.data;
+        let [low, high] = data.score_range;
+        if !(low.is_finite() && high.is_finite() && low < high) {
+            return Err(TrainError::config(
+                "data.score_range",
+                format!("must be [low, high] with low < high, got [{low}, {high}]"),
+            ));
+        }
+        if !(data.held_out_fraction > 0.0 && data.held_out_fraction < 1.0) {
+            return Err(TrainError::config(
+                "data.held_out_fraction",
+                format!("must be in (0, 1), got {}", data.held_out_fraction),
+            ));
+        }
+        if self.loss.needs_scores() && data.score.is_none() {
+            return Err(TrainError::config(
+                "data.score",
                 format!(
-                    "{} exceeds the model's max_position_embeddings {}",
-                    self.max_seq_length, model.max_position_embeddings
+                    "the {:?} loss trains on scored pairs: name the score column",
+                    self.loss
                 ),
             ));
         }
-        check_vocab(tokenizer, model)
+        if let Some(dev) = data.dev.as_deref() {
+            if !self.data_dir.join(dev).is_file() {
+                tracing::info!(
+                    "no dev file {}: evaluating on {:.0}% of the training pairs, held out (seed {})",
+                    self.data_dir.join(dev).display(),
+                    100.0 * data.held_out_fraction,
+                    data.held_out_seed
+                );
+                data.dev = None;
+            }
+        }
+        if data.dev.is_none() && data.score.is_none() {
+            return Err(TrainError::config(
+                "data.score",
+                "evaluation ranks pairs by their gold score: name the score column",
+            ));
+        }
+        Ok(self)
     }
 
-    /// Optimizer steps: `train.max_steps`, else `epochs` passes of `micro_per_epoch`
-    /// micro-batches.
-    pub fn max_steps(&self, micro_per_epoch: u64) -> u64 {
-        let steps_per_epoch = micro_per_epoch.div_ceil(self.train.grad_accum as u64);
-        self.train
-            .max_steps
-            .unwrap_or_else(|| (self.epochs * steps_per_epoch as f64).ceil() as u64)
-            .max(1)
+    /// Refuses a model the inputs do not fit (see [`FinetuneConfig::check_model`]).
+    pub fn check_model(&self, model: &BertHashConfig, tokenizer: &TokenizerHandle) -> Result<()> {
+        check_fit(self.max_seq_length, model, tokenizer)
     }
 }

@@ -17,7 +17,8 @@ use crate::error::{Result, TrainError};
 use crate::tensors::classification_tensors;
 
 /// How token vectors become one sentence vector (sentence-transformers' pooling modes).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     /// The mean over the attended positions (`pooling_mode_mean_tokens`).
     #[default]
@@ -156,23 +157,35 @@ impl<B: Kernels> Embedder<B> {
         device: &B::Device,
     ) -> Result<Self> {
         let loaded = load::<B, BertHashModel<B>>(dir, None, 0, device)?;
-        check_vocab(&tokenizer, &loaded.config).map_err(|_| TrainError::Format {
+        Self::new(dir, loaded.config, loaded.model, tokenizer, options, device)
+    }
+
+    /// An embedder over `model` (with `config`, from `dir`, which errors name).
+    pub fn new(
+        dir: &Path,
+        config: BertHashConfig,
+        model: BertHashModel<B>,
+        tokenizer: TokenizerHandle,
+        options: EmbedOptions,
+        device: &B::Device,
+    ) -> Result<Self> {
+        check_vocab(&tokenizer, &config).map_err(|_| TrainError::Format {
             path: dir.to_path_buf(),
             message: format!(
                 "the tokenizer ({}) has {} tokens, more than the model's vocabulary of {}: use the tokenizer the model was trained with",
                 tokenizer.name(),
                 tokenizer.vocab_size(),
-                loaded.config.vocab_size
+                config.vocab_size
             ),
         })?;
-        let positions = loaded.config.max_position_embeddings;
+        let positions = config.max_position_embeddings;
         let max_seq_length = options
             .max_seq_length
-            .unwrap_or(default_max_seq_length(&loaded.config));
+            .unwrap_or(default_max_seq_length(&config));
         check_max_seq_length(dir, max_seq_length, positions)?;
         Ok(Self {
-            config: loaded.config,
-            model: loaded.model,
+            config,
+            model,
             tokenizer,
             options,
             max_seq_length,

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use berthash_data::glue::EncodedSplit;
-use berthash_data::rng::splitmix64;
 use berthash_data::tokenize::copy_tokenizer_files;
 use berthash_data::{Split, TokenizerHandle};
 use berthash_kernels::{Kernels, TrainBackend};
@@ -19,12 +18,10 @@ use berthash_model::{
 };
 use burn::module::AutodiffModule;
 use burn::prelude::*;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use crate::best::Criterion;
-use crate::config::{FinetuneConfig, Init, TrainConfig};
+use crate::config::{FinetuneConfig, Init};
+use crate::epoch_order::EpochOrder;
 use crate::error::{Result, TrainError};
 use crate::eval::{
     dev_splits, encode_split, evaluate_classifier, evaluate_splits, metric_key,
@@ -160,47 +157,6 @@ fn init<B: TrainBackend>(
             let model = init_model(&model_config, ModelOptions::default(), seed, device);
             Ok((model, WeightLayout::default()))
         }
-    }
-}
-
-/// The shuffled order of the training examples in each epoch, a pure function of
-/// `(seed, epoch)` (so resuming needs only the micro-batch counter).
-struct EpochOrder {
-    seed: u64,
-    len: usize,
-    batch_size: usize,
-    epoch: Option<u64>,
-    order: Vec<usize>,
-}
-
-impl EpochOrder {
-    fn new(train: &TrainConfig, len: usize) -> Self {
-        Self {
-            seed: train.seed,
-            len,
-            batch_size: train.batch_size,
-            epoch: None,
-            order: Vec::new(),
-        }
-    }
-
-    /// Micro-batches per epoch (the last one may be short).
-    fn micro_per_epoch(&self) -> u64 {
-        self.len.div_ceil(self.batch_size) as u64
-    }
-
-    /// The example indices of the run's micro-batch `k` (counted across epochs).
-    fn rows(&mut self, k: u64) -> &[usize] {
-        let (epoch, index) = (k / self.micro_per_epoch(), k % self.micro_per_epoch());
-        if self.epoch != Some(epoch) {
-            let mut rng = ChaCha8Rng::seed_from_u64(splitmix64(self.seed ^ splitmix64(epoch)));
-            self.order = (0..self.len).collect();
-            self.order.shuffle(&mut rng);
-            self.epoch = Some(epoch);
-        }
-        let start = (index as usize * self.batch_size).min(self.len);
-        let end = (start + self.batch_size).min(self.len);
-        &self.order[start..end]
     }
 }
 

@@ -15,6 +15,7 @@ pub mod clip;
 pub mod config;
 pub mod dump;
 pub mod embed;
+pub mod epoch_order;
 pub mod error;
 pub mod eval;
 pub mod finetune;
@@ -29,14 +30,19 @@ pub mod pretrain;
 pub mod run;
 pub mod run_dir;
 pub mod schedule;
+pub mod sentence_loss;
 pub mod sentence_transformers;
 pub mod tensorboard;
 pub mod tensors;
+pub mod train_embeddings;
 pub mod trainer;
 
 pub use best::{BestEval, Criterion, Goal};
 pub use checkpoint::{Checkpoints, TrainState};
-pub use config::{FinetuneConfig, Init, OnNonFinite, PretrainConfig, ReportTo, TrainConfig};
+pub use config::{
+    EmbeddingsConfig, FinetuneConfig, Init, OnNonFinite, PairData, PretrainConfig, ReportTo,
+    TrainConfig,
+};
 pub use error::{Result, TrainError};
 pub use finetune::finetune;
 pub use log::{Record, Summary};
@@ -46,3 +52,4 @@ pub use pretrain::pretrain;
 pub use run::{Run, RunSpec};
 pub use run_dir::{resolve_model, RunDir, RunMode, RunRecords};
 pub use schedule::{Schedule, ScheduleConfig, ScheduleKind};
+pub use train_embeddings::train_embeddings;

@@ -11,3 +11,4 @@ pub mod predict;
 pub mod pretrain;
 pub mod sweep;
 pub mod tokenize;
+pub mod train_embeddings;

@@ -22,13 +22,13 @@ use crate::glue::tsv::parse_label;
 use crate::parquet_guard::next_batch;
 
 /// A label cell before it is mapped to the task's labels.
-enum RawLabel {
+pub(crate) enum RawLabel {
     Int(i64),
     Float(f64),
     Text(String),
 }
 
-fn raw_label(array: &ArrayRef, i: usize) -> Option<RawLabel> {
+pub(crate) fn raw_label(array: &ArrayRef, i: usize) -> Option<RawLabel> {
     if array.is_null(i) {
         return None;
     }
