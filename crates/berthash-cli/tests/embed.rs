@@ -190,7 +190,7 @@ fn bad_input_is_an_error_naming_the_flag_file_or_row() {
     let jsonl = dir.path().join("rows.jsonl");
     std::fs::write(&jsonl, "{\"text\": \"fine\"}\n{\"body\": \"no text\"}\n").unwrap();
     let err = fails(&["embed", "--model", m, "--input", s(&jsonl)]);
-    assert!(err.contains("rows.jsonl line 2: no `text` field"), "{err}");
+    assert!(err.contains("rows.jsonl: line 2: no `text` field"), "{err}");
 
     let parquet = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../data/sample/books/train-00000-of-00001.parquet");

@@ -3,10 +3,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
-use berthash_data::{CorpusConfig, CorpusSource, SkipCounter, SourceCursor, SourceReader};
+use berthash_data::columns::read_columns;
 use berthash_model::weights::{RawTensor, TensorFile};
 use berthash_train::embed::{EmbedOptions, Embedder, Embeddings, Pooling};
 use berthash_train::resolve_model;
@@ -169,8 +168,19 @@ fn print_similarity(texts: &[String], embeddings: &Embeddings) {
 /// text is an error naming its row, so outputs stay aligned with the input.
 fn read_texts(path: &Path, column: Option<&str>) -> anyhow::Result<Vec<String>> {
     let texts = match path.extension().and_then(|e| e.to_str()) {
-        Some("parquet") => read_parquet(path, column.unwrap_or("text"))?,
-        Some("jsonl") => read_jsonl(path, column.unwrap_or("text"))?,
+        Some("parquet" | "jsonl") => {
+            let column = column.unwrap_or("text");
+            let table = read_columns(path, &[column])?;
+            let mut texts = Vec::with_capacity(table.rows.len());
+            for (place, mut cells) in table.rows {
+                let text = cells.remove(0);
+                if text.trim().is_empty() {
+                    bail!("{}: {place}: `{column}` is empty", path.display());
+                }
+                texts.push(text);
+            }
+            texts
+        }
         _ => {
             if column.is_some() {
                 bail!(
@@ -189,60 +199,6 @@ fn read_texts(path: &Path, column: Option<&str>) -> anyhow::Result<Vec<String>> 
     };
     if texts.is_empty() {
         bail!("{}: no texts to embed", path.display());
-    }
-    Ok(texts)
-}
-
-fn read_jsonl(path: &Path, column: &str) -> anyhow::Result<Vec<String>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| {
-            let place = || format!("{} line {}", path.display(), i + 1);
-            let record: serde_json::Value =
-                serde_json::from_str(line).with_context(|| format!("{}: not JSON", place()))?;
-            match record.get(column) {
-                Some(serde_json::Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-                Some(serde_json::Value::String(_)) => bail!("{}: empty `{column}`", place()),
-                Some(_) => bail!("{}: `{column}` is not a string", place()),
-                None => bail!("{}: no `{column}` field (--column)", place()),
-            }
-        })
-        .collect()
-}
-
-fn read_parquet(path: &Path, column: &str) -> anyhow::Result<Vec<String>> {
-    let files = Arc::new(vec![path.to_path_buf()]);
-    let skips = Arc::new(SkipCounter::default());
-    let config = CorpusConfig::new(vec![CorpusSource {
-        paths_or_globs: vec![path.display().to_string()],
-        text_column: column.to_string(),
-        weight: 1.0,
-    }]);
-    let mut reader = SourceReader::new(
-        0,
-        files,
-        column,
-        &config,
-        SourceCursor::default(),
-        skips.clone(),
-    );
-    let mut texts = Vec::new();
-    // The reader passes over null and blank cells, counting them: the first one is the row
-    // after the texts read so far.
-    while let Some(doc) = reader.next_doc()? {
-        if skips.empty() > 0 {
-            break;
-        }
-        texts.push(doc.text);
-    }
-    if skips.empty() > 0 {
-        bail!(
-            "{} row {}: `{column}` is null or empty",
-            path.display(),
-            texts.len() + 1
-        );
     }
     Ok(texts)
 }
