@@ -133,9 +133,13 @@ if [[ "$TRANSFORMERS_VERSION" == "latest" ]]; then
 elif [[ "$(installed_version sentence-transformers)" != "$SENTENCE_TRANSFORMERS_VERSION" ]]; then
   "${PIP[@]}" install -q --no-warn-conflicts --no-deps "sentence-transformers==$SENTENCE_TRANSFORMERS_VERSION"
 fi
+# Its trainer reads `datasets`; datasets' own requirements bring no torch, but would bring a
+# huggingface-hub too new for transformers 4.x, hence the pin there.
+HUB_PIN=()
+[[ "$TRANSFORMERS_VERSION" == "latest" ]] || HUB_PIN=("huggingface-hub>=0.34.0,<1.0")
 if [[ -z "$(installed_version scipy)" ]] || [[ -z "$(installed_version scikit-learn)" ]] \
-   || [[ -z "$(installed_version pillow)" ]]; then
-  "${PIP[@]}" install -q --no-warn-conflicts scipy scikit-learn pillow tqdm
+   || [[ -z "$(installed_version pillow)" ]] || [[ -z "$(installed_version datasets)" ]]; then
+  "${PIP[@]}" install -q --no-warn-conflicts scipy scikit-learn pillow tqdm datasets "${HUB_PIN[@]}"
 fi
 
 "$PY" - <<'EOF'
