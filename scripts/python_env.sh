@@ -53,6 +53,8 @@ TORCH_VERSION=2.11.0
 ACCELERATE_VERSION=1.10.1
 TENSORBOARD_VERSION=2.21.0
 SENTENCE_TRANSFORMERS_VERSION=5.1.2
+ONNXRUNTIME_VERSION=1.32.0
+ONNX_VERSION=1.23.2
 # Load-time CUDA libraries of torch 2.11.0 (cu130 build), see the note above.
 TORCH_CUDA_LIBS=(
   nvidia-cuda-runtime==13.0.96
@@ -142,11 +144,19 @@ if [[ -z "$(installed_version scipy)" ]] || [[ -z "$(installed_version scikit-le
   "${PIP[@]}" install -q --no-warn-conflicts scipy scikit-learn pillow tqdm datasets "${HUB_PIN[@]}"
 fi
 
+# onnxruntime and onnx: scripts/bench_vs_pytorch.py's onnxruntime side (torch.onnx.export, then an
+# InferenceSession). Their requirements are light (flatbuffers, protobuf, ml_dtypes, numpy,
+# packaging) and bring no torch, transformers or huggingface-hub.
+if [[ -z "$(installed_version onnxruntime)" ]] || [[ -z "$(installed_version onnx)" ]]; then
+  "${PIP[@]}" install -q --no-warn-conflicts "onnxruntime==$ONNXRUNTIME_VERSION" "onnx==$ONNX_VERSION"
+fi
+
 "$PY" - <<'EOF'
-import accelerate, numpy, safetensors, sentence_transformers, tokenizers, torch, transformers
+import accelerate, numpy, onnx, onnxruntime, safetensors, sentence_transformers, tokenizers, torch, transformers
 print(f"python_env: torch {torch.__version__} (cuda available: {torch.cuda.is_available()}), "
       f"transformers {transformers.__version__}, tokenizers {tokenizers.__version__}, "
       f"safetensors {safetensors.__version__}, numpy {numpy.__version__}, "
-      f"sentence-transformers {sentence_transformers.__version__}")
+      f"sentence-transformers {sentence_transformers.__version__}, "
+      f"onnxruntime {onnxruntime.__version__}, onnx {onnx.__version__}")
 EOF
 echo "python_env: ready: $VENV_DIR (activate with: source $VENV_DIR/bin/activate)"

@@ -16,6 +16,10 @@ use clap::{Parser, Subcommand};
     about = "Tiny BERT models with hashed token embeddings"
 )]
 struct Cli {
+    /// Threads for the CPU backend's kernels [default: RAYON_NUM_THREADS, else one per logical
+    /// CPU].
+    #[arg(long, global = true, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -60,7 +64,20 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let result = match Cli::parse().command {
+    let cli = Cli::parse();
+    if let Some(threads) = cli.threads {
+        // The global pool the CPU backend's kernels (and gemm's) run on; rayon reads
+        // RAYON_NUM_THREADS itself when no flag is given. Set for child processes (bench) too.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+        if let Err(err) = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build_global()
+        {
+            eprintln!("error: --threads {threads}: {err}");
+            std::process::exit(1);
+        }
+    }
+    let result = match cli.command {
         Command::Pretrain(args) => commands::pretrain::run(args),
         Command::Finetune(args) => commands::finetune::run(args),
         Command::Sweep(args) => commands::sweep::run(args),

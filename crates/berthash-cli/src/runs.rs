@@ -16,10 +16,63 @@ use berthash_train::{
 
 use crate::backend::{BackendKind, BackendTask};
 
+/// The flags every training command takes: the backend, and what to do with an earlier run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunFlags {
+    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
+    pub backend: BackendKind,
+    /// Continue the run in --out from its newest complete checkpoint.
+    #[arg(long, conflicts_with = "overwrite")]
+    pub resume: bool,
+    /// Replace an earlier run in --out.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Print the resolved config (defaults, recipe, --config, flags) as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The loop's flags `pretrain` and `train-embeddings` share (`finetune` takes lists of some, for
+/// `sweep`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoopFlags {
+    /// Optimizer steps in all (instead of the recipe's length).
+    #[arg(long)]
+    pub max_steps: Option<u64>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Rows per micro-batch (pairs, for embeddings).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// The seed of every random choice of the run (initialisation, data order, masks, dropout).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Checkpoint every N steps (0: only at the end).
+    #[arg(long)]
+    pub save_every: Option<u64>,
+    /// Evaluate every N steps (0: only at the end, or each epoch where the run counts them).
+    #[arg(long)]
+    pub eval_every: Option<u64>,
+}
+
+impl LoopFlags {
+    /// These flags as recipe keys.
+    pub fn overlay(&self) -> crate::recipe::Overlay {
+        crate::recipe::Overlay::default()
+            .set("train.max_steps", self.max_steps)
+            .set("optimizer.lr", self.lr)
+            .set("train.batch_size", self.batch_size)
+            .set("train.seed", self.seed)
+            .set("train.save_every", self.save_every)
+            .set("train.eval_every", self.eval_every)
+    }
+}
+
 /// The mode `--resume` / `--overwrite` ask for, refused now if the directory does not allow it
 /// (a new run over an existing one, a resume with nothing to resume).
-pub fn mode(out: &Path, resume: bool, overwrite: bool) -> anyhow::Result<RunMode> {
-    let mode = match (resume, overwrite) {
+pub fn mode(out: &Path, flags: &RunFlags) -> anyhow::Result<RunMode> {
+    let mode = match (flags.resume, flags.overwrite) {
         (true, _) => RunMode::Resume,
         (false, true) => RunMode::Overwrite,
         (false, false) => RunMode::New,
@@ -187,10 +240,10 @@ pub fn train<C: TrainLoop>(
     config: C,
     out: &Path,
     mode: RunMode,
-    backend: BackendKind,
-    print_config: bool,
+    flags: &RunFlags,
 ) -> anyhow::Result<Option<Summary>> {
-    if print_config {
+    let backend = flags.backend;
+    if flags.print_config {
         print!("{}", toml::to_string(&config.resolved()?)?);
         return Ok(None);
     }
@@ -237,4 +290,15 @@ pub fn check_resume<C: serde::Serialize>(
          (pretrain: `init_from` in a --config recipe; finetune: --model RUN)",
         others.join("\n  ")
     )
+}
+
+/// The end of a run that keeps a best model: its length and the best model's results.
+pub fn print_best(out: &Path, summary: &Summary) {
+    println!("done: {} steps in {:.1}s", summary.steps, summary.wall_time_s);
+    let run = RunDir::at(out);
+    let results = std::fs::read_to_string(run.eval_results()).unwrap_or_default();
+    println!(
+        "eval_results.json (best model, in {}):\n{results}",
+        run.best_dir().display()
+    );
 }

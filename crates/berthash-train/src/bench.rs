@@ -78,6 +78,9 @@ pub struct Measurement {
     pub repetitions: usize,
     /// Peak resident memory of the process (VmHWM), MiB.
     pub peak_rss_mib: Option<f64>,
+    /// Threads of the CPU backend's kernels (the rayon pool: `--threads`, `RAYON_NUM_THREADS`).
+    #[serde(default)]
+    pub threads: usize,
     /// The last loss read (train only), a sanity check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
@@ -193,6 +196,7 @@ impl BenchConfig {
             steps: self.steps,
             repetitions: 0,
             peak_rss_mib: None,
+            threads: rayon::current_num_threads(),
             loss: None,
         }
     }

@@ -2,7 +2,7 @@
 //! `deny_unknown_fields`; defaults are the reference recipes (model card pre-training run,
 //! `run_glue` fine-tuning). The resolved config of a run is saved in its run directory.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use berthash_data::{LabelSpec, Padding, PretrainStreamConfig, TaskSpec, TokenizerHandle};
 use berthash_model::BertHashConfig;
@@ -13,6 +13,7 @@ use crate::embed::Pooling;
 use crate::error::{Result, TrainError};
 use crate::optim::OptimizerConfig;
 use crate::precision::Precision;
+use crate::run::Recipe;
 use crate::schedule::ScheduleConfig;
 use crate::sentence_loss::SentenceLoss;
 
@@ -655,3 +656,28 @@ impl EmbeddingsConfig {
         check_fit(self.max_seq_length, model, tokenizer)
     }
 }
+
+/// `Recipe` for a config with `optimizer`, `schedule` and `train` fields and its tokenizer at
+/// `$($tokenizer).+`.
+macro_rules! recipe {
+    ($config:ty, $($tokenizer:ident).+) => {
+        impl Recipe for $config {
+            fn optimizer(&self) -> &OptimizerConfig {
+                &self.optimizer
+            }
+            fn schedule(&self) -> &ScheduleConfig {
+                &self.schedule
+            }
+            fn train(&self) -> &TrainConfig {
+                &self.train
+            }
+            fn tokenizer(&self) -> &Path {
+                &self.$($tokenizer).+
+            }
+        }
+    };
+}
+
+recipe!(PretrainConfig, data.tokenizer);
+recipe!(FinetuneConfig, tokenizer);
+recipe!(EmbeddingsConfig, tokenizer);

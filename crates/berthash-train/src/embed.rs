@@ -7,6 +7,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
+use berthash_data::glue::EncodedSplit;
 use berthash_data::{encode_examples, GlueExample, Padding, TokenizerHandle};
 use berthash_kernels::Kernels;
 use berthash_model::{load, BertHashConfig, BertHashModel};
@@ -73,6 +74,29 @@ impl Default for EmbedOptions {
             batch_size: 64,
         }
     }
+}
+
+/// Single texts tokenized with `[CLS]` and `[SEP]`, truncated to `max_seq_length` tokens, to be
+/// batched padded to the longest of each batch.
+pub fn encode_texts(
+    tokenizer: &TokenizerHandle,
+    texts: &[String],
+    max_seq_length: usize,
+) -> Result<EncodedSplit> {
+    let examples: Vec<GlueExample> = texts
+        .iter()
+        .map(|text| GlueExample {
+            text_a: text.clone(),
+            text_b: None,
+            label: None,
+        })
+        .collect();
+    Ok(encode_examples(
+        tokenizer,
+        &examples,
+        max_seq_length,
+        Padding::Longest,
+    )?)
 }
 
 /// The length texts are truncated to unless asked otherwise: the 128 tokens of the GLUE recipes,
@@ -195,20 +219,7 @@ impl<B: Kernels> Embedder<B> {
 
     /// The embeddings of `texts`, in their order.
     pub fn embed(&self, texts: &[String]) -> Result<Embeddings> {
-        let examples: Vec<GlueExample> = texts
-            .iter()
-            .map(|text| GlueExample {
-                text_a: text.clone(),
-                text_b: None,
-                label: None,
-            })
-            .collect();
-        let encoded = encode_examples(
-            &self.tokenizer,
-            &examples,
-            self.max_seq_length,
-            Padding::Longest,
-        )?;
+        let encoded = encode_texts(&self.tokenizer, texts, self.max_seq_length)?;
         // Longest first (stable), so each batch pads to nearly its own length.
         let mut order: Vec<usize> = (0..encoded.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(encoded.examples[i].input_ids.len()));

@@ -28,19 +28,23 @@ use crate::schedule::ScheduleConfig;
 use crate::trainer::Trainer;
 use crate::TrainConfig;
 
+/// A run's resolved config, as the run loop reads it.
+pub trait Recipe: Serialize {
+    fn optimizer(&self) -> &OptimizerConfig;
+    fn schedule(&self) -> &ScheduleConfig;
+    /// The loop's knobs; `max_steps` must be set.
+    fn train(&self) -> &TrainConfig;
+    /// The tokenizer, copied beside the final model.
+    fn tokenizer(&self) -> &Path;
+}
+
 /// What a run is made of.
-pub struct RunSpec<'a, C: Serialize> {
+pub struct RunSpec<'a, C: Recipe> {
     pub dir: &'a Path,
     pub mode: RunMode,
     /// The resolved config, saved in the run directory and in every checkpoint.
     pub config: &'a C,
     pub model: BertHashConfig,
-    pub optimizer: &'a OptimizerConfig,
-    pub schedule: &'a ScheduleConfig,
-    /// The loop's knobs; `max_steps` must be set.
-    pub train: &'a TrainConfig,
-    /// The tokenizer, copied beside the final model.
-    pub tokenizer: &'a Path,
     /// Decides the best evaluation.
     pub criterion: Criterion,
     /// Micro-batches per epoch, for runs that count epochs (logged with each step).
@@ -76,42 +80,46 @@ pub struct Run<B: AutodiffBackend, M> {
 impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
     /// Opens the run directory and restores the newest complete checkpoint when resuming;
     /// otherwise takes the model `fresh` gives, with a new optimizer.
-    pub fn start<C: Serialize>(
+    pub fn start<C: Recipe>(
         spec: RunSpec<'_, C>,
         device: &B::Device,
         fresh: impl FnOnce() -> Result<(M, WeightLayout)>,
     ) -> Result<Self> {
-        let max_steps = spec.train.max_steps.unwrap_or(0);
+        let max_steps = spec.config.train().max_steps.unwrap_or(0);
         let dir = RunDir::prepare(spec.dir, spec.mode)?;
-        let checkpoints = Checkpoints::new(dir.checkpoints(), spec.train.keep_checkpoints);
+        let checkpoints = Checkpoints::new(dir.checkpoints(), spec.config.train().keep_checkpoints);
         let run_config = serde_json::to_value(spec.config).expect("config serializes");
         dir.save_config(spec.config)?;
         let (model, layout, optimizer, state, resumed) = if spec.mode == RunMode::Resume {
-            let r = checkpoints.restore_newest::<B, M>(&spec.model, spec.optimizer, device)?;
-            restore_best(&r.path, &dir.best_dir(), spec.tokenizer)?;
+            let r =
+                checkpoints.restore_newest::<B, M>(&spec.model, spec.config.optimizer(), device)?;
+            restore_best(&r.path, &dir.best_dir(), spec.config.tokenizer())?;
             let resumed = Some((r.path, r.state.step));
             (r.model, r.layout, r.optimizer, r.state, resumed)
         } else {
             let (model, layout) = fresh()?;
-            let optimizer = AdamW::new(spec.optimizer.clone(), &model);
+            let optimizer = AdamW::new(spec.config.optimizer().clone(), &model);
             let state = TrainState {
-                seed: spec.train.seed,
+                seed: spec.config.train().seed,
                 ..TrainState::default()
             };
             (model, layout, optimizer, state, None)
         };
-        let schedule = spec.schedule.build(spec.optimizer.lr, max_steps);
+        let schedule = spec
+            .config
+            .schedule()
+            .build(spec.config.optimizer().lr, max_steps);
         let mut trainer = Trainer::new(
             model,
             optimizer,
             schedule,
-            spec.train.clone(),
+            spec.config.train().clone(),
             state,
             device.clone(),
         );
         trainer.padding_idx = Some(spec.model.pad_token_id);
         let resumed_at = resumed.as_ref().map(|r| r.1);
-        let report = spec.train.report_to;
+        let report = spec.config.train().report_to;
         let log = Logger::open(
             &dir.metrics(),
             trainer.state.step,
@@ -119,10 +127,10 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             resumed_at,
             report,
         )?;
-        if spec.schedule.warmup_steps > max_steps {
+        if spec.config.schedule().warmup_steps > max_steps {
             log.warn(&format!(
                 "the warm-up ({} steps) is longer than the run ({} steps): the learning rate never reaches its peak",
-                spec.schedule.warmup_steps, max_steps
+                spec.config.schedule().warmup_steps, max_steps
             ));
         }
         if let Some((path, step)) = resumed {
@@ -130,7 +138,7 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             trainer.last_checkpoint = Some(path);
         }
         let dump = BatchDump::for_run(
-            spec.train.dump_batches.as_deref(),
+            spec.config.train().dump_batches.as_deref(),
             spec.mode,
             match M::ARCHITECTURE {
                 Architecture::MaskedLm => "mlm",
@@ -150,7 +158,7 @@ impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             log,
             checkpoints,
             run_config,
-            tokenizer: spec.tokenizer.to_path_buf(),
+            tokenizer: spec.config.tokenizer().to_path_buf(),
             criterion: spec.criterion,
             max_steps,
             micro_per_epoch: spec.micro_per_epoch,

@@ -12,7 +12,7 @@ use std::path::Path;
 use berthash_data::glue::EncodedSplit;
 use berthash_data::pairs::{read_pairs, PairColumns, Pairs};
 use berthash_data::tokenize::copy_tokenizer_files;
-use berthash_data::{encode_examples, GlueExample, Padding, TokenizerHandle};
+use berthash_data::TokenizerHandle;
 use berthash_kernels::{Kernels, TrainBackend};
 use berthash_model::pretrained::{self};
 use berthash_model::weights::WeightLayout;
@@ -22,7 +22,7 @@ use burn::prelude::*;
 
 use crate::best::{Criterion, Goal};
 use crate::config::{steps_for, EmbeddingsConfig};
-use crate::embed::{pool, EmbedOptions, Embedder, Embeddings};
+use crate::embed::{encode_texts, pool, EmbedOptions, Embedder, Embeddings};
 use crate::epoch_order::EpochOrder;
 use crate::error::{Result, TrainError};
 use crate::log::{read_metrics, Record, Summary};
@@ -52,8 +52,8 @@ pub fn train_embeddings<B: TrainBackend>(
     let tokenizer = TokenizerHandle::from_file(&config.tokenizer)?;
     config.check_model(&model_config, &tokenizer)?;
     let (train, dev) = read_data(&config)?;
-    let train_a = encode(&tokenizer, &train.a, config.max_seq_length)?;
-    let train_b = encode(&tokenizer, &train.b, config.max_seq_length)?;
+    let train_a = encode_texts(&tokenizer, &train.a, config.max_seq_length)?;
+    let train_b = encode_texts(&tokenizer, &train.b, config.max_seq_length)?;
     let mut order = EpochOrder::new(&config.train, train.len());
     config.train.max_steps = Some(steps_for(
         &config.train,
@@ -70,10 +70,6 @@ pub fn train_embeddings<B: TrainBackend>(
         mode,
         config: &config,
         model: model_config.clone(),
-        optimizer: &config.optimizer,
-        schedule: &config.schedule,
-        train: &config.train,
-        tokenizer: &config.tokenizer,
         criterion: Criterion::new(SPEARMAN, Goal::Maximize),
         micro_per_epoch: Some(order.micro_per_epoch()),
         checkpoint_at_eval: true,
@@ -148,27 +144,6 @@ fn read_data(config: &EmbeddingsConfig) -> Result<(Pairs, Pairs)> {
         }
     }
     Ok((train, dev))
-}
-
-fn encode(
-    tokenizer: &TokenizerHandle,
-    texts: &[String],
-    max_seq_length: usize,
-) -> Result<EncodedSplit> {
-    let examples: Vec<GlueExample> = texts
-        .iter()
-        .map(|text| GlueExample {
-            text_a: text.clone(),
-            text_b: None,
-            label: None,
-        })
-        .collect();
-    Ok(encode_examples(
-        tokenizer,
-        &examples,
-        max_seq_length,
-        Padding::Longest,
-    )?)
 }
 
 /// The pre-trained encoder (any head dropped).

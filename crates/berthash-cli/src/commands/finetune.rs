@@ -7,10 +7,10 @@ use anyhow::{bail, Context};
 use berthash_data::builtin_task;
 use berthash_train::run_dir::saved_config;
 use berthash_train::Precision;
-use berthash_train::{resolve_model, FinetuneConfig, Init, RunDir, RunMode};
+use berthash_train::{resolve_model, FinetuneConfig, Init, RunMode};
 
-use crate::backend::BackendKind;
 use crate::recipe;
+use crate::runs::RunFlags;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TaskArgs {
@@ -43,8 +43,8 @@ pub struct FinetuneArgs {
     /// The run directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub run: RunFlags,
     #[arg(long)]
     pub epochs: Option<f64>,
     /// The peak learning rate (`sweep`: a comma-separated grid).
@@ -94,13 +94,6 @@ pub struct FinetuneArgs {
     /// Compute precision: f32, bf16 or f16 (f32 master weights).
     #[arg(long)]
     pub precision: Option<Precision>,
-    #[arg(long, conflicts_with = "overwrite")]
-    pub resume: bool,
-    #[arg(long)]
-    pub overwrite: bool,
-    /// Print the resolved config (defaults, recipe, --config, flags) as TOML and exit.
-    #[arg(long)]
-    pub print_config: bool,
     /// Write every training batch (safetensors) and the initial model (FILE.init/) here, to
     /// replay the run in PyTorch (tests/python/parity_checks/training.py).
     #[arg(long, value_name = "FILE")]
@@ -220,7 +213,7 @@ fn resume_conflicts(args: &FinetuneArgs, saved: &FinetuneConfig) -> anyhow::Resu
 }
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
-    crate::backend::require(args.backend)?;
+    crate::backend::require(args.run.backend)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let task = args
             .task
@@ -242,8 +235,8 @@ fn finetune(args: &FinetuneArgs, out: &Path) -> anyhow::Result<()> {
             bail!("{flag} takes one value here; `berthash sweep` runs a grid of them");
         }
     }
-    let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
-    let inputs = crate::runs::Inputs::new(out, args.print_config)?;
+    let mode = crate::runs::mode(out, &args.run)?;
+    let inputs = crate::runs::Inputs::new(out, args.run.print_config)?;
     let config: FinetuneConfig = if mode == RunMode::Resume {
         let saved: FinetuneConfig = saved_config(out)?;
         let mut flags = args.overlay();
@@ -269,19 +262,9 @@ fn finetune(args: &FinetuneArgs, out: &Path) -> anyhow::Result<()> {
         )?;
         resolve_task(&args.task, init, &tokenizer, args.overlay())?
     };
-    let Some(summary) = crate::runs::train(config, out, mode, args.backend, args.print_config)?
-    else {
+    let Some(summary) = crate::runs::train(config, out, mode, &args.run)? else {
         return Ok(());
     };
-    println!(
-        "done: {} steps in {:.1}s",
-        summary.steps, summary.wall_time_s
-    );
-    let run = RunDir::at(out);
-    let results = std::fs::read_to_string(run.eval_results()).unwrap_or_default();
-    println!(
-        "eval_results.json (best model, in {}):\n{results}",
-        run.best_dir().display()
-    );
+    crate::runs::print_best(out, &summary);
     Ok(())
 }

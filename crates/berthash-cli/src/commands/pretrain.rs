@@ -11,8 +11,8 @@ use berthash_train::Precision;
 use berthash_train::{PretrainConfig, RunMode};
 
 use crate::assets;
-use crate::backend::BackendKind;
 use crate::recipe;
+use crate::runs::{LoopFlags, RunFlags};
 
 #[derive(Debug, clap::Args)]
 pub struct PretrainArgs {
@@ -34,8 +34,8 @@ pub struct PretrainArgs {
     /// The run directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Where the curves go besides metrics.jsonl: tensorboard (event files in the run
     /// directory) or none.
     #[arg(long, value_parser = ["tensorboard", "none"])]
@@ -43,57 +43,31 @@ pub struct PretrainArgs {
     /// Compute precision: f32, bf16 or f16 (f32 master weights).
     #[arg(long)]
     pub precision: Option<Precision>,
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
+    #[command(flatten)]
+    pub steps: LoopFlags,
     #[arg(long)]
     pub warmup_steps: Option<u64>,
     #[arg(long)]
     pub weight_decay: Option<f64>,
     #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
     pub grad_accum: Option<usize>,
-    /// Checkpoint every N steps (0: only at the end).
-    #[arg(long)]
-    pub save_every: Option<u64>,
-    /// Evaluate on the held-out batches every N steps (0: only at the end).
-    #[arg(long)]
-    pub eval_every: Option<u64>,
     /// Log (loss, lr, tokens/s) every N steps.
     #[arg(long)]
     pub log_every: Option<u64>,
-    /// Continue the run in --out from its newest complete checkpoint.
-    #[arg(long, conflicts_with = "overwrite")]
-    pub resume: bool,
-    /// Replace a previous run in --out.
-    #[arg(long)]
-    pub overwrite: bool,
     /// Write every training batch (safetensors) and the initial model (FILE.init/) here, to
     /// replay the run in PyTorch (tests/python/parity_checks/training.py).
     #[arg(long, value_name = "FILE")]
     pub dump_batches: Option<PathBuf>,
-    /// Print the resolved config (defaults, recipe, --config, flags) as TOML and exit.
-    #[arg(long)]
-    pub print_config: bool,
 }
 
 impl PretrainArgs {
     /// The flags as recipe keys.
     fn overlay(&self) -> toml::Table {
-        recipe::Overlay::default()
-            .set("train.max_steps", self.max_steps)
-            .set("optimizer.lr", self.lr)
-            .set("train.batch_size", self.batch_size)
+        self.steps
+            .overlay()
             .set("schedule.warmup_steps", self.warmup_steps)
             .set("optimizer.weight_decay", self.weight_decay)
-            .set("train.seed", self.seed)
             .set("train.grad_accum", self.grad_accum)
-            .set("train.save_every", self.save_every)
-            .set("train.eval_every", self.eval_every)
             .set("train.log_every", self.log_every)
             .set("train.precision", self.precision.map(Precision::name))
             .set("train.report_to", self.report_to.as_deref())
@@ -202,7 +176,7 @@ pub fn resolve(args: &PretrainArgs, inputs: &Path) -> anyhow::Result<PretrainCon
 }
 
 pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
-    crate::backend::require(args.backend)?;
+    crate::backend::require(args.run.backend)?;
     let size = args.size.clone().unwrap_or_else(|| "model".into());
     let out = args
         .out
@@ -212,8 +186,8 @@ pub fn run(args: PretrainArgs) -> anyhow::Result<()> {
 }
 
 fn pretrain(args: &PretrainArgs, out: &Path) -> anyhow::Result<()> {
-    let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
-    let inputs = crate::runs::Inputs::new(out, args.print_config)?;
+    let mode = crate::runs::mode(out, &args.run)?;
+    let inputs = crate::runs::Inputs::new(out, args.run.print_config)?;
     let config = if mode == RunMode::Resume {
         let saved: PretrainConfig = saved_config(out)?;
         crate::runs::check_resume(&saved, &args.overlay(), resume_conflicts(args, &saved)?)?;
@@ -221,8 +195,7 @@ fn pretrain(args: &PretrainArgs, out: &Path) -> anyhow::Result<()> {
     } else {
         resolve(args, inputs.path())?
     };
-    let Some(summary) = crate::runs::train(config, out, mode, args.backend, args.print_config)?
-    else {
+    let Some(summary) = crate::runs::train(config, out, mode, &args.run)? else {
         return Ok(());
     };
     println!(

@@ -40,7 +40,7 @@ struct Combination {
 }
 
 pub fn run(args: FinetuneArgs) -> anyhow::Result<()> {
-    if args.resume || args.overwrite {
+    if args.run.resume || args.run.overwrite {
         bail!("a sweep resumes its unfinished runs by itself: drop --resume/--overwrite");
     }
     let out = args.out.clone().unwrap_or_else(|| {
@@ -102,12 +102,12 @@ fn run_one(
         run.out = Some(dir.clone());
         // Resumed from its newest checkpoint; started again if it died before writing one.
         let checkpoints = Checkpoints::new(RunDir::at(&dir).checkpoints(), 1);
-        run.resume = checkpoints.latest()?.is_some();
-        run.overwrite = !run.resume && dir.join(CONFIG_JSON).is_file();
+        run.run.resume = checkpoints.latest()?.is_some();
+        run.run.overwrite = !run.run.resume && dir.join(CONFIG_JSON).is_file();
         eprintln!(
             "== sweep: {}{}",
             dir.display(),
-            if run.resume { " (resuming)" } else { "" }
+            if run.run.resume { " (resuming)" } else { "" }
         );
         crate::commands::finetune::run(run)?;
     }

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use berthash_train::run_dir::saved_config;
 use berthash_train::sentence_loss::SentenceLoss;
-use berthash_train::{resolve_model, EmbeddingsConfig, PairData, RunDir, RunMode};
+use berthash_train::{resolve_model, EmbeddingsConfig, PairData, RunMode};
 
-use crate::backend::BackendKind;
 use crate::recipe;
+use crate::runs::{LoopFlags, RunFlags};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct TrainEmbeddingsArgs {
@@ -26,53 +26,24 @@ pub struct TrainEmbeddingsArgs {
     /// The run directory [default: runs/embeddings-<config name>].
     #[arg(long)]
     pub out: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
-    pub backend: BackendKind,
+    #[command(flatten)]
+    pub run: RunFlags,
     /// Passes over the training pairs.
     #[arg(long)]
     pub epochs: Option<f64>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// Stop after this many optimizer steps (instead of --epochs).
-    #[arg(long)]
-    pub max_steps: Option<u64>,
-    /// Also evaluate every N steps (every epoch always).
-    #[arg(long)]
-    pub eval_every: Option<u64>,
-    #[arg(long)]
-    pub save_every: Option<u64>,
-    /// Continue the run in --out from its newest checkpoint.
-    #[arg(long, conflicts_with = "overwrite")]
-    pub resume: bool,
-    /// Replace an earlier run in --out.
-    #[arg(long)]
-    pub overwrite: bool,
-    /// Print the resolved config and exit.
-    #[arg(long)]
-    pub print_config: bool,
+    #[command(flatten)]
+    pub steps: LoopFlags,
 }
 
 impl TrainEmbeddingsArgs {
     /// The flags as recipe keys.
     fn overlay(&self) -> toml::Table {
-        recipe::Overlay::default()
-            .set("epochs", self.epochs)
-            .set("optimizer.lr", self.lr)
-            .set("train.batch_size", self.batch_size)
-            .set("train.seed", self.seed)
-            .set("train.max_steps", self.max_steps)
-            .set("train.eval_every", self.eval_every)
-            .set("train.save_every", self.save_every)
-            .into_table()
+        self.steps.overlay().set("epochs", self.epochs).into_table()
     }
 }
 
 pub fn run(args: TrainEmbeddingsArgs) -> anyhow::Result<()> {
-    crate::backend::require(args.backend)?;
+    crate::backend::require(args.run.backend)?;
     let out = args.out.clone().unwrap_or_else(|| {
         let name = args
             .config
@@ -84,8 +55,8 @@ pub fn run(args: TrainEmbeddingsArgs) -> anyhow::Result<()> {
 }
 
 fn train(args: &TrainEmbeddingsArgs, out: &Path) -> anyhow::Result<()> {
-    let mode = crate::runs::mode(out, args.resume, args.overwrite)?;
-    let inputs = crate::runs::Inputs::new(out, args.print_config)?;
+    let mode = crate::runs::mode(out, &args.run)?;
+    let inputs = crate::runs::Inputs::new(out, args.run.print_config)?;
     let config = if mode == RunMode::Resume {
         let saved: EmbeddingsConfig = saved_config(out)?;
         let mut conflicts = Vec::new();
@@ -108,20 +79,10 @@ fn train(args: &TrainEmbeddingsArgs, out: &Path) -> anyhow::Result<()> {
     } else {
         resolve(args, inputs.path())?
     };
-    let Some(summary) = crate::runs::train(config, out, mode, args.backend, args.print_config)?
-    else {
+    let Some(summary) = crate::runs::train(config, out, mode, &args.run)? else {
         return Ok(());
     };
-    println!(
-        "done: {} steps in {:.1}s",
-        summary.steps, summary.wall_time_s
-    );
-    let run = RunDir::at(out);
-    let results = std::fs::read_to_string(run.eval_results()).unwrap_or_default();
-    println!(
-        "eval_results.json (best model, in {}):\n{results}",
-        run.best_dir().display()
-    );
+    crate::runs::print_best(out, &summary);
     Ok(())
 }
 
