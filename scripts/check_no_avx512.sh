@@ -41,7 +41,7 @@ int main(int argc, char **argv) {
 EOF
 gcc -O1 -mavx512f "$WORK/avx512.c" -o "$WORK/avx512"
 objdump -d "$WORK/avx512" | grep -q zmm || { echo "check_no_avx512: the AVX-512 probe has no AVX-512 instruction" >&2; exit 1; }
-if bash -c '"$@"' _ "${QEMU[@]}" "$WORK/avx512" 2>/dev/null; then
+if bash -c '"$@"; exit $?' _ "${QEMU[@]}" "$WORK/avx512" 2>/dev/null; then
   echo "check_no_avx512: qemu ran an AVX-512 instruction under -cpu Haswell: this check cannot tell" >&2
   exit 1
 fi
