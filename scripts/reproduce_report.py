@@ -111,8 +111,8 @@ def task_result(size, task, runs, glue_dir):
         mean_last[key], sem_last[key] = mean_sem([r["last_epoch"][key] for r in runs if key in r["last_epoch"]])
         mean_best[key], _ = mean_sem([r["best"][key] for r in runs if key in r["best"]])
     majority = majority_class(glue_dir, task)
-    if not runs:
-        reproduced = None
+    if len(runs) < 3:
+        reproduced = None  # the targets are means over at least three seeds
     elif task == "sst2":
         reproduced = mean_last["eval_accuracy"] >= card["eval_accuracy"] - SST2_TOLERANCE
     else:
@@ -144,12 +144,13 @@ def pretraining(run_dir):
         return None
     summary = read_json(summary_path)
     config = read_json(run_dir / "train_config.json")
-    steps = [json.loads(l) for l in open(run_dir / "metrics.jsonl") if l.strip()]
-    epoch = max((r.get("epoch", 0) for r in steps if r.get("kind") == "train"), default=None)
+    # Completed passes over the corpus: the data stream's epoch counter in the last checkpoint.
+    state = read_json(Path(summary["checkpoint"]) / "state.json") if summary.get("checkpoint") else {}
+    epoch = state.get("stream_position", {}).get("epoch")
     return {
         "steps": summary["steps"],
         "tokens_seen": summary["tokens_seen"],
-        "passes_over_corpus": epoch,
+        "passes_over_corpus_completed": epoch,
         "wall_time_s": summary["wall_time_s"],
         "tokens_per_s": summary["tokens_per_s"],
         "final_loss": summary["final_loss"],
@@ -225,7 +226,7 @@ def markdown(report):
                     f"| {size} | {task} | {metric[5:]} | {pct(result['card'].get(metric))} | "
                     f"{pct((result['majority_class'] or {}).get(metric))} | {pct(last)}"
                     f"{'' if sem is None else ' ± ' + pct(sem)} ({n}) | {pct(result['mean_best'].get(metric))} | "
-                    f"{'–' if result['reproduced'] is None else ('yes' if result['reproduced'] else 'no')} |"
+                    f"{'needs 3 seeds' if result['reproduced'] is None else ('yes' if result['reproduced'] else 'no')} |"
                 )
     for size, entry in report["sizes"].items():
         pre = entry["pretraining"]
@@ -233,7 +234,7 @@ def markdown(report):
             lines += [
                 "",
                 f"{size} pre-training: {pre['steps']} steps, {pre['tokens_seen']:,} tokens "
-                f"({pre['passes_over_corpus']:.2f} passes over the corpus), final loss {pre['final_loss']:.3f}, "
+                f"({pre['passes_over_corpus_completed']} complete passes over the corpus), final loss {pre['final_loss']:.3f}, "
                 f"{pre['wall_time_s'] / 60:.0f} min at {pre['tokens_per_s']:,.0f} tokens/s.",
             ]
         if entry["continued"]:
