@@ -294,7 +294,10 @@ pub fn check_resume<C: serde::Serialize>(
 
 /// The end of a run that keeps a best model: its length and the best model's results.
 pub fn print_best(out: &Path, summary: &Summary) {
-    println!("done: {} steps in {:.1}s", summary.steps, summary.wall_time_s);
+    println!(
+        "done: {} steps in {:.1}s",
+        summary.steps, summary.wall_time_s
+    );
     let run = RunDir::at(out);
     let results = std::fs::read_to_string(run.eval_results()).unwrap_or_default();
     println!(

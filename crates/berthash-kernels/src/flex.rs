@@ -13,6 +13,7 @@ use crate::cross_entropy::{backward_composed, forward_composed};
 use crate::exp::{exp_shifted_scaled, log_sum_exp};
 use crate::gelu;
 use crate::hash_mask::{self, MaskKey};
+use crate::inference_attention;
 use crate::softmax;
 use crate::{Kernels, CHUNK};
 
@@ -175,6 +176,48 @@ impl Kernels for Flex {
             .zip(input.par_chunks(CHUNK))
             .for_each(|(grad, x)| gelu::gelu_backward_in_place(x, grad));
         out
+    }
+
+    fn attention_inference(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        heads: usize,
+        scale: f64,
+        key_bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let f32s = [&query, &key, &value]
+            .iter()
+            .all(|t| t.dtype() == DType::F32)
+            && key_bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
+        if !f32s {
+            return crate::attention::inference_composed::<Self>(
+                query, key, value, heads, scale, key_bias,
+            );
+        }
+        let [batch, seq, hidden] = query.layout().shape().dims::<3>();
+        let (query, key, value) = (
+            query.to_contiguous(),
+            key.to_contiguous(),
+            value.to_contiguous(),
+        );
+        let bias = key_bias.map(|b| b.to_contiguous());
+        let shape = inference_attention::Shape {
+            batch,
+            seq,
+            hidden,
+            heads,
+        };
+        let out = inference_attention::attention(
+            query.as_slice::<f32>().expect("contiguous f32"),
+            key.as_slice::<f32>().expect("contiguous f32"),
+            value.as_slice::<f32>().expect("contiguous f32"),
+            bias.as_ref()
+                .map(|b| b.as_slice::<f32>().expect("contiguous f32")),
+            shape,
+            scale as f32,
+        );
+        FlexTensor::from_data(TensorData::new(out, [batch, seq, hidden]))
     }
 
     type DropoutMask = MaskKey;

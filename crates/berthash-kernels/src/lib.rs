@@ -31,6 +31,7 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
+pub mod inference_attention;
 mod softmax;
 
 /// Elements per rayon task of the CPU element-wise kernels.
@@ -113,6 +114,20 @@ pub trait Kernels: Backend {
     ) -> FloatTensor<Self> {
         attention::backward_composed::<Self>(probs, scale, grad)
     }
+
+    /// Multi-head attention without dropout or gradient (inference): `q`, `k`, `v`
+    /// `[batch, seq, hidden]` as the projections give them, `key_bias` additive `[batch, keys]`;
+    /// returns the context `[batch, seq, hidden]`.
+    fn attention_inference(
+        query: FloatTensor<Self>,
+        key: FloatTensor<Self>,
+        value: FloatTensor<Self>,
+        heads: usize,
+        scale: f64,
+        key_bias: Option<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        attention::inference_composed::<Self>(query, key, value, heads, scale, key_bias)
+    }
 }
 
 /// `burn::nn::Dropout::forward`, fused: identity outside training (a backend without autodiff)
@@ -136,6 +151,26 @@ pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
 
 /// `softmax(scores * scale + key_bias)` over the last axis, fused: see
 /// [`Kernels::attention_probs`].
+/// See [`Kernels::attention_inference`]. For a backend without autodiff: training keeps the
+/// probabilities for dropout and the gradient, so it takes [`attention_probs`].
+pub fn attention_inference<B: Kernels>(
+    query: Tensor<B, 3>,
+    key: Tensor<B, 3>,
+    value: Tensor<B, 3>,
+    heads: usize,
+    scale: f64,
+    key_bias: Option<Tensor<B, 2>>,
+) -> Tensor<B, 3> {
+    Tensor::from_primitive(TensorPrimitive::Float(B::attention_inference(
+        query.into_primitive().tensor(),
+        key.into_primitive().tensor(),
+        value.into_primitive().tensor(),
+        heads,
+        scale,
+        key_bias.map(|bias| bias.into_primitive().tensor()),
+    )))
+}
+
 pub fn attention_probs<B: Kernels>(
     scores: Tensor<B, 4>,
     scale: f64,

@@ -65,3 +65,44 @@ fn probabilities_and_gradients_match_burn() {
         }
     }
 }
+
+/// The CPU inference attention (strided gemm calls on the projections' layout, softmax rows in
+/// between) against the composed ops: heads split, `Q Kᵀ`, probabilities, `P V`, heads merged.
+#[test]
+fn inference_attention_matches_the_composed_ops() {
+    use berthash_kernels::attention::inference_composed;
+    use berthash_kernels::attention_inference;
+    use burn::tensor::TensorPrimitive;
+
+    let device = Default::default();
+    Flex::seed(&device, 3);
+    for (batch, seq, hidden, heads) in [(3, 13, 16, 2), (1, 7, 12, 3), (2, 128, 64, 2)] {
+        let draw = || {
+            Tensor::<Flex, 3>::random(
+                [batch, seq, hidden],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            )
+        };
+        let (q, k, v) = (draw(), draw(), draw());
+        let scale = 1.0 / ((hidden / heads) as f64).sqrt();
+        for bias in [None, Some(padding_bias(batch, seq))] {
+            let bias = bias.map(|b| Tensor::<Flex, 2>::from_data(b, &device));
+            let fused =
+                attention_inference(q.clone(), k.clone(), v.clone(), heads, scale, bias.clone());
+            let composed: Tensor<Flex, 3> =
+                Tensor::from_primitive(TensorPrimitive::Float(inference_composed::<Flex>(
+                    q.clone().into_primitive().tensor(),
+                    k.clone().into_primitive().tensor(),
+                    v.clone().into_primitive().tensor(),
+                    heads,
+                    scale,
+                    bias.map(|b| b.into_primitive().tensor()),
+                )));
+            fused.into_data().assert_approx_eq::<f32>(
+                &composed.into_data(),
+                Tolerance::absolute(1e-5).set_relative(1e-4),
+            );
+        }
+    }
+}

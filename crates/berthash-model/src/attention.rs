@@ -1,6 +1,6 @@
 //! Multi-head self-attention, as `BertAttention` (self + output with residual and LayerNorm).
 
-use berthash_kernels::{attention_probs, dropout, Kernels};
+use berthash_kernels::{attention_inference, attention_probs, dropout, Kernels};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::prelude::*;
 
@@ -36,18 +36,22 @@ impl<B: Kernels> BertSelfAttention<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
         let head_dim = width / self.num_heads;
+        let query = self.query.forward(hidden.clone());
+        let key = self.key.forward(hidden.clone());
+        let value = self.value.forward(hidden);
+        // The mask is built in f32; under half precision the projections are not.
+        let mask = mask.map(|mask| mask.cast(query.dtype()));
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        if !B::ad_enabled(&query.device()) {
+            return attention_inference(query, key, value, self.num_heads, scale, mask);
+        }
+        // Training keeps the probabilities, for dropout and the gradient.
         let split_heads = |x: Tensor<B, 3>| {
             x.reshape([batch, seq, self.num_heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let query = split_heads(self.query.forward(hidden.clone()));
-        let key = split_heads(self.key.forward(hidden.clone()));
-        let value = split_heads(self.value.forward(hidden));
-
+        let (query, key, value) = (split_heads(query), split_heads(key), split_heads(value));
         let scores = query.matmul(key.swap_dims(2, 3));
-        // The mask is built in f32; under half-precision training the scores are not.
-        let mask = mask.map(|mask| mask.cast(scores.dtype()));
-        let scale = 1.0 / (head_dim as f64).sqrt();
         let probs = dropout(attention_probs(scores, scale, mask), &self.dropout);
         probs
             .matmul(value)
