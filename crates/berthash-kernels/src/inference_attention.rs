@@ -68,26 +68,11 @@ pub fn attention(
             // this task alone.
             unsafe {
                 // scores[i, j] = sum_c q[i, c] k[j, c]: rhs is Kᵀ, read through K's strides.
-                gemm::gemm(
-                    seq,
-                    seq,
-                    d,
-                    scores.as_mut_ptr(),
-                    1,
-                    seq as isize,
-                    false,
-                    q.as_ptr().add(offset),
-                    col,
-                    row,
-                    k.as_ptr().add(offset),
-                    row,
-                    col,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                matmul(
+                    [seq, seq, d],
+                    (scores.as_mut_ptr(), 1, seq as isize),
+                    (q.as_ptr().add(offset), col, row),
+                    (k.as_ptr().add(offset), row, col),
                 );
             }
             let bias = key_bias.map(|bias| &bias[b * seq..(b + 1) * seq]);
@@ -95,29 +80,50 @@ pub fn attention(
                 forward_row(s, scale, bias, p);
             }
             unsafe {
-                gemm::gemm(
-                    seq,
-                    d,
-                    seq,
-                    dst.get().add(offset),
-                    col,
-                    row,
-                    false,
-                    probs.as_ptr(),
-                    1,
-                    seq as isize,
-                    v.as_ptr().add(offset),
-                    col,
-                    row,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                matmul(
+                    [seq, d, seq],
+                    (dst.get().add(offset), col, row),
+                    (probs.as_ptr(), 1, seq as isize),
+                    (v.as_ptr().add(offset), col, row),
                 );
             }
         },
     );
     out
+}
+
+/// `dst = lhs rhs` for `[m, n, k]`: an `m x k` and a `k x n` matrix, each operand a pointer with
+/// its (column, row) strides; on this thread (the callers run the (batch, head) pairs in
+/// parallel).
+///
+/// # Safety
+/// Every element the strides reach lies inside its buffer, and no other thread touches the ones
+/// of `dst`.
+unsafe fn matmul(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst.0,
+        dst.1,
+        dst.2,
+        false,
+        lhs.0,
+        lhs.1,
+        lhs.2,
+        rhs.0,
+        rhs.1,
+        rhs.2,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
 }
