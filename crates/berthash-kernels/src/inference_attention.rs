@@ -79,6 +79,7 @@ pub fn attention(
             for (s, p) in scores.chunks(seq).zip(probs.chunks_mut(seq)) {
                 forward_row(s, scale, bias, p);
             }
+            // SAFETY: as above; `probs` is this task's own `seq x seq` buffer.
             unsafe {
                 matmul(
                     [seq, d, seq],
