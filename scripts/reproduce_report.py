@@ -167,22 +167,29 @@ def pretraining(run_dir):
     }
 
 
-def curve(size_dir, pre):
+def curve(size_dir, pre, tasks):
+    """SST-2 (last epoch and best, mean over the seeds run) against pre-training tokens: the
+    checkpoints fine-tuned under curve/, and the final model."""
     points = []
     tokens_per_step = None
     if pre:
         tokens_per_step = pre["recipe"]["batch_size"] * pre["recipe"]["max_length"]
+
+    def point(step, runs):
+        return {
+            "pretraining_step": step,
+            "pretraining_tokens": step * tokens_per_step if tokens_per_step else None,
+            "seeds": [r["seed"] for r in runs],
+            "sst2_last_epoch_accuracy": mean_sem([r["last_epoch"]["eval_accuracy"] for r in runs])[0],
+            "sst2_best_accuracy": mean_sem([r["best"]["eval_accuracy"] for r in runs])[0],
+        }
+
     for step_dir in sorted((size_dir / "curve").glob("step-*"), key=lambda p: int(p.name[5:])):
         runs = seed_runs(step_dir)
         if runs:
-            step = int(step_dir.name[5:])
-            points.append({
-                "pretraining_step": step,
-                "pretraining_tokens": step * tokens_per_step if tokens_per_step else None,
-                "seed": runs[0]["seed"],
-                "sst2_last_epoch_accuracy": runs[0]["last_epoch"].get("eval_accuracy"),
-                "sst2_best_accuracy": runs[0]["best"].get("eval_accuracy"),
-            })
+            points.append(point(int(step_dir.name[5:]), runs))
+    if pre and "sst2" in tasks:
+        points.append(point(pre["steps"], tasks["sst2"]["seeds"]))
     return points
 
 
@@ -241,10 +248,11 @@ def markdown(report):
             lines.append(f"{size}: stopped and continued: " + "; ".join(
                 f"{c['run']} from {c['from_checkpoint']} ({c['at']})" for c in entry["continued"]))
         if entry["curve"]:
-            lines += ["", f"{size}: SST-2 accuracy (seed 42) against pre-training tokens", "",
-                      "| step | tokens | last epoch | best |", "|---|---|---|---|"]
+            lines += ["", f"{size}: SST-2 accuracy against pre-training tokens (mean over the seeds run)", "",
+                      "| step | tokens | seeds | last epoch | best |", "|---|---|---|---|---|"]
             for p in entry["curve"]:
-                lines.append(f"| {p['pretraining_step']} | {p['pretraining_tokens']:,} | "
+                seeds = ", ".join(map(str, p["seeds"]))
+                lines.append(f"| {p['pretraining_step']} | {p['pretraining_tokens']:,} | {seeds} | "
                              f"{pct(p['sst2_last_epoch_accuracy'])} | {pct(p['sst2_best_accuracy'])} |")
     return "\n".join(lines) + "\n"
 
@@ -266,7 +274,7 @@ def main():
             "pretraining": pre,
             "continued": continued(size_dir),
             "tasks": tasks,
-            "curve": curve(size_dir, pre),
+            "curve": curve(size_dir, pre, tasks),
         }
     report = {"machine": machine(), "sizes": sizes}
     (out / "reproduction.json").write_text(json.dumps(report, indent=2) + "\n")
