@@ -18,10 +18,11 @@ pub struct Shape {
     pub heads: usize,
 }
 
-/// A pointer the tasks of one call share; each writes its own (batch, head) block.
+/// The output pointer, shared by the (batch, head) units of one call; each unit writes only its
+/// own block.
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
-// SAFETY: the blocks the tasks write through it are disjoint (see `attention`).
+// SAFETY: the blocks the units write through it are disjoint (see `attention`).
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
@@ -63,9 +64,9 @@ pub fn attention(
             let (b, h) = (unit / heads, unit % heads);
             let offset = b * seq * hidden + h * d;
             let (row, col) = (hidden as isize, 1isize);
-            // SAFETY: every pointer stays inside its slice: rows `0..seq` of batch `b` at stride
-            // `hidden`, columns `h * d .. (h + 1) * d`; the output block of (b, h) is written by
-            // this task alone.
+            // SAFETY: every pointer stays inside its slice (rows `0..seq` of batch `b` at stride
+            // `hidden`, columns `h * d .. (h + 1) * d`), and no other unit writes the output
+            // block of (b, h).
             unsafe {
                 // scores[i, j] = sum_c q[i, c] k[j, c]: rhs is Kᵀ, read through K's strides.
                 matmul(
@@ -79,7 +80,7 @@ pub fn attention(
             for (s, p) in scores.chunks(seq).zip(probs.chunks_mut(seq)) {
                 forward_row(s, scale, bias, p);
             }
-            // SAFETY: as above; `probs` is this task's own `seq x seq` buffer.
+            // SAFETY: the same bounds; `probs` is this unit's own `seq x seq` scratch buffer.
             unsafe {
                 matmul(
                     [seq, d, seq],
