@@ -66,16 +66,9 @@ fn main() {
         .init();
     let cli = Cli::parse();
     if let Some(threads) = cli.threads {
-        // The global pool the CPU backend's kernels (and gemm's) run on; rayon reads
-        // RAYON_NUM_THREADS itself when no flag is given. Set for child processes (bench) too.
+        // Read by rayon when it starts the global pool the CPU backend's kernels (and gemm's)
+        // run on, here before any work, and inherited by child processes (bench).
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-        if let Err(err) = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()
-        {
-            eprintln!("error: --threads {threads}: {err}");
-            std::process::exit(1);
-        }
     }
     let result = match cli.command {
         Command::Pretrain(args) => commands::pretrain::run(args),

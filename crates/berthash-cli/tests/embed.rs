@@ -1,62 +1,18 @@
 //! `berthash embed` through the binary: JSONL and safetensors outputs agree with each other and
 //! with stdout, `--similarity` prints the cosine table, and bad input names what is wrong.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
-use berthash_model::pretrained::{init_model, save};
-use berthash_model::weights::{TensorFile, WeightLayout};
-use berthash_model::{BertHashConfig, BertHashForMaskedLM, ModelOptions};
-use burn::backend::Flex;
+mod common;
+use common::{fails, ok, s, write_model};
+
+use berthash_model::weights::TensorFile;
 
 const TEXTS: [&str; 3] = [
     "a cat sits on the mat",
     "the dog sleeps",
     "stock markets fell sharply on monday after the report",
 ];
-
-fn berthash(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berthash"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = berthash(args);
-    assert!(
-        output.status.success(),
-        "berthash {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let output = berthash(args);
-    assert!(
-        !output.status.success(),
-        "berthash {} succeeded",
-        args.join(" ")
-    );
-    String::from_utf8(output.stderr).unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// A tiny masked-LM model (its head is ignored) over the full bert-base-uncased vocabulary.
-fn write_model(dir: &Path) -> PathBuf {
-    let mut config = BertHashConfig::new(16, 1, 2, 32, 4);
-    config.max_position_embeddings = 64;
-    let model: BertHashForMaskedLM<Flex> =
-        init_model(&config, ModelOptions::default(), 5, &Default::default());
-    let model_dir = dir.join("model");
-    save::<Flex, _>(&model_dir, &config, &model, &WeightLayout::default()).unwrap();
-    model_dir
-}
 
 /// (text, embedding) of each JSONL line.
 fn parse_jsonl(text: &str) -> Vec<(String, Vec<f32>)> {
@@ -83,7 +39,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn embeds_to_jsonl_safetensors_and_stdout_and_prints_similarities() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path());
+    let model = write_model(dir.path(), None);
     let jsonl = dir.path().join("out.jsonl");
     let mut args = vec!["embed", "--model", s(&model), "--output", s(&jsonl)];
     args.extend(TEXTS);
@@ -168,7 +124,7 @@ fn embeds_to_jsonl_safetensors_and_stdout_and_prints_similarities() {
 #[test]
 fn bad_input_is_an_error_naming_the_flag_file_or_row() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path());
+    let model = write_model(dir.path(), None);
     let m = s(&model);
 
     let err = fails(&["embed", "--model", m, "--output", "out.csv", "hello"]);
@@ -226,7 +182,7 @@ fn bad_input_is_an_error_naming_the_flag_file_or_row() {
 #[test]
 fn sentence_transformers_export_embeds_with_its_own_settings() {
     let dir = tempfile::tempdir().unwrap();
-    let model = write_model(dir.path());
+    let model = write_model(dir.path(), None);
     let out = dir.path().join("st");
     let printed = ok(&[
         "export",

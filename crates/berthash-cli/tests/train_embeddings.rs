@@ -3,58 +3,11 @@
 //! use as configured, resumes exactly, and refuses bad input before creating its run directory.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use berthash_model::pretrained::{init_model, save};
-use berthash_model::weights::{TensorFile, WeightLayout};
-use berthash_model::{BertHashConfig, BertHashForMaskedLM, ModelOptions};
-use burn::backend::Flex;
+mod common;
+use common::{fails, ok, s, write_model};
 
-fn berthash(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berthash"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> String {
-    let output = berthash(args);
-    assert!(
-        output.status.success(),
-        "berthash {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn fails(args: &[&str]) -> String {
-    let output = berthash(args);
-    assert!(
-        !output.status.success(),
-        "berthash {} succeeded",
-        args.join(" ")
-    );
-    String::from_utf8(output.stderr).unwrap()
-}
-
-fn s(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
-
-/// A tiny pre-trained-looking model over the full bert-base-uncased vocabulary.
-fn write_model(dir: &Path, vocab: Option<usize>) -> PathBuf {
-    let mut config = BertHashConfig::new(16, 1, 2, 32, 4);
-    config.max_position_embeddings = 64;
-    if let Some(vocab) = vocab {
-        config.vocab_size = vocab;
-    }
-    let model: BertHashForMaskedLM<Flex> =
-        init_model(&config, ModelOptions::default(), 5, &Default::default());
-    let model_dir = dir.join(format!("model-{}", config.vocab_size));
-    save::<Flex, _>(&model_dir, &config, &model, &WeightLayout::default()).unwrap();
-    model_dir
-}
+use berthash_model::weights::TensorFile;
 
 const SENTENCES: [(&str, &str, f32); 12] = [
     ("a plane is taking off", "an air plane is taking off", 5.0),
@@ -120,6 +73,21 @@ score_range = [0.0, 5.0]\nheld_out_fraction = 0.25\n\n[loss]\nkind = \"cosent\"\
     path
 }
 
+/// `train-embeddings` with a recipe, a model, a data folder and a run directory.
+fn run_args<'a>(config: &'a Path, model: &'a Path, data: &'a Path, out: &'a Path) -> [&'a str; 9] {
+    [
+        "train-embeddings",
+        "--config",
+        s(config),
+        "--model",
+        s(model),
+        "--data-dir",
+        s(data),
+        "--out",
+        s(out),
+    ]
+}
+
 fn weights(dir: &Path) -> Vec<f32> {
     let file = TensorFile::read(&dir.join("model.safetensors")).unwrap();
     file.tensors
@@ -135,17 +103,7 @@ fn trains_evaluates_keeps_the_best_and_serves_it() {
     let data = write_data(dir.path());
     let config = write_config(dir.path(), "");
     let out = dir.path().join("run");
-    let args = [
-        "train-embeddings",
-        "--config",
-        s(&config),
-        "--model",
-        s(&model),
-        "--data-dir",
-        s(&data),
-        "--out",
-        s(&out),
-    ];
+    let args = run_args(&config, &model, &data, &out);
     let printed = ok(&args);
     assert!(printed.contains("eval_spearman_cosine"), "{printed}");
 
@@ -205,17 +163,7 @@ fn trains_evaluates_keeps_the_best_and_serves_it() {
     )
     .unwrap();
     let with_dev = dir.path().join("with-dev");
-    let err = fails(&[
-        "train-embeddings",
-        "--config",
-        s(&config),
-        "--model",
-        s(&model),
-        "--data-dir",
-        s(&data),
-        "--out",
-        s(&with_dev),
-    ]);
+    let err = fails(&run_args(&config, &model, &data, &with_dev));
     assert!(
         err.contains("dev.jsonl") && err.contains("no `sentence1` field"),
         "{err}"
@@ -230,18 +178,7 @@ fn resumed_run_ends_where_an_uninterrupted_one_does() {
     let data = write_data(dir.path());
     let config = write_config(dir.path(), "");
     let run = |out: &Path, extra: &[&str]| {
-        let args = [
-            "train-embeddings",
-            "--config",
-            s(&config),
-            "--model",
-            s(&model),
-            "--data-dir",
-            s(&data),
-            "--out",
-            s(out),
-        ];
-        ok(&[args.as_slice(), extra].concat());
+        ok(&[run_args(&config, &model, &data, out).as_slice(), extra].concat());
     };
     let whole = dir.path().join("whole");
     run(&whole, &[]);
@@ -276,19 +213,8 @@ fn bad_input_names_the_file_row_column_or_key() {
     let model = write_model(dir.path(), None);
     let data = write_data(dir.path());
     let out = dir.path().join("never");
-    let attempt = |config: &Path, model: &Path, data: &Path| {
-        fails(&[
-            "train-embeddings",
-            "--config",
-            s(config),
-            "--model",
-            s(model),
-            "--data-dir",
-            s(data),
-            "--out",
-            s(&out),
-        ])
-    };
+    let attempt =
+        |config: &Path, model: &Path, data: &Path| fails(&run_args(config, model, data, &out));
     let config = write_config(dir.path(), "");
     let text = std::fs::read_to_string(&config).unwrap();
     let variant = |name: &str, from: &str, to: &str| {

@@ -55,7 +55,7 @@ impl Pairs {
         let held = ((n as f64 * fraction).round() as usize).clamp(1, n.saturating_sub(1).max(1));
         // The pairs with the `held` smallest seeded hashes of their index.
         let mut by_hash: Vec<usize> = (0..n).collect();
-        by_hash.sort_by_key(|&i| splitmix64(splitmix64(seed) ^ i as u64));
+        by_hash.sort_by_cached_key(|&i| splitmix64(splitmix64(seed) ^ i as u64));
         let mut chosen = vec![false; n];
         for &i in by_hash.iter().take(held.min(n)) {
             chosen[i] = true;

@@ -361,17 +361,12 @@ impl FinetuneConfig {
     }
 
     pub fn resolve(self) -> Result<Self> {
-        self.train.validate()?;
-        self.optimizer.validate()?;
-        if !(self.epochs.is_finite() && self.epochs > 0.0) && self.train.max_steps.is_none() {
-            return Err(TrainError::config(
-                "epochs",
-                format!("must be > 0, got {}", self.epochs),
-            ));
-        }
-        if self.eval_batch_size == 0 {
-            return Err(TrainError::config("eval_batch_size", "must be at least 1"));
-        }
+        check_epoch_loop(
+            &self.train,
+            &self.optimizer,
+            self.epochs,
+            self.eval_batch_size,
+        )?;
         if let Init::Scratch(size) = &self.init {
             BertHashConfig::preset(size)?;
         }
@@ -457,6 +452,27 @@ pub fn steps_for(train: &TrainConfig, epochs: f64, micro_per_epoch: u64) -> u64 
         .max_steps
         .unwrap_or_else(|| (epochs * steps_per_epoch as f64).ceil() as u64)
         .max(1)
+}
+
+/// The checks of a loop that counts epochs and evaluates in batches (fine-tuning, embeddings).
+fn check_epoch_loop(
+    train: &TrainConfig,
+    optimizer: &OptimizerConfig,
+    epochs: f64,
+    eval_batch_size: usize,
+) -> Result<()> {
+    train.validate()?;
+    optimizer.validate()?;
+    if !(epochs.is_finite() && epochs > 0.0) && train.max_steps.is_none() {
+        return Err(TrainError::config(
+            "epochs",
+            format!("must be > 0, got {epochs}"),
+        ));
+    }
+    if eval_batch_size == 0 {
+        return Err(TrainError::config("eval_batch_size", "must be at least 1"));
+    }
+    Ok(())
 }
 
 /// Refuses a model the inputs do not fit: sequences longer than its positions, a tokenizer with
@@ -591,17 +607,12 @@ impl EmbeddingsConfig {
     /// Checks the values and settles the dev split: `data.dev` is cleared (logged) when its file
     /// is absent, so the saved config says which pairs were evaluated.
     pub fn resolve(mut self) -> Result<Self> {
-        self.train.validate()?;
-        self.optimizer.validate()?;
-        if !(self.epochs.is_finite() && self.epochs > 0.0) && self.train.max_steps.is_none() {
-            return Err(TrainError::config(
-                "epochs",
-                format!("must be > 0, got {}", self.epochs),
-            ));
-        }
-        if self.eval_batch_size == 0 {
-            return Err(TrainError::config("eval_batch_size", "must be at least 1"));
-        }
+        check_epoch_loop(
+            &self.train,
+            &self.optimizer,
+            self.epochs,
+            self.eval_batch_size,
+        )?;
         if self.train.dump_batches.is_some() {
             return Err(TrainError::config(
                 "train.dump_batches",
@@ -622,13 +633,11 @@ impl EmbeddingsConfig {
                 format!("must be in (0, 1), got {}", data.held_out_fraction),
             ));
         }
-        if self.loss.needs_scores() && data.score.is_none() {
+        // Evaluation ranks pairs by their gold score (the scored losses train on it too).
+        if data.score.is_none() {
             return Err(TrainError::config(
                 "data.score",
-                format!(
-                    "the {:?} loss trains on scored pairs: name the score column",
-                    self.loss
-                ),
+                "evaluation ranks pairs by their gold score: name the score column",
             ));
         }
         if let Some(dev) = data.dev.as_deref() {
@@ -641,12 +650,6 @@ impl EmbeddingsConfig {
                 );
                 data.dev = None;
             }
-        }
-        if data.dev.is_none() && data.score.is_none() {
-            return Err(TrainError::config(
-                "data.score",
-                "evaluation ranks pairs by their gold score: name the score column",
-            ));
         }
         Ok(self)
     }

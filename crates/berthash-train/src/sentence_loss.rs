@@ -40,11 +40,6 @@ fn default_scale() -> f64 {
 }
 
 impl SentenceLoss {
-    /// Whether the loss needs a gold score for each pair.
-    pub fn needs_scores(self) -> bool {
-        !matches!(self, SentenceLoss::MultipleNegativesRanking { .. })
-    }
-
     /// The loss of a batch: embeddings `a`, `b` `[n, dim]` and, for the scored losses, the gold
     /// scores `[n]` in [0, 1].
     pub fn loss<B: Kernels>(

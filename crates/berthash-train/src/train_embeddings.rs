@@ -128,20 +128,14 @@ fn read_data(config: &EmbeddingsConfig) -> Result<(Pairs, Pairs)> {
         Some(dev) => (train, read_pairs(&config.data_dir.join(dev), columns)?),
         None => train.hold_out(data.held_out_fraction, data.held_out_seed),
     };
-    if dev.scores.is_none() {
+    if train.is_empty() {
         return Err(TrainError::config(
-            "data.score",
-            "evaluation ranks pairs by their gold score: name the score column",
+            "data.train",
+            format!(
+                "{}: one pair, none left to train on once one is held out",
+                data.train
+            ),
         ));
-    }
-    if config.loss.needs_scores() {
-        // A pair the loss needs as a contrast: with one pair a batch ranks nothing.
-        if train.len() < 2 {
-            return Err(TrainError::config(
-                "data.train",
-                format!("{}: needs at least 2 pairs", data.train),
-            ));
-        }
     }
     Ok((train, dev))
 }

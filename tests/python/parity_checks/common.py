@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import re
 import shutil
 import subprocess
 import time
@@ -102,6 +103,21 @@ class Report:
             cells[4] = f"**{cells[4]}**" if cells[4] == FAIL else cells[4]
             out.append("| " + " | ".join(cells) + " |")
         return "\n".join(out)
+
+
+BENCHMARKS = REPO_ROOT / "docs" / "benchmarks.md"
+
+
+def write_benchmarks_section(heading, body):
+    """Replaces the section of docs/benchmarks.md under `heading` (up to the next `## `) with
+    `body`, or appends it."""
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body + "\n", text)
+    else:
+        text = text.rstrip("\n") + "\n\n" + body
+    BENCHMARKS.write_text(text)
 
 
 class BerthashError(RuntimeError):

@@ -18,13 +18,12 @@ size, learning rate, schedule (linear, no warm-up, weight decay 0, clip 1.0), ep
 import datetime
 import json
 import os
-import re
 import statistics
 import time
 
 import torch
 
-from .common import REPO_ROOT
+from .common import write_benchmarks_section
 from . import glue
 
 NAME = "embedding_training"
@@ -165,11 +164,4 @@ def write_benchmarks(seeds, ours, theirs, diff, se, n_train, n_dev, note, times)
         "|---|---|---|---|---|---|",
         f"| {n_train} / {n_dev} | {seeds[0]}-{seeds[-1]} | {m1:.2f} ± {s1:.2f} ({per(ours)}) | {m2:.2f} ± {s2:.2f} "
         f"({per(theirs)}) | {diff:+.2f} ± {se:.2f} | {times[0]:.0f} s / {times[1]:.0f} s |", ""])
-    path = glue.BENCHMARKS
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    path.write_text(text)
+    write_benchmarks_section(HEADING, body)

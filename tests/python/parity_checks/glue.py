@@ -42,7 +42,6 @@ import csv
 import datetime
 import json
 import os
-import re
 import shutil
 import statistics
 import time
@@ -50,7 +49,7 @@ from pathlib import Path
 
 import torch
 
-from .common import REPO_ROOT, quiet_load, stage_code
+from .common import REPO_ROOT, quiet_load, stage_code, write_benchmarks_section
 from . import training
 
 NAME = "glue"
@@ -70,7 +69,6 @@ LONG_SEEDS = 8
 # mean loss dropout adds, and the mean gradient norm, may differ by DROPOUT_Z standard errors.
 DROPOUT_STEPS = 1000
 DROPOUT_Z = 4.0
-BENCHMARKS = REPO_ROOT / "docs" / "benchmarks.md"
 BENCH_HEADING = "## Fine-tuning parity"
 
 
@@ -338,14 +336,7 @@ def write_benchmarks(rows, mode, checkpoint_note):
              "time, all seeds (berthash / PyTorch) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     lines += rows
-    body = "\n".join(lines) + "\n"
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(BENCH_HEADING)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: body + "\n", text)
-    else:
-        text = text.rstrip("\n") + "\n\n" + body
-    BENCHMARKS.write_text(text)
+    write_benchmarks_section(BENCH_HEADING, "\n".join(lines) + "\n")
 
 
 def run(ctx, report):

@@ -23,7 +23,6 @@ table must stay as it was (PyTorch's `padding_idx` gives it no gradient).
 """
 
 import json
-import os
 import time
 from pathlib import Path
 
