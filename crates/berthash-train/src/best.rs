@@ -1,6 +1,8 @@
 //! The best evaluation of a run: which metric decides, in which direction, and the one rule
 //! for "better".
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// Whether a metric improves upwards (accuracy) or downwards (loss).
@@ -47,6 +49,19 @@ impl Criterion {
     /// Whether a larger value is better.
     pub fn greater_is_better(&self) -> bool {
         self.goal == Goal::Maximize
+    }
+
+    /// `eval_results.json`: the best model's `metrics`, with this rule and the step it chose.
+    pub fn results_json(
+        &self,
+        metrics: &BTreeMap<String, f64>,
+        best: Option<&BestEval>,
+    ) -> serde_json::Value {
+        let mut json = serde_json::json!(metrics);
+        json["metric_for_best_model"] = serde_json::json!(self.metric);
+        json["greater_is_better"] = serde_json::json!(self.greater_is_better());
+        json["best_step"] = serde_json::json!(best.map(|b| b.step));
+        json
     }
 
     /// Records `value` at `step` in `best` when it is finite and strictly better than the best so

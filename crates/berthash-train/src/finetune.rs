@@ -19,7 +19,6 @@ use berthash_model::{
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 
-use crate::best::Criterion;
 use crate::config::{FinetuneConfig, Init};
 use crate::epoch_order::EpochOrder;
 use crate::error::{Result, TrainError};
@@ -101,7 +100,9 @@ fn write_results<B: TrainBackend>(
     let (results, predictions) = evaluate_splits(&model, config, dev, device);
     write_json(
         &run.dir.eval_results(),
-        &best.results(run, &config.criterion()?, results),
+        &config
+            .criterion()?
+            .results_json(&results, run.trainer.state.best_eval.as_ref()),
     )?;
     write_predictions(&run.dir.predictions(), &run.model_config, &predictions)?;
     if config.do_predict {
@@ -251,21 +252,6 @@ impl<B: Backend> BestModel<B> {
         self.save(&model)?;
         self.model = Some(model);
         Ok(())
-    }
-
-    /// `eval_results.json`: the best model's `results`, with the rule that chose it.
-    fn results<A: TrainBackend<InnerBackend = B>>(
-        &self,
-        run: &Run<A, Classifier<A>>,
-        criterion: &Criterion,
-        results: BTreeMap<String, f64>,
-    ) -> serde_json::Value {
-        let mut json = serde_json::json!(results);
-        let best = run.trainer.state.best_eval.as_ref();
-        json["metric_for_best_model"] = serde_json::json!(criterion.metric);
-        json["greater_is_better"] = serde_json::json!(criterion.greater_is_better());
-        json["best_step"] = serde_json::json!(best.map(|b| b.step));
-        json
     }
 
     /// Writes `best/`: the model and the run's tokenizer files.

@@ -39,6 +39,10 @@ type Encoder<B> = BertHashModel<B>;
 /// The metric that picks the best model.
 pub const SPEARMAN: &str = "eval_spearman_cosine";
 
+fn criterion() -> Criterion {
+    Criterion::new(SPEARMAN, Goal::Maximize)
+}
+
 /// Trains the encoder of `config.model` on `config.data` into `run_dir`.
 pub fn train_embeddings<B: TrainBackend>(
     config: EmbeddingsConfig,
@@ -70,7 +74,7 @@ pub fn train_embeddings<B: TrainBackend>(
         mode,
         config: &config,
         model: model_config.clone(),
-        criterion: Criterion::new(SPEARMAN, Goal::Maximize),
+        criterion: criterion(),
         micro_per_epoch: Some(order.micro_per_epoch()),
         checkpoint_at_eval: true,
         patience: None,
@@ -96,9 +100,9 @@ pub fn train_embeddings<B: TrainBackend>(
         run.checkpoint_if_due()?;
     }
     let final_eval = eval.run(&mut run)?;
+    let results = criterion().results_json(&eval.best, run.trainer.state.best_eval.as_ref());
     let dir = run.dir.clone();
     let pooler = run.trainer.model.pooler.is_some();
-    let best = run.trainer.state.best_eval.clone();
     let summary = run.finish(final_eval, BTreeMap::new())?;
     sentence_transformers::write(
         &summary.model_dir,
@@ -106,10 +110,6 @@ pub fn train_embeddings<B: TrainBackend>(
         pooler,
         &sentence,
     )?;
-    let mut results = serde_json::json!(eval.best);
-    results["metric_for_best_model"] = serde_json::json!(SPEARMAN);
-    results["greater_is_better"] = serde_json::json!(true);
-    results["best_step"] = serde_json::json!(best.map(|b| b.step));
     write_json(&dir.eval_results(), &results)?;
     Ok(summary)
 }
