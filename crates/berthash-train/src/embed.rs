@@ -145,14 +145,18 @@ impl Embeddings {
 
     /// Cosine similarity of rows `i` and `j` (0 when either is the zero vector).
     pub fn cosine(&self, i: usize, j: usize) -> f32 {
-        let (a, b) = (self.row(i), self.row(j));
-        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let norm = l2(a) * l2(b);
-        if norm > 0.0 {
-            dot / norm
-        } else {
-            0.0
-        }
+        cosine(self.row(i), self.row(j))
+    }
+}
+
+/// The cosine similarity of two vectors (0 when either is the zero vector).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = l2(a) * l2(b);
+    if norm > 0.0 {
+        dot / norm
+    } else {
+        0.0
     }
 }
 

@@ -22,7 +22,7 @@ use burn::prelude::*;
 
 use crate::best::{Criterion, Goal};
 use crate::config::{steps_for, EmbeddingsConfig};
-use crate::embed::{encode_texts, pool, EmbedOptions, Embedder, Embeddings};
+use crate::embed::{cosine, encode_texts, pool, EmbedOptions, Embedder, Embeddings};
 use crate::epoch_order::EpochOrder;
 use crate::error::{Result, TrainError};
 use crate::log::{read_metrics, Record, Summary};
@@ -306,14 +306,7 @@ impl<'a> Evaluation<'a> {
 /// Pearson and Spearman correlation of the pairs' cosine similarity with the gold scores.
 pub fn similarity_metrics(a: &Embeddings, b: &Embeddings, gold: &[f32]) -> BTreeMap<String, f64> {
     let cosines: Vec<f64> = (0..a.len())
-        .map(|i| {
-            let (x, y) = (a.row(i), b.row(i));
-            let dot: f32 = x.iter().zip(y).map(|(p, q)| p * q).sum();
-            let norm = (x.iter().map(|v| v * v).sum::<f32>()
-                * y.iter().map(|v| v * v).sum::<f32>())
-            .sqrt();
-            f64::from(if norm > 0.0 { dot / norm } else { 0.0 })
-        })
+        .map(|i| f64::from(cosine(a.row(i), b.row(i))))
         .collect();
     let gold: Vec<f64> = gold.iter().map(|&g| f64::from(g)).collect();
     BTreeMap::from([
