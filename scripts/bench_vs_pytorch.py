@@ -104,6 +104,22 @@ def load_avg():
         return (float("nan"),) * 3
 
 
+def timed(run, read, steps, warmup, sync_every, tokens):
+    """Tokens/s of each repetition of `sync_every` calls of `run` after `warmup` untimed ones;
+    `read` takes each repetition's results to the host inside its timing. Returns the rates and
+    the last read."""
+    if warmup:
+        read([run() for _ in range(warmup)])
+    rates, last, done = [], None, 0
+    while done < steps:
+        n = min(sync_every, steps - done)
+        start = time.perf_counter()
+        last = read([run() for _ in range(n)])
+        rates.append(n * tokens / (time.perf_counter() - start))
+        done += n
+    return rates, last
+
+
 def cpu_info():
     """The CPU, from lscpu (falling back to /proc/cpuinfo): model name, sockets, cores per socket,
     threads per core, logical CPUs, and whether avx512f is among the flags."""
@@ -311,10 +327,6 @@ class TorchSide:
         self.i += 1
         return {k: v.to(self.device, non_blocking=True) for k, v in b.items()}
 
-    def sync(self):
-        if self.device.type == "cuda":
-            self.torch.cuda.synchronize()
-
     def step(self, loss_kind):
         torch = self.torch
         b = self._batch()
@@ -339,19 +351,9 @@ class TorchSide:
         run = self.infer if phase == "infer" else (lambda: self.step(loss_kind))
         was_training = self.model.training
         self.model.train(phase == "train")
-        for _ in range(warmup):
-            run()
-        self.sync()
-        rates = []
-        done = 0
-        last = None
-        while done < steps:
-            n = min(sync_every, steps - done)
-            start = time.perf_counter()
-            values = [run() for _ in range(n)]
-            last = float(self.torch.stack(values).mean())  # the host read, every n steps
-            rates.append(n * self.tokens / (time.perf_counter() - start))
-            done += n
+        # The host read of each repetition's values (which also waits for a GPU).
+        read = lambda values: float(self.torch.stack(values).mean())  # noqa: E731
+        rates, last = timed(run, read, steps, warmup, sync_every, self.tokens)
         self.model.train(was_training)
         return statistics.median(rates), last, rates
 
@@ -453,17 +455,7 @@ class OrtSide:
 
     def measure(self, steps, warmup, sync_every):
         """Median tokens/s over repetitions of `sync_every` runs (each run returns to the host)."""
-        for _ in range(warmup):
-            self.run()
-        rates = []
-        done = 0
-        while done < steps:
-            n = min(sync_every, steps - done)
-            start = time.perf_counter()
-            for _ in range(n):
-                self.run()
-            rates.append(n * self.tokens / (time.perf_counter() - start))
-            done += n
+        rates, _ = timed(self.run, lambda values: None, steps, warmup, sync_every, self.tokens)
         return statistics.median(rates), rates
 
     def describe(self):
