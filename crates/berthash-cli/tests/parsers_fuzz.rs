@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use berthash_data::glue::{hf_parquet, tsv};
 use berthash_data::rng::SplitMix64;
-use berthash_data::{builtin_task, CorpusConfig, CorpusSource, CorpusStream, OnBadInput};
+use berthash_data::{
+    builtin_task, CorpusConfig, CorpusSource, CorpusStream, FileOrder, OnBadInput,
+};
 use berthash_model::inputs::InputBatch;
 use berthash_model::weights::TensorFile;
 use berthash_model::BertHashConfig;
@@ -181,16 +183,22 @@ fn tsv_and_parquet_readers_never_panic() {
     let file = "tests/fixtures/fuzz/corpus.parquet";
     fuzz(file, &seed(file), |bytes| {
         with_file(dir.path(), "corpus.parquet", bytes, |path| {
-            for on_bad_input in [OnBadInput::Error, OnBadInput::Skip] {
+            let orders = [FileOrder::Sequential, FileOrder::Interleaved];
+            for (on_bad_input, file_order) in [OnBadInput::Error, OnBadInput::Skip]
+                .into_iter()
+                .flat_map(|bad| orders.map(|order| (bad, order)))
+            {
                 let config = CorpusConfig {
                     on_bad_input,
+                    file_order,
                     ..CorpusConfig::new(vec![CorpusSource::new(&[&path.to_string_lossy()])])
                 };
-                let Ok(files) = config.resolve() else {
+                // Interleaved reading opens the footer to weigh the file: a parser too.
+                let Ok(lanes) = config.resolve().and_then(|files| config.lanes(&files)) else {
                     continue;
                 };
                 let stream =
-                    CorpusStream::new(&config, &files, &[Default::default()], Default::default());
+                    CorpusStream::new(&config, &lanes, &[Default::default()], Default::default());
                 for doc in stream {
                     if doc.is_err() {
                         break;

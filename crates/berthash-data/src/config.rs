@@ -136,6 +136,10 @@ impl PretrainStreamConfig {
                 h.write(name.to_string_lossy().as_bytes());
             }
         }
+        // Sequential reading adds nothing, so positions saved before the choice existed resume.
+        if self.corpus.file_order == crate::corpus::FileOrder::Interleaved {
+            h.write(b"file_order=interleaved");
+        }
         for v in [
             self.max_length as u64,
             self.shuffle_buffer as u64,

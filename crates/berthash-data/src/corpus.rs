@@ -69,9 +69,39 @@ pub struct CorpusConfig {
     /// `skip` skips it, counts it (see [`SkipCounter`]) and logs a warning.
     #[serde(default)]
     pub on_bad_input: OnBadInput,
-    /// Rows decoded per parquet read; bounds the text held in memory per source.
+    /// Rows decoded per parquet read; bounds the text held in memory per lane.
     #[serde(default = "default_read_batch_rows")]
     pub read_batch_rows: usize,
+    /// How each source's files are read: one after another (`sequential`, the default) or side
+    /// by side (`interleaved`).
+    #[serde(default)]
+    pub file_order: FileOrder,
+}
+
+/// The order in which the files of a source are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileOrder {
+    /// One file after another, in the listed order.
+    #[default]
+    Sequential,
+    /// All files at once, each giving a share of the documents in proportion to its rows (from
+    /// the parquet footers), so every stretch of a pass draws on every file. Shards of different
+    /// kinds (books, then Wikipedia) are then mixed throughout the pass, as a global shuffle
+    /// would mix them; the shuffle window alone mixes only neighbouring rows.
+    Interleaved,
+}
+
+/// One document stream of the mix: a whole source (`sequential`) or one file of it
+/// (`interleaved`). Stream positions hold one cursor per lane.
+#[derive(Debug, Clone)]
+pub struct Lane {
+    /// Index of the source in [`CorpusConfig::sources`].
+    pub source: usize,
+    pub files: Arc<Vec<PathBuf>>,
+    pub text_column: String,
+    /// Share of documents relative to the other lanes.
+    pub weight: f64,
 }
 
 fn default_read_batch_rows() -> usize {
@@ -84,6 +114,7 @@ impl CorpusConfig {
             sources,
             on_bad_input: OnBadInput::Error,
             read_batch_rows: default_read_batch_rows(),
+            file_order: FileOrder::default(),
         }
     }
 
@@ -122,6 +153,46 @@ impl CorpusConfig {
             .map(|s| resolve_paths(&s.paths_or_globs).map(Arc::new))
             .collect()
     }
+
+    /// The lanes of the mix, from the files [`CorpusConfig::resolve`] gave. Interleaved lanes
+    /// read the row counts of the footers; a file whose footer cannot be read is an error, or
+    /// under `skip` a lane of one row that is skipped when it is opened.
+    pub fn lanes(&self, files: &[Arc<Vec<PathBuf>>]) -> Result<Vec<Lane>> {
+        let mut lanes = Vec::new();
+        for (i, (source, files)) in self.sources.iter().zip(files).enumerate() {
+            let weight = f64::from(source.weight);
+            let lane = |files: Vec<PathBuf>, weight: f64| Lane {
+                source: i,
+                files: Arc::new(files),
+                text_column: source.text_column.clone(),
+                weight,
+            };
+            match self.file_order {
+                FileOrder::Sequential => lanes.push(lane(files.to_vec(), weight)),
+                FileOrder::Interleaved => {
+                    let rows = files
+                        .iter()
+                        .map(|path| match file_rows(path, &source.text_column) {
+                            Ok(n) => Ok(n.max(1) as f64),
+                            Err(_) if self.on_bad_input == OnBadInput::Skip => Ok(1.0),
+                            Err(e) => Err(e),
+                        })
+                        .collect::<Result<Vec<f64>>>()?;
+                    let total: f64 = rows.iter().sum();
+                    for (path, n) in files.iter().zip(rows) {
+                        lanes.push(lane(vec![path.clone()], weight * n / total));
+                    }
+                }
+            }
+        }
+        Ok(lanes)
+    }
+}
+
+/// Rows of a parquet file, from its footer; the file is checked as a reader would check it.
+fn file_rows(path: &Path, column: &str) -> Result<usize> {
+    let (builder, _) = open_parquet(path, column)?;
+    Ok(row_group_rows(path, &builder)?.iter().sum())
 }
 
 /// Expands paths, directories and glob patterns into a file list, in the given
@@ -185,8 +256,8 @@ pub struct SourceCursor {
 /// One document of the mixed stream.
 #[derive(Debug, Clone)]
 pub struct Document {
-    /// Index of the source it came from.
-    pub source: usize,
+    /// Index of the lane it came from.
+    pub lane: usize,
     pub text: String,
     /// The source's cursor after this document.
     pub after: SourceCursor,
@@ -355,9 +426,9 @@ pub(crate) fn cursor_at_row(
     })
 }
 
-/// Reads one source document by document from a cursor.
+/// Reads the files of one lane document by document from a cursor.
 pub struct SourceReader {
-    source: usize,
+    lane: usize,
     files: Arc<Vec<PathBuf>>,
     column: String,
     batch_rows: usize,
@@ -368,8 +439,9 @@ pub struct SourceReader {
 }
 
 impl SourceReader {
+    /// A reader of `files`, whose documents carry the lane index `lane`.
     pub fn new(
-        source: usize,
+        lane: usize,
         files: Arc<Vec<PathBuf>>,
         column: &str,
         config: &CorpusConfig,
@@ -377,7 +449,7 @@ impl SourceReader {
         skips: Arc<SkipCounter>,
     ) -> Self {
         SourceReader {
-            source,
+            lane,
             files,
             column: column.to_string(),
             batch_rows: config.read_batch_rows,
@@ -546,7 +618,7 @@ impl SourceReader {
                     self.cursor.docs_read += 1;
                     self.advance();
                     return Ok(Some(Document {
-                        source: self.source,
+                        lane: self.lane,
                         text,
                         after: self.cursor,
                     }));
@@ -560,11 +632,11 @@ impl SourceReader {
     }
 }
 
-/// Several sources mixed by weight into one document stream.
+/// Several lanes mixed by weight into one document stream.
 ///
-/// The next document comes from the unfinished source with the smallest
+/// The next document comes from the unfinished lane with the smallest
 /// `(docs_read + 1) / weight` (ties: lowest index), so the mix depends only on
-/// the cursors, never on timing. An epoch ends when every source is finished.
+/// the cursors, never on timing. An epoch ends when every lane is finished.
 pub struct CorpusStream {
     readers: Vec<SourceReader>,
     weights: Vec<f64>,
@@ -572,31 +644,36 @@ pub struct CorpusStream {
 }
 
 impl CorpusStream {
-    /// Opens every source at its cursor (`start[i]` for source `i`).
+    /// Opens every lane at its cursor (`start[i]` for lane `i`).
     pub fn new(
         config: &CorpusConfig,
-        files: &[Arc<Vec<PathBuf>>],
+        lanes: &[Lane],
         start: &[SourceCursor],
         skips: Arc<SkipCounter>,
     ) -> Self {
-        let readers = config
-            .sources
+        let readers = lanes
             .iter()
-            .zip(files)
             .zip(start)
             .enumerate()
-            .map(|(i, ((s, f), c))| {
-                SourceReader::new(i, f.clone(), &s.text_column, config, *c, skips.clone())
+            .map(|(i, (lane, c))| {
+                SourceReader::new(
+                    i,
+                    lane.files.clone(),
+                    &lane.text_column,
+                    config,
+                    *c,
+                    skips.clone(),
+                )
             })
             .collect();
         CorpusStream {
             readers,
-            weights: config.sources.iter().map(|s| f64::from(s.weight)).collect(),
-            finished: vec![false; config.sources.len()],
+            weights: lanes.iter().map(|l| l.weight).collect(),
+            finished: vec![false; lanes.len()],
         }
     }
 
-    /// The next document, `None` when every source is finished.
+    /// The next document, `None` when every lane is finished.
     pub fn next_doc(&mut self) -> Result<Option<Document>> {
         loop {
             let pick = (0..self.readers.len())

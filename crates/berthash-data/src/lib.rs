@@ -33,7 +33,8 @@ pub mod tokenize;
 
 pub use config::PretrainStreamConfig;
 pub use corpus::{
-    CorpusConfig, CorpusSource, CorpusStream, Document, SkipCounter, SourceCursor, SourceReader,
+    CorpusConfig, CorpusSource, CorpusStream, Document, FileOrder, Lane, SkipCounter, SourceCursor,
+    SourceReader,
 };
 pub use error::{DataError, OnBadInput, Result};
 pub use glue::{

@@ -17,7 +17,6 @@
 //! the prefetch threads had read ahead.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -26,7 +25,7 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PretrainStreamConfig;
-use crate::corpus::{cursor_at_row, CorpusStream, SkipCounter, SourceCursor, SourceReader};
+use crate::corpus::{cursor_at_row, CorpusStream, Lane, SkipCounter, SourceCursor, SourceReader};
 use crate::error::{DataError, Result};
 use crate::mlm::{Masker, MlmBatch};
 use crate::pack::{PackMode, PackedRows};
@@ -48,7 +47,8 @@ pub struct StreamPosition {
     pub epoch: u64,
     /// Index of the current shuffle window within the epoch.
     pub window: u64,
-    /// Source cursors at the first document of that window.
+    /// Lane cursors at the first document of that window (one per source, or per file when
+    /// files are interleaved).
     pub sources: Vec<SourceCursor>,
     /// Rows of that window already delivered.
     pub offset: usize,
@@ -67,7 +67,7 @@ enum DocMsg {
 }
 
 struct TokDoc {
-    source: usize,
+    lane: usize,
     ids: Vec<u32>,
     after: SourceCursor,
 }
@@ -101,7 +101,7 @@ pub struct PretrainLoader {
 struct Plan {
     config: PretrainStreamConfig,
     tokenizer: TokenizerHandle,
-    files: Vec<Arc<Vec<PathBuf>>>,
+    lanes: Vec<Lane>,
     /// Cursors at the start of every epoch (after the held-out documents).
     epoch_start: Vec<SourceCursor>,
     fingerprint: String,
@@ -111,15 +111,18 @@ impl Plan {
     fn new(config: &PretrainStreamConfig, tokenizer: TokenizerHandle) -> Result<Self> {
         config.validate()?;
         let files = config.corpus.resolve()?;
-        let epoch_start = config
-            .corpus
-            .sources
+        let lanes = config.corpus.lanes(&files)?;
+        // The held-out documents open the first file of each source: its first lane.
+        let epoch_start = lanes
             .iter()
-            .zip(&files)
-            .map(|(s, f)| {
+            .enumerate()
+            .map(|(i, lane)| {
+                if i > 0 && lanes[i - 1].source == lane.source {
+                    return Ok(SourceCursor::default());
+                }
                 cursor_at_row(
-                    f,
-                    &s.text_column,
+                    &lane.files,
+                    &lane.text_column,
                     config.eval_documents,
                     config.corpus.on_bad_input,
                 )
@@ -129,7 +132,7 @@ impl Plan {
         Ok(Plan {
             config: config.clone(),
             tokenizer,
-            files,
+            lanes,
             epoch_start,
             fingerprint,
         })
@@ -150,18 +153,18 @@ impl Plan {
         if pos.fingerprint != self.fingerprint {
             return Err(DataError::Position {
                 message: format!(
-                    "saved for configuration {}, this one is {} (files, text columns, weights, \
+                    "saved for configuration {}, this one is {} (files, file order, text columns, weights, \
                      max_length, pack mode, shuffle, seed, eval_documents or vocabulary changed)",
                     pos.fingerprint, self.fingerprint
                 ),
             });
         }
-        if pos.sources.len() != self.files.len() {
+        if pos.sources.len() != self.lanes.len() {
             return Err(DataError::Position {
                 message: format!(
-                    "{} source cursors for {} sources",
+                    "{} cursors for {} lanes",
                     pos.sources.len(),
-                    self.files.len()
+                    self.lanes.len()
                 ),
             });
         }
@@ -175,10 +178,10 @@ impl Plan {
                 });
             }
         }
-        for (i, (c, f)) in pos.sources.iter().zip(&self.files).enumerate() {
-            if c.file > f.len() {
+        for (i, (c, lane)) in pos.sources.iter().zip(&self.lanes).enumerate() {
+            if c.file > lane.files.len() {
                 return Err(DataError::Position {
-                    message: format!("source {i}: file {} of {}", c.file, f.len()),
+                    message: format!("lane {i}: file {} of {}", c.file, lane.files.len()),
                 });
             }
         }
@@ -335,11 +338,11 @@ impl PretrainLoader {
         let plan = Plan::new(config, tokenizer.clone())?;
         let skips = Arc::new(SkipCounter::default());
         let mut texts = Vec::new();
-        for (i, (source, files)) in config.corpus.sources.iter().zip(&plan.files).enumerate() {
+        for (i, lane) in plan.lanes.iter().enumerate() {
             let mut reader = SourceReader::new(
                 i,
-                files.clone(),
-                &source.text_column,
+                lane.files.clone(),
+                &lane.text_column,
                 &config.corpus,
                 SourceCursor::default(),
                 skips.clone(),
@@ -432,7 +435,7 @@ fn read_documents(
     let mut cursors = start.sources.clone();
     loop {
         let mut stream =
-            CorpusStream::new(&plan.config.corpus, &plan.files, &cursors, skips.clone());
+            CorpusStream::new(&plan.config.corpus, &plan.lanes, &cursors, skips.clone());
         let whole_pass = cursors == plan.epoch_start;
         let (mut chunk, mut bytes, mut docs) = (Vec::new(), 0, 0usize);
         loop {
@@ -443,7 +446,7 @@ fn read_documents(
                 Ok(Some(doc)) => {
                     docs += 1;
                     bytes += doc.text.len();
-                    chunk.push((doc.source, doc.text, doc.after));
+                    chunk.push((doc.lane, doc.text, doc.after));
                     if bytes >= CHUNK_BYTES || chunk.len() >= CHUNK_DOCS {
                         bytes = 0;
                         if tx.send(DocMsg::Docs(std::mem::take(&mut chunk))).is_err() {
@@ -459,7 +462,7 @@ fn read_documents(
             }
         }
         if whole_pass && docs == 0 {
-            let files = plan.files.iter().map(|f| f.len()).sum();
+            let files = plan.lanes.iter().map(|l| l.files.len()).sum();
             let empty = skips.empty();
             let _ = tx.send(DocMsg::Err(DataError::NoText { files, empty }));
             return;
@@ -498,8 +501,8 @@ fn tokenize_documents(
                     Ok(ids) => TokMsg::Docs(
                         docs.iter()
                             .zip(ids)
-                            .map(|((source, _, after), ids)| TokDoc {
-                                source: *source,
+                            .map(|((lane, _, after), ids)| TokDoc {
+                                lane: *lane,
                                 ids,
                                 after: *after,
                             })
@@ -612,7 +615,7 @@ impl<'a> Assembler<'a> {
             match self.next_event()? {
                 Event::Doc(doc) => {
                     rows.push_document(&doc.ids);
-                    self.cursors[doc.source] = doc.after;
+                    self.cursors[doc.lane] = doc.after;
                 }
                 Event::EpochEnd => break WindowEnd::Epoch,
                 Event::End => break WindowEnd::Stream,

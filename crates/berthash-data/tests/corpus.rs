@@ -8,16 +8,16 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, LargeStringArray, RecordBatch, StringArray};
 use berthash_data::corpus::resolve_paths;
 use berthash_data::{
-    CorpusConfig, CorpusSource, CorpusStream, DataError, OnBadInput, SkipCounter, SourceCursor,
-    SourceReader,
+    CorpusConfig, CorpusSource, CorpusStream, DataError, FileOrder, OnBadInput, SkipCounter,
+    SourceCursor, SourceReader,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
 
 fn read_all(cfg: &CorpusConfig, start: &[SourceCursor]) -> Result<Vec<(usize, String)>, DataError> {
-    let files = cfg.resolve()?;
-    CorpusStream::new(cfg, &files, start, Arc::default())
-        .map(|d| d.map(|d| (d.source, d.text)))
+    let lanes = cfg.lanes(&cfg.resolve()?)?;
+    CorpusStream::new(cfg, &lanes, start, Arc::default())
+        .map(|d| d.map(|d| (lanes[d.lane].source, d.text)))
         .collect()
 }
 
@@ -162,6 +162,59 @@ fn sources_mix_by_weight_deterministically() {
 }
 
 #[test]
+fn interleaved_files_mix_in_proportion_to_their_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a.parquet"), dir.path().join("b.parquet"));
+    write_parquet(&a, vec![("text", texts("a", 10))], 4);
+    write_parquet(&b, vec![("text", texts("b", 30))], 7);
+    let pattern = format!("{}/*.parquet", dir.path().display());
+    let sequential = CorpusConfig::new(vec![CorpusSource::new(&[&pattern])]);
+    let interleaved = CorpusConfig {
+        file_order: FileOrder::Interleaved,
+        ..sequential.clone()
+    };
+    let lanes = interleaved.lanes(&interleaved.resolve().unwrap()).unwrap();
+    assert_eq!(lanes.len(), 2);
+    assert_eq!((lanes[0].weight, lanes[1].weight), (0.25, 0.75));
+
+    let seq = read_all(&sequential, &[SourceCursor::default()]).unwrap();
+    let mixed = read_all(&interleaved, &[SourceCursor::default(); 2]).unwrap();
+    // The same documents, each file in its own order, the files side by side: one `a` in every
+    // four documents, from the first four to the last.
+    let sorted = |docs: &[(usize, String)]| {
+        let mut t: Vec<String> = docs.iter().map(|d| d.1.clone()).collect();
+        t.sort();
+        t
+    };
+    assert_eq!(sorted(&mixed), sorted(&seq));
+    let from_a: Vec<usize> = mixed
+        .iter()
+        .enumerate()
+        .filter(|(_, d)| d.1.starts_with('a'))
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(from_a.len(), 10);
+    assert!(from_a.windows(2).all(|w| w[1] - w[0] == 4), "{from_a:?}");
+    let a_texts: Vec<&str> = from_a.iter().map(|&i| mixed[i].1.as_str()).collect();
+    assert_eq!(a_texts, (0..10).map(|i| format!("a {i}")).collect::<Vec<_>>());
+    assert_eq!(read_all(&interleaved, &[SourceCursor::default(); 2]).unwrap(), mixed);
+
+    // An unreadable file is an error when the lanes are planned, or a one-row lane under `skip`.
+    std::fs::write(dir.path().join("c.parquet"), b"not parquet").unwrap();
+    let err = interleaved
+        .lanes(&interleaved.resolve().unwrap())
+        .unwrap_err();
+    assert!(err.to_string().contains("c.parquet"), "{err}");
+    let skipping = CorpusConfig {
+        on_bad_input: OnBadInput::Skip,
+        ..interleaved
+    };
+    let lanes = skipping.lanes(&skipping.resolve().unwrap()).unwrap();
+    assert_eq!(lanes[2].weight, 1.0 / 41.0);
+    assert_eq!(read_all(&skipping, &[SourceCursor::default(); 3]).unwrap().len(), 40);
+}
+
+#[test]
 fn large_string_columns_and_other_text_columns_work() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("large.parquet");
@@ -257,11 +310,12 @@ fn bad_input_is_a_clear_error_naming_the_file() {
         "{e}"
     );
     // Null and blank rows are data, not errors: skipped and counted.
-    let files = one_file(&f[6]).resolve().unwrap();
+    let cfg = one_file(&f[6]);
+    let lanes = cfg.lanes(&cfg.resolve().unwrap()).unwrap();
     let skips = Arc::new(SkipCounter::default());
     let docs: Vec<String> = CorpusStream::new(
-        &one_file(&f[6]),
-        &files,
+        &cfg,
+        &lanes,
         &[SourceCursor::default()],
         skips.clone(),
     )
@@ -299,8 +353,9 @@ fn skipping_bad_input_is_counted_not_silent() {
     let files = cfg.resolve().unwrap();
     assert_eq!(files[0].len(), f.len());
     let skips = Arc::new(SkipCounter::default());
+    let lanes = cfg.lanes(&files).unwrap();
     let docs: Vec<String> =
-        CorpusStream::new(&cfg, &files, &[SourceCursor::default()], skips.clone())
+        CorpusStream::new(&cfg, &lanes, &[SourceCursor::default()], skips.clone())
             .map(|d| d.unwrap().text)
             .collect();
     // 10 good rows + 3 non-null rows of the null file.
@@ -325,9 +380,10 @@ fn real_shards_read_unchanged() {
     assert_eq!((files[0].len(), files[1].len()), (3, 3));
     let mut counts = [0usize; 2];
     let mut bytes = 0usize;
-    for doc in CorpusStream::new(&cfg, &files, &[SourceCursor::default(); 2], Arc::default()) {
+    let lanes = cfg.lanes(&files).unwrap();
+    for doc in CorpusStream::new(&cfg, &lanes, &[SourceCursor::default(); 2], Arc::default()) {
         let doc = doc.unwrap();
-        counts[doc.source] += 1;
+        counts[lanes[doc.lane].source] += 1;
         bytes += doc.text.len();
     }
     assert_eq!(counts, [3129, 433_268]);

@@ -5,8 +5,8 @@ mod common;
 use std::sync::Arc;
 
 use berthash_data::{
-    pack_documents, CorpusConfig, CorpusSource, CorpusStream, MlmBatch, PackMode, PretrainLoader,
-    PretrainStreamConfig, SourceCursor, StreamPosition,
+    pack_documents, CorpusConfig, CorpusSource, CorpusStream, FileOrder, MlmBatch, PackMode,
+    PretrainLoader, PretrainStreamConfig, SourceCursor, StreamPosition,
 };
 
 fn books() -> Vec<CorpusSource> {
@@ -44,9 +44,9 @@ fn unmasked(b: &MlmBatch) -> Vec<u32> {
 /// Token ids of every document of the sources, in stream order.
 fn documents(sources: Vec<CorpusSource>) -> Vec<Vec<u32>> {
     let cfg = CorpusConfig::new(sources);
-    let files = cfg.resolve().unwrap();
-    let start = vec![SourceCursor::default(); files.len()];
-    let texts: Vec<String> = CorpusStream::new(&cfg, &files, &start, Arc::default())
+    let lanes = cfg.lanes(&cfg.resolve().unwrap()).unwrap();
+    let start = vec![SourceCursor::default(); lanes.len()];
+    let texts: Vec<String> = CorpusStream::new(&cfg, &lanes, &start, Arc::default())
         .map(|d| d.unwrap().text)
         .collect();
     common::tokenizer().encode_batch(&texts, true).unwrap()
@@ -159,9 +159,23 @@ fn per_document_rows_are_padded_with_a_mask_and_padding_is_never_selected() {
     }
 }
 
+/// Both samples as one source of two files, read side by side.
+fn interleaved() -> PretrainStreamConfig {
+    let mut cfg = common::stream_config(vec![CorpusSource::new(&[
+        &common::wiki_sample(),
+        &common::books_sample(),
+    ])]);
+    cfg.corpus.file_order = FileOrder::Interleaved;
+    cfg
+}
+
 #[test]
 fn resuming_from_a_saved_position_gives_the_same_next_batches() {
-    let mut cfg = common::stream_config(both());
+    resumes_exactly(common::stream_config(both()));
+    resumes_exactly(interleaved());
+}
+
+fn resumes_exactly(mut cfg: PretrainStreamConfig) {
     cfg.shuffle_buffer = 50; // small windows so positions fall mid-window and across windows
     cfg.batch_size = 24;
     cfg.max_length = 64;
@@ -252,6 +266,41 @@ fn eval_batches_are_fixed_and_held_out_of_training() {
         PretrainLoader::eval_batches(&cfg, &tok, 2).unwrap().len(),
         2
     );
+}
+
+#[test]
+fn interleaved_files_hold_out_the_same_documents_and_mix_the_rest() {
+    let mut sequential = common::stream_config(vec![CorpusSource::new(&[
+        &common::wiki_sample(),
+        &common::books_sample(),
+    ])]);
+    sequential.eval_documents = 5;
+    sequential.shuffle = false;
+    let mut mixed = interleaved();
+    mixed.eval_documents = 5;
+    mixed.shuffle = false;
+    let tok = common::tokenizer();
+    assert_eq!(
+        PretrainLoader::eval_batches(&mixed, &tok, 100).unwrap(),
+        PretrainLoader::eval_batches(&sequential, &tok, 100).unwrap()
+    );
+    // Sequential reading starts on the Wikipedia file; interleaved reading draws on the books
+    // file (20 times the rows) from the first batch.
+    let books: Vec<u32> = documents(books()).concat();
+    let first = |cfg: &PretrainStreamConfig| unmasked(&collect(cfg, None, 1)[0].0);
+    let share_of_books = |ids: &[u32]| {
+        let in_books: std::collections::HashSet<&[u32]> = books.windows(8).collect();
+        ids.chunks(8)
+            .filter(|c| c.len() == 8 && in_books.contains(c))
+            .count() as f64
+            / (ids.len() / 8) as f64
+    };
+    assert!(share_of_books(&first(&sequential)) < 0.05);
+    assert!(share_of_books(&first(&mixed)) > 0.2);
+    // A position of one order is refused by the other.
+    let pos = collect(&sequential, None, 1)[0].1.clone();
+    let err = PretrainLoader::new(mixed, Some(pos)).err().unwrap();
+    assert!(err.to_string().contains("does not match"), "{err}");
 }
 
 #[test]

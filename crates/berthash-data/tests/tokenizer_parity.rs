@@ -85,9 +85,9 @@ fn piece_cache_is_exact_on_the_whole_sample_corpus() {
         CorpusSource::new(&[&common::wiki_sample()]),
         CorpusSource::new(&[&common::books_sample()]),
     ]);
-    let files = cfg.resolve().unwrap();
+    let lanes = cfg.lanes(&cfg.resolve().unwrap()).unwrap();
     let start = vec![Default::default(); 2];
-    let stream = berthash_data::CorpusStream::new(&cfg, &files, &start, Default::default());
+    let stream = berthash_data::CorpusStream::new(&cfg, &lanes, &start, Default::default());
     let texts: Vec<String> = stream.map(|d| d.unwrap().text).collect();
     assert_eq!(texts.len(), 6300);
     let fast = tok.encode_batch(&texts, true).unwrap();

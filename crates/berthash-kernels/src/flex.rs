@@ -14,8 +14,9 @@ use crate::exp::{exp_shifted_scaled, log_sum_exp};
 use crate::gelu;
 use crate::hash_mask::{self, MaskKey};
 use crate::inference_attention;
+use crate::inference_linear;
 use crate::softmax;
-use crate::{Kernels, CHUNK};
+use crate::{Kernels, LinearThen, CHUNK};
 
 /// `tensor` with a contiguous buffer this handle alone owns when it was the only handle: the
 /// buffer can then be written in place.
@@ -154,14 +155,13 @@ impl Kernels for Flex {
         if x.dtype() != DType::F32 {
             return <Self as ActivationOps<Self>>::gelu(x);
         }
-        let shape = x.layout().shape().clone();
-        let x = x.to_contiguous();
-        let input = x.as_slice::<f32>().expect("contiguous f32");
-        let mut out = vec![0.0f32; input.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(input.par_chunks(CHUNK))
-            .for_each(|(out, x)| gelu::gelu(x, out));
-        FlexTensor::from_data(TensorData::new(out, shape))
+        // In place: at inference the product before it is the only handle; in training the
+        // graph keeps `x`, and the buffer is copied first.
+        let mut out = into_contiguous(x);
+        out.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .for_each(gelu::gelu_in_place);
+        out
     }
 
     fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -218,6 +218,46 @@ impl Kernels for Flex {
             scale as f32,
         );
         FlexTensor::from_data(TensorData::new(out, [batch, seq, hidden]))
+    }
+
+    fn linear_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        then: LinearThen<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let residual = match &then {
+            LinearThen::Add(r) => Some(r),
+            _ => None,
+        };
+        let f32s = [Some(&x), Some(&weight), bias.as_ref(), residual]
+            .into_iter()
+            .flatten()
+            .all(|t| t.dtype() == DType::F32);
+        if !f32s {
+            return crate::linear_composed::<Self>(x, weight, bias, then);
+        }
+        let [rows, inputs] = matrix_dims(&x);
+        let [_, outputs] = matrix_dims(&weight);
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let bias = bias.map(|b| b.to_contiguous());
+        let residual = residual.map(|r| r.to_contiguous());
+        fn slice(t: &FlexTensor) -> &[f32] {
+            t.as_slice::<f32>().expect("contiguous f32")
+        }
+        let then = match (&then, &residual) {
+            (LinearThen::Gelu, _) => inference_linear::Then::Gelu,
+            (LinearThen::Add(_), Some(r)) => inference_linear::Then::Add(slice(r)),
+            _ => inference_linear::Then::Nothing,
+        };
+        let out = inference_linear::linear(
+            slice(&x),
+            slice(&weight),
+            bias.as_ref().map(slice),
+            [rows, inputs, outputs],
+            then,
+        );
+        FlexTensor::from_data(TensorData::new(out, [rows, outputs]))
     }
 
     type DropoutMask = MaskKey;

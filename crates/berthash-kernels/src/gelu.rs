@@ -1,20 +1,14 @@
-//! GELU (the exact, erf form BERT uses) and its gradient over f32 slices, 8 lanes at a time with
-//! AVX2 and FMA: the CPU backend's own GELU calls a scalar `erf` per element.
+//! GELU (the exact, erf form BERT uses) and its gradient over f32 slices, vectorised
+//! ([`crate::simd`]): the CPU backend's own GELU calls a scalar `erf` per element.
 //!
 //! `erf` is Abramowitz and Stegun's 7.1.26 (absolute error under 1.5e-7), built on the
 //! vectorised `exp`.
 
-/// `out[i] = gelu(x[i])`.
-pub fn gelu(x: &[f32], out: &mut [f32]) {
-    assert_eq!(x.len(), out.len(), "gelu: input and output sizes differ");
-    #[cfg(target_arch = "x86_64")]
-    if crate::exp::avx2::available() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { avx2::gelu(x, out) };
-    }
-    out.iter_mut()
-        .zip(x)
-        .for_each(|(o, &x)| *o = scalar::gelu(x));
+use crate::simd::{dispatch, exp, map_in_place, zip_in_place, Kernel, LaneMap, LaneZip, Simd};
+
+/// `x[i] = gelu(x[i])`.
+pub fn gelu_in_place(x: &mut [f32]) {
+    dispatch(Op::Forward(x));
 }
 
 /// `grad[i] *= gelu'(x[i])`.
@@ -24,14 +18,7 @@ pub fn gelu_backward_in_place(x: &[f32], grad: &mut [f32]) {
         grad.len(),
         "gelu backward: input and gradient sizes differ"
     );
-    #[cfg(target_arch = "x86_64")]
-    if crate::exp::avx2::available() {
-        // SAFETY: the CPU has AVX2 and FMA.
-        return unsafe { avx2::gelu_backward_in_place(x, grad) };
-    }
-    grad.iter_mut()
-        .zip(x)
-        .for_each(|(g, &x)| *g *= scalar::gelu_derivative(x));
+    dispatch(Op::Backward(x, grad));
 }
 
 const A: [f32; 5] = [
@@ -46,99 +33,67 @@ const FRAC_1_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
 /// `1 / sqrt(2 pi)`.
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
 
-mod scalar {
-    use super::*;
+enum Op<'a> {
+    Forward(&'a mut [f32]),
+    Backward(&'a [f32], &'a mut [f32]),
+}
 
-    fn erf(x: f32) -> f32 {
-        let t = 1.0 / (1.0 + P * x.abs());
-        let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
-        (1.0 - poly * (-x * x).exp()).copysign(x)
-    }
-
-    pub fn gelu(x: f32) -> f32 {
-        0.5 * x * (1.0 + erf(x * FRAC_1_SQRT_2))
-    }
-
-    /// `Phi(x) + x phi(x)`.
-    pub fn gelu_derivative(x: f32) -> f32 {
-        0.5 * (1.0 + erf(x * FRAC_1_SQRT_2)) + x * FRAC_1_SQRT_2PI * (-0.5 * x * x).exp()
-    }
-
-    #[cfg(test)]
-    pub(super) fn erf_for_tests(x: f32) -> f32 {
-        erf(x)
+impl Kernel for Op<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn run<S: Simd>(self, s: S) {
+        match self {
+            Op::Forward(x) => map_in_place(s, x, Forward),
+            Op::Backward(x, grad) => zip_in_place(s, x, grad, Backward),
+        }
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::*;
-    use crate::exp::avx2::{exp8, LANES};
-
-    /// `(Phi(x), exp(-x^2 / 2))`: the normal CDF through `erf(x / sqrt 2)`, whose
-    /// `exp(-(x / sqrt 2)^2)` is the density's exponential too.
-    #[target_feature(enable = "avx2,fma")]
-    fn cdf_and_gauss(x: __m256) -> (__m256, __m256) {
-        let splat = _mm256_set1_ps;
-        let z = _mm256_mul_ps(x, splat(FRAC_1_SQRT_2));
-        let sign = _mm256_and_ps(z, splat(-0.0));
-        let abs = _mm256_andnot_ps(splat(-0.0), z);
-        let t = _mm256_div_ps(splat(1.0), _mm256_fmadd_ps(splat(P), abs, splat(1.0)));
-        let mut poly = splat(A[4]);
-        for a in [A[3], A[2], A[1], A[0]] {
-            poly = _mm256_fmadd_ps(poly, t, splat(a));
-        }
-        poly = _mm256_mul_ps(poly, t);
-        let gauss = exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(abs, abs)));
-        let erf_abs = _mm256_fnmadd_ps(poly, gauss, splat(1.0));
-        let erf = _mm256_or_ps(erf_abs, sign);
-        (
-            _mm256_mul_ps(splat(0.5), _mm256_add_ps(splat(1.0), erf)),
-            gauss,
-        )
+/// `(Phi(x), exp(-x^2 / 2))`: the normal CDF through `erf(x / sqrt 2)`, whose
+/// `exp(-(x / sqrt 2)^2)` is the density's exponential too.
+#[inline(always)]
+fn cdf_and_gauss<S: Simd>(s: S, x: S::V) -> (S::V, S::V) {
+    let z = s.mul(x, s.splat(FRAC_1_SQRT_2));
+    let abs = s.abs(z);
+    let t = s.div(s.splat(1.0), s.fmadd(s.splat(P), abs, s.splat(1.0)));
+    let mut poly = s.splat(A[4]);
+    for a in [A[3], A[2], A[1], A[0]] {
+        poly = s.fmadd(poly, t, s.splat(a));
     }
+    poly = s.mul(poly, t);
+    let gauss = exp(s, s.sub(s.splat(0.0), s.mul(abs, abs)));
+    let erf_abs = s.fnmadd(poly, gauss, s.splat(1.0));
+    let erf = s.with_sign_of(erf_abs, z);
+    (s.mul(s.splat(0.5), s.add(s.splat(1.0), erf)), gauss)
+}
 
-    #[target_feature(enable = "avx2,fma")]
-    pub fn gelu(x: &[f32], out: &mut [f32]) {
-        let mut outs = out.chunks_exact_mut(LANES);
-        let inputs = x.chunks_exact(LANES);
-        let tail = inputs.remainder();
-        for (o, x) in (&mut outs).zip(inputs) {
-            // SAFETY: every chunk holds 8 f32.
-            unsafe {
-                let xv = _mm256_loadu_ps(x.as_ptr());
-                let (cdf, _) = cdf_and_gauss(xv);
-                _mm256_storeu_ps(o.as_mut_ptr(), _mm256_mul_ps(xv, cdf));
-            }
-        }
-        for (o, &x) in outs.into_remainder().iter_mut().zip(tail) {
-            *o = scalar::gelu(x);
-        }
+/// `gelu(x)`.
+#[derive(Clone, Copy)]
+struct Forward;
+
+impl LaneMap for Forward {
+    #[inline(always)]
+    fn apply<S: Simd>(self, s: S, x: S::V) -> S::V {
+        gelu_lanes(s, x)
     }
+}
 
-    #[target_feature(enable = "avx2,fma")]
-    pub fn gelu_backward_in_place(x: &[f32], grad: &mut [f32]) {
-        let mut grads = grad.chunks_exact_mut(LANES);
-        let inputs = x.chunks_exact(LANES);
-        let tail = inputs.remainder();
-        for (g, x) in (&mut grads).zip(inputs) {
-            // SAFETY: every chunk holds 8 f32.
-            unsafe {
-                let xv = _mm256_loadu_ps(x.as_ptr());
-                let (cdf, gauss) = cdf_and_gauss(xv);
-                let density = _mm256_mul_ps(_mm256_set1_ps(FRAC_1_SQRT_2PI), gauss);
-                let derivative = _mm256_fmadd_ps(xv, density, cdf);
-                _mm256_storeu_ps(
-                    g.as_mut_ptr(),
-                    _mm256_mul_ps(_mm256_loadu_ps(g.as_ptr()), derivative),
-                );
-            }
-        }
-        for (g, &x) in grads.into_remainder().iter_mut().zip(tail) {
-            *g *= scalar::gelu_derivative(x);
-        }
+/// `gelu(x)` lane by lane.
+#[inline(always)]
+pub(crate) fn gelu_lanes<S: Simd>(s: S, x: S::V) -> S::V {
+    s.mul(x, cdf_and_gauss(s, x).0)
+}
+
+/// `grad * gelu'(x)`, with `gelu'(x) = Phi(x) + x phi(x)`.
+#[derive(Clone, Copy)]
+struct Backward;
+
+impl LaneZip for Backward {
+    #[inline(always)]
+    fn apply<S: Simd>(self, s: S, x: S::V, grad: S::V) -> S::V {
+        let (cdf, gauss) = cdf_and_gauss(s, x);
+        let density = s.mul(s.splat(FRAC_1_SQRT_2PI), gauss);
+        s.mul(grad, s.fmadd(x, density, cdf))
     }
 }
 
@@ -174,43 +129,39 @@ mod tests {
         }
     }
 
-    #[test]
-    fn erf_is_within_its_bound() {
-        for i in -600..=600 {
-            let x = i as f32 / 100.0;
-            let err = (scalar::erf_for_tests(x) as f64 - libm_erf(x as f64)).abs();
-            assert!(err < 3e-7, "erf({x}) off by {err}");
+    /// Both directions on owned buffers, to run on every instruction set.
+    #[derive(Clone)]
+    struct Both(Vec<f32>);
+
+    impl Kernel for Both {
+        type Output = (Vec<f32>, Vec<f32>);
+        fn run<S: Simd>(self, s: S) -> (Vec<f32>, Vec<f32>) {
+            let mut out = self.0.clone();
+            Op::Forward(&mut out).run(s);
+            let mut grad = vec![1.0f32; self.0.len()];
+            Op::Backward(&self.0, &mut grad).run(s);
+            (out, grad)
         }
     }
 
     #[test]
-    fn gelu_and_its_gradient_match_the_exact_values_both_ways() {
-        // 8-lane body and scalar tail alike: 1203 values.
+    fn gelu_and_its_gradient_match_the_exact_values_on_every_instruction_set() {
+        // Whole vectors and a tail alike: 1203 values.
         let xs: Vec<f32> = (-601..=601).map(|i| i as f32 / 60.0).collect();
-        let mut fast = vec![0.0f32; xs.len()];
-        gelu(&xs, &mut fast);
-        let mut grad = vec![1.0f32; xs.len()];
-        gelu_backward_in_place(&xs, &mut grad);
-        for (i, &x) in xs.iter().enumerate() {
-            let (g, d) = (exact_gelu(x as f64), exact_derivative(x as f64));
-            assert!(
-                (fast[i] as f64 - g).abs() < 1e-6 * (1.0 + g.abs()),
-                "gelu({x}) = {} vs {g}",
-                fast[i]
-            );
-            assert!(
-                (scalar::gelu(x) as f64 - g).abs() < 1e-6 * (1.0 + g.abs()),
-                "scalar gelu({x})"
-            );
-            assert!(
-                (grad[i] as f64 - d).abs() < 1e-6,
-                "gelu'({x}) = {} vs {d}",
-                grad[i]
-            );
-            assert!(
-                (scalar::gelu_derivative(x) as f64 - d).abs() < 1e-6,
-                "scalar gelu'({x})"
-            );
+        for (fast, grad) in crate::simd::on_every_instruction_set(Both(xs.clone())) {
+            for (i, &x) in xs.iter().enumerate() {
+                let (g, d) = (exact_gelu(x as f64), exact_derivative(x as f64));
+                assert!(
+                    (fast[i] as f64 - g).abs() < 1e-6 * (1.0 + g.abs()),
+                    "gelu({x}) = {} vs {g}",
+                    fast[i]
+                );
+                assert!(
+                    (grad[i] as f64 - d).abs() < 1e-6,
+                    "gelu'({x}) = {} vs {d}",
+                    grad[i]
+                );
+            }
         }
     }
 }

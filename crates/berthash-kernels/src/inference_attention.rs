@@ -7,6 +7,7 @@
 
 use rayon::prelude::*;
 
+use crate::cpu_gemm::{matmul, Out};
 use crate::softmax::forward_row;
 
 /// The dimensions of one call.
@@ -16,21 +17,6 @@ pub struct Shape {
     pub seq: usize,
     pub hidden: usize,
     pub heads: usize,
-}
-
-/// The output pointer, shared by the (batch, head) units of one call; each unit writes only its
-/// own block.
-#[derive(Clone, Copy)]
-struct Out(*mut f32);
-// SAFETY: the blocks the units write through it are disjoint (see `attention`).
-unsafe impl Send for Out {}
-unsafe impl Sync for Out {}
-
-impl Out {
-    /// The pointer (a method, so that closures capture the whole `Out`, which is `Sync`).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
 }
 
 /// `softmax(Q Kᵀ * scale + key_bias) V` per head; `q`, `k`, `v` `[batch, seq, hidden]`
@@ -56,7 +42,8 @@ pub fn attention(
         "attention: q, k, v must be [batch, seq, hidden]"
     );
     assert_eq!(d * heads, hidden, "attention: hidden must split into heads");
-    let mut out = vec![0.0f32; len];
+    // Written, never read, by the second gemm call of each (batch, head): no zeroing first.
+    let mut out: Vec<f32> = Vec::with_capacity(len);
     let dst = Out(out.as_mut_ptr());
     (0..batch * heads).into_par_iter().for_each_init(
         || (vec![0.0f32; seq * seq], vec![0.0f32; seq * seq]),
@@ -91,41 +78,8 @@ pub fn attention(
             }
         },
     );
+    // SAFETY: the (batch, head) blocks cover all `len` elements, each written above.
+    unsafe { out.set_len(len) };
     out
 }
 
-/// `dst = lhs rhs` for `[m, n, k]`: an `m x k` and a `k x n` matrix, each operand a pointer with
-/// its (column, row) strides; on this thread (the callers run the (batch, head) pairs in
-/// parallel).
-///
-/// # Safety
-/// Every element the strides reach lies inside its buffer, and no other thread touches the ones
-/// of `dst`.
-unsafe fn matmul(
-    [m, n, k]: [usize; 3],
-    dst: (*mut f32, isize, isize),
-    lhs: (*const f32, isize, isize),
-    rhs: (*const f32, isize, isize),
-) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst.0,
-        dst.1,
-        dst.2,
-        false,
-        lhs.0,
-        lhs.1,
-        lhs.2,
-        rhs.0,
-        rhs.1,
-        rhs.2,
-        0.0,
-        1.0,
-        false,
-        false,
-        false,
-        gemm::Parallelism::None,
-    )
-}

@@ -8,6 +8,10 @@
 //! | GELU | a scalar `erf` per element, forward and backward | vectorised `erf` | vectorised derivative |
 //! | attention probabilities | softmax is five tracked ops, the padding mask a strided broadcast, glibc's `expf` slow on masked (hugely negative) scores | scale, padding bias and softmax in one row pass | from the probabilities |
 //!
+//! Two more serve inference, where no gradient is kept: multi-head attention on the projections'
+//! layout ([`inference_attention`]) and linear layers with their bias and GELU or residual
+//! ([`inference_linear`]), which skip Burn's zeroing, copying and separate passes.
+//!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
 //!   use these);
@@ -18,11 +22,12 @@
 use burn::nn::Dropout;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor};
+use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor, ModuleOps};
 use burn::tensor::TensorPrimitive;
 
 pub mod attention;
 mod autodiff;
+mod cpu_gemm;
 pub mod cross_entropy;
 pub mod dropout;
 mod exp;
@@ -31,7 +36,9 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
+mod simd;
 pub mod inference_attention;
+pub mod inference_linear;
 mod softmax;
 
 /// Elements per rayon task of the CPU element-wise kernels.
@@ -128,6 +135,62 @@ pub trait Kernels: Backend {
     ) -> FloatTensor<Self> {
         attention::inference_composed::<Self>(query, key, value, heads, scale, key_bias)
     }
+
+    /// A linear layer without gradient (inference): `x W + b` for `x` `[rows, in]`, `weight`
+    /// `[in, out]` and `bias` `[out]`, then what `then` says.
+    fn linear_inference(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        then: LinearThen<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        linear_composed::<Self>(x, weight, bias, then)
+    }
+}
+
+/// [`Kernels::linear_inference`] in Burn's ops.
+pub(crate) fn linear_composed<B: Kernels>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: Option<FloatTensor<B>>,
+    then: LinearThen<FloatTensor<B>>,
+) -> FloatTensor<B> {
+    let y = <B as ModuleOps<B>>::linear(x, weight, bias);
+    match then {
+        LinearThen::Nothing => y,
+        LinearThen::Gelu => B::gelu_erf(y),
+        LinearThen::Add(residual) => B::float_add(y, residual),
+    }
+}
+
+/// What follows the product of [`Kernels::linear_inference`].
+pub enum LinearThen<T> {
+    Nothing,
+    /// GELU (erf form).
+    Gelu,
+    /// The addition of a residual shaped like the output.
+    Add(T),
+}
+
+/// See [`Kernels::linear_inference`]: `then(x W + b)` for `x` `[rows, in]`, on a backend
+/// without autodiff.
+pub fn linear_inference<B: Kernels>(
+    x: Tensor<B, 2>,
+    weight: Tensor<B, 2>,
+    bias: Option<Tensor<B, 1>>,
+    then: LinearThen<Tensor<B, 2>>,
+) -> Tensor<B, 2> {
+    let then = match then {
+        LinearThen::Nothing => LinearThen::Nothing,
+        LinearThen::Gelu => LinearThen::Gelu,
+        LinearThen::Add(residual) => LinearThen::Add(residual.into_primitive().tensor()),
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(B::linear_inference(
+        x.into_primitive().tensor(),
+        weight.into_primitive().tensor(),
+        bias.map(|b| b.into_primitive().tensor()),
+        then,
+    )))
 }
 
 /// `burn::nn::Dropout::forward`, fused: identity outside training (a backend without autodiff)
@@ -149,8 +212,6 @@ pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     )))
 }
 
-/// `softmax(scores * scale + key_bias)` over the last axis, fused: see
-/// [`Kernels::attention_probs`].
 /// See [`Kernels::attention_inference`]. For a backend without autodiff: training keeps the
 /// probabilities for dropout and the gradient, so it takes [`attention_probs`].
 pub fn attention_inference<B: Kernels>(
@@ -171,6 +232,8 @@ pub fn attention_inference<B: Kernels>(
     )))
 }
 
+/// `softmax(scores * scale + key_bias)` over the last axis, fused: see
+/// [`Kernels::attention_probs`].
 pub fn attention_probs<B: Kernels>(
     scores: Tensor<B, 4>,
     scale: f64,

@@ -1,7 +1,7 @@
 //! Softmax rows for the CPU attention kernel: the biased, scaled forward on the vectorised
 //! `exp`, and the backward `probs * (grad - probs . grad)`.
 
-use crate::exp::{exp_shifted_scaled, log_sum_exp};
+use crate::exp::softmax_in_place;
 
 /// `out = softmax(scores * scale + bias)` for one row.
 pub fn forward_row(scores: &[f32], scale: f32, bias: Option<&[f32]>, out: &mut [f32]) {
@@ -17,8 +17,7 @@ pub fn forward_row(scores: &[f32], scale: f32, bias: Option<&[f32]>, out: &mut [
             }
         }
     }
-    let lse = log_sum_exp(out);
-    exp_shifted_scaled(out, lse, 1.0);
+    softmax_in_place(out);
 }
 
 /// `grad = scale * probs * (grad - probs . grad)` for one row, in place.

@@ -5,6 +5,7 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::prelude::*;
 
 use crate::config::BertHashConfig;
+use crate::dense::{dense, dense_dropout_add};
 use crate::init::Initializer;
 
 /// `attention.self`: the query/key/value projections and the scaled dot-product.
@@ -36,9 +37,9 @@ impl<B: Kernels> BertSelfAttention<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let [batch, seq, width] = hidden.dims();
         let head_dim = width / self.num_heads;
-        let query = self.query.forward(hidden.clone());
-        let key = self.key.forward(hidden.clone());
-        let value = self.value.forward(hidden);
+        let query = dense(&self.query, hidden.clone());
+        let key = dense(&self.key, hidden.clone());
+        let value = dense(&self.value, hidden);
         // The mask is built in f32; under half precision the projections are not.
         let mask = mask.map(|mask| mask.cast(query.dtype()));
         let scale = 1.0 / (head_dim as f64).sqrt();
@@ -80,8 +81,8 @@ impl<B: Backend> BertSelfOutput<B> {
 
 impl<B: Kernels> BertSelfOutput<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        let projected = dropout(self.dense.forward(hidden), &self.dropout);
-        self.layer_norm.forward(projected + residual)
+        self.layer_norm
+            .forward(dense_dropout_add(&self.dense, hidden, &self.dropout, residual))
     }
 }
 

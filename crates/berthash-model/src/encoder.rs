@@ -1,11 +1,12 @@
 //! The post-LayerNorm encoder stack: `encoder.layer.N.{attention, intermediate, output}`.
 
-use berthash_kernels::{dropout, gelu, Kernels};
+use berthash_kernels::Kernels;
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::prelude::*;
 
 use crate::attention::BertAttention;
 use crate::config::BertHashConfig;
+use crate::dense::{dense_dropout_add, dense_gelu};
 use crate::init::Initializer;
 
 /// `intermediate`: hidden -> intermediate, GELU (erf form).
@@ -49,9 +50,14 @@ impl<B: Backend> BertLayer<B> {
 impl<B: Kernels> BertLayer<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
         let attended = self.attention.forward(hidden, mask);
-        let expanded = gelu(self.intermediate.dense.forward(attended.clone()));
-        let projected = dropout(self.output.dense.forward(expanded), &self.output.dropout);
-        self.output.layer_norm.forward(projected + attended)
+        let expanded = dense_gelu(&self.intermediate.dense, attended.clone());
+        let output = &self.output;
+        output.layer_norm.forward(dense_dropout_add(
+            &output.dense,
+            expanded,
+            &output.dropout,
+            attended,
+        ))
     }
 }
 

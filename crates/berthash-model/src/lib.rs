@@ -6,6 +6,7 @@
 
 pub mod attention;
 pub mod config;
+pub mod dense;
 pub mod embeddings;
 pub mod encoder;
 pub mod error;
