@@ -196,8 +196,14 @@ fn interleaved_files_mix_in_proportion_to_their_rows() {
     assert_eq!(from_a.len(), 10);
     assert!(from_a.windows(2).all(|w| w[1] - w[0] == 4), "{from_a:?}");
     let a_texts: Vec<&str> = from_a.iter().map(|&i| mixed[i].1.as_str()).collect();
-    assert_eq!(a_texts, (0..10).map(|i| format!("a {i}")).collect::<Vec<_>>());
-    assert_eq!(read_all(&interleaved, &[SourceCursor::default(); 2]).unwrap(), mixed);
+    assert_eq!(
+        a_texts,
+        (0..10).map(|i| format!("a {i}")).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        read_all(&interleaved, &[SourceCursor::default(); 2]).unwrap(),
+        mixed
+    );
 
     // An unreadable file is an error when the lanes are planned, or a one-row lane under `skip`.
     std::fs::write(dir.path().join("c.parquet"), b"not parquet").unwrap();
@@ -211,7 +217,12 @@ fn interleaved_files_mix_in_proportion_to_their_rows() {
     };
     let lanes = skipping.lanes(&skipping.resolve().unwrap()).unwrap();
     assert_eq!(lanes[2].weight, 1.0 / 41.0);
-    assert_eq!(read_all(&skipping, &[SourceCursor::default(); 3]).unwrap().len(), 40);
+    assert_eq!(
+        read_all(&skipping, &[SourceCursor::default(); 3])
+            .unwrap()
+            .len(),
+        40
+    );
 }
 
 #[test]
@@ -313,14 +324,10 @@ fn bad_input_is_a_clear_error_naming_the_file() {
     let cfg = one_file(&f[6]);
     let lanes = cfg.lanes(&cfg.resolve().unwrap()).unwrap();
     let skips = Arc::new(SkipCounter::default());
-    let docs: Vec<String> = CorpusStream::new(
-        &cfg,
-        &lanes,
-        &[SourceCursor::default()],
-        skips.clone(),
-    )
-    .map(|d| d.unwrap().text)
-    .collect();
+    let docs: Vec<String> =
+        CorpusStream::new(&cfg, &lanes, &[SourceCursor::default()], skips.clone())
+            .map(|d| d.unwrap().text)
+            .collect();
     assert_eq!(docs, ["a", "b", "d"]);
     assert_eq!((skips.empty(), skips.rows()), (3, 0));
     let e = err_of(&f[7]);

@@ -203,13 +203,20 @@ mod tests {
             let row: Vec<f32> = (0..len).map(|i| (i as f32 * 0.37).sin() * 6.0).collect();
             let lse = exact_log_sum_exp(&row);
             let exact: Vec<f64> = row.iter().map(|&x| (x as f64 - lse).exp()).collect();
-            let scaled = on_every_instruction_set(Owned::ExpShiftedScaled(row.clone(), lse as f32, 2.0));
+            let scaled =
+                on_every_instruction_set(Owned::ExpShiftedScaled(row.clone(), lse as f32, 2.0));
             let softmax = on_every_instruction_set(Owned::Softmax(row.clone()));
             for ((_, scaled), (_, softmax)) in scaled.iter().zip(&softmax) {
                 for i in 0..len {
                     let tolerance = 1e-6 * exact[i].max(1e-3);
-                    assert!((scaled[i] as f64 - 2.0 * exact[i]).abs() <= 2.0 * tolerance, "{len}, {i}");
-                    assert!((softmax[i] as f64 - exact[i]).abs() <= tolerance, "{len}, {i}");
+                    assert!(
+                        (scaled[i] as f64 - 2.0 * exact[i]).abs() <= 2.0 * tolerance,
+                        "{len}, {i}"
+                    );
+                    assert!(
+                        (softmax[i] as f64 - exact[i]).abs() <= tolerance,
+                        "{len}, {i}"
+                    );
                 }
             }
         }

@@ -26,6 +26,11 @@ fn into_contiguous(tensor: FlexTensor) -> FlexTensor {
     contiguous
 }
 
+/// The values of a contiguous f32 tensor.
+fn f32s(tensor: &FlexTensor) -> &[f32] {
+    tensor.as_slice::<f32>().expect("contiguous f32")
+}
+
 /// A new dropout key from the backend's RNG, so that `Backend::seed` makes runs reproducible.
 fn draw_mask_key() -> MaskKey {
     let draws = Flex::float_random(
@@ -104,11 +109,9 @@ impl Kernels for Flex {
         let shape = scores.layout().shape().clone();
         let [batch, heads, queries, keys] = shape.dims::<4>();
         let scores = scores.to_contiguous();
-        let input = scores.as_slice::<f32>().expect("contiguous f32");
+        let input = f32s(&scores);
         let bias = key_bias.map(|bias| bias.to_contiguous());
-        let bias = bias
-            .as_ref()
-            .map(|b| b.as_slice::<f32>().expect("contiguous f32"));
+        let bias = bias.as_ref().map(f32s);
         let mut out = vec![0.0f32; input.len()];
         let rows_per_batch = heads * queries;
         let rows_per_task = (CHUNK / keys).max(1);
@@ -137,7 +140,7 @@ impl Kernels for Flex {
         }
         let keys = *probs.layout().shape().dims::<4>().last().expect("4 dims");
         let probs = probs.to_contiguous();
-        let probs = probs.as_slice::<f32>().expect("contiguous f32");
+        let probs = f32s(&probs);
         let rows_per_task = (CHUNK / keys).max(1);
         let mut out = into_contiguous(grad);
         out.storage_mut::<f32>()
@@ -169,7 +172,7 @@ impl Kernels for Flex {
             return <Self as ActivationOps<Self>>::gelu_backward(x, grad);
         }
         let x = x.to_contiguous();
-        let input = x.as_slice::<f32>().expect("contiguous f32");
+        let input = f32s(&x);
         let mut out = into_contiguous(grad);
         out.storage_mut::<f32>()
             .par_chunks_mut(CHUNK)
@@ -186,11 +189,11 @@ impl Kernels for Flex {
         scale: f64,
         key_bias: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        let f32s = [&query, &key, &value]
+        let all_f32 = [&query, &key, &value]
             .iter()
             .all(|t| t.dtype() == DType::F32)
             && key_bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
-        if !f32s {
+        if !all_f32 {
             return crate::attention::inference_composed::<Self>(
                 query, key, value, heads, scale, key_bias,
             );
@@ -209,11 +212,10 @@ impl Kernels for Flex {
             heads,
         };
         let out = inference_attention::attention(
-            query.as_slice::<f32>().expect("contiguous f32"),
-            key.as_slice::<f32>().expect("contiguous f32"),
-            value.as_slice::<f32>().expect("contiguous f32"),
-            bias.as_ref()
-                .map(|b| b.as_slice::<f32>().expect("contiguous f32")),
+            f32s(&query),
+            f32s(&key),
+            f32s(&value),
+            bias.as_ref().map(f32s),
             shape,
             scale as f32,
         );
@@ -226,36 +228,32 @@ impl Kernels for Flex {
         bias: Option<FloatTensor<Self>>,
         then: LinearThen<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let bias = bias.map(|b| b.to_contiguous());
+        let then = then.map(|residual| residual.to_contiguous());
         let residual = match &then {
             LinearThen::Add(r) => Some(r),
             _ => None,
         };
-        let f32s = [Some(&x), Some(&weight), bias.as_ref(), residual]
+        let all_f32 = [Some(&x), Some(&weight), bias.as_ref(), residual]
             .into_iter()
             .flatten()
             .all(|t| t.dtype() == DType::F32);
-        if !f32s {
+        if !all_f32 {
             return crate::linear_composed::<Self>(x, weight, bias, then);
         }
         let [rows, inputs] = matrix_dims(&x);
         let [_, outputs] = matrix_dims(&weight);
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        let bias = bias.map(|b| b.to_contiguous());
-        let residual = residual.map(|r| r.to_contiguous());
-        fn slice(t: &FlexTensor) -> &[f32] {
-            t.as_slice::<f32>().expect("contiguous f32")
-        }
-        let then = match (&then, &residual) {
-            (LinearThen::Gelu, _) => inference_linear::Then::Gelu,
-            (LinearThen::Add(_), Some(r)) => inference_linear::Then::Add(slice(r)),
-            _ => inference_linear::Then::Nothing,
-        };
         let out = inference_linear::linear(
-            slice(&x),
-            slice(&weight),
-            bias.as_ref().map(slice),
+            f32s(&x),
+            f32s(&weight),
+            bias.as_ref().map(f32s),
             [rows, inputs, outputs],
-            then,
+            match &then {
+                LinearThen::Nothing => inference_linear::Then::Nothing,
+                LinearThen::Gelu => inference_linear::Then::Gelu,
+                LinearThen::Add(residual) => inference_linear::Then::Add(f32s(residual)),
+            },
         );
         FlexTensor::from_data(TensorData::new(out, [rows, outputs]))
     }
@@ -281,7 +279,7 @@ impl Kernels for Flex {
         let [rows, classes] = matrix_dims(&logits);
         let ids = class_ids(&targets, classes);
         let logits = logits.to_contiguous();
-        let values = logits.as_slice::<f32>().expect("contiguous f32");
+        let values = f32s(&logits);
         let log_sum_exp: Vec<f32> = values.par_chunks(classes).map(log_sum_exp).collect();
         let total: f64 = log_sum_exp
             .iter()
@@ -307,7 +305,7 @@ impl Kernels for Flex {
         let grad = grad.into_data().to_vec::<f32>().expect("f32 gradient")[0];
         let scale = grad / rows as f32;
         let log_sum_exp = log_sum_exp.to_contiguous();
-        let log_sum_exp = log_sum_exp.as_slice::<f32>().expect("contiguous f32");
+        let log_sum_exp = f32s(&log_sum_exp);
         // The logits are dead after this: write the gradient over them when we hold the only
         // reference (the usual case), else into a copy.
         let mut out = into_contiguous(logits);

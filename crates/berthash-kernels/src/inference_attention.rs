@@ -82,4 +82,3 @@ pub fn attention(
     unsafe { out.set_len(len) };
     out
 }
-

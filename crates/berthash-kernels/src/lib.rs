@@ -36,9 +36,9 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
-mod simd;
 pub mod inference_attention;
 pub mod inference_linear;
+mod simd;
 mod softmax;
 
 /// Elements per rayon task of the CPU element-wise kernels.
@@ -172,6 +172,17 @@ pub enum LinearThen<T> {
     Add(T),
 }
 
+impl<T> LinearThen<T> {
+    /// The same step, with `f` applied to the residual.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> LinearThen<U> {
+        match self {
+            LinearThen::Nothing => LinearThen::Nothing,
+            LinearThen::Gelu => LinearThen::Gelu,
+            LinearThen::Add(residual) => LinearThen::Add(f(residual)),
+        }
+    }
+}
+
 /// See [`Kernels::linear_inference`]: `then(x W + b)` for `x` `[rows, in]`, on a backend
 /// without autodiff.
 pub fn linear_inference<B: Kernels>(
@@ -180,16 +191,11 @@ pub fn linear_inference<B: Kernels>(
     bias: Option<Tensor<B, 1>>,
     then: LinearThen<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
-    let then = match then {
-        LinearThen::Nothing => LinearThen::Nothing,
-        LinearThen::Gelu => LinearThen::Gelu,
-        LinearThen::Add(residual) => LinearThen::Add(residual.into_primitive().tensor()),
-    };
     Tensor::from_primitive(TensorPrimitive::Float(B::linear_inference(
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),
         bias.map(|b| b.into_primitive().tensor()),
-        then,
+        then.map(|residual| residual.into_primitive().tensor()),
     )))
 }
 

@@ -92,7 +92,10 @@ pub(crate) fn zip_in_place<S: Simd, M: LaneZip>(s: S, x: &[f32], y: &mut [f32], 
     assert_eq!(x.len(), y.len(), "element-wise operands differ in length");
     let body = y.len() / S::LANES * S::LANES;
     let (head, tail) = y.split_at_mut(body);
-    for (yc, xc) in head.chunks_exact_mut(S::LANES).zip(x.chunks_exact(S::LANES)) {
+    for (yc, xc) in head
+        .chunks_exact_mut(S::LANES)
+        .zip(x.chunks_exact(S::LANES))
+    {
         let v = m.apply(s, s.load(xc), s.load(yc));
         s.store(yc, v);
     }
@@ -126,11 +129,7 @@ pub(crate) fn on_every_instruction_set<K: Kernel + Clone>(kernel: K) -> Vec<K::O
 pub(crate) fn exp<S: Simd>(s: S, x: S::V) -> S::V {
     // `max`/`min` return their second operand when either is NaN: keep `x` second.
     let clamped = s.min(s.splat(88.7), s.max(s.splat(-87.3), x));
-    let n = s.floor(s.fmadd(
-        clamped,
-        s.splat(std::f32::consts::LOG2_E),
-        s.splat(0.5),
-    ));
+    let n = s.floor(s.fmadd(clamped, s.splat(std::f32::consts::LOG2_E), s.splat(0.5)));
     let r = s.fnmadd(n, s.splat(0.693_359_4), clamped);
     let r = s.fnmadd(n, s.splat(-2.121_944_4e-4), r);
     let mut p = s.splat(1.987_569_1e-4);
@@ -348,10 +347,7 @@ mod x86 {
         #[inline(always)]
         fn with_sign_of(self, v: __m512, sign: __m512) -> __m512 {
             unsafe {
-                let bit = _mm512_and_si512(
-                    _mm512_castps_si512(sign),
-                    _mm512_set1_epi32(i32::MIN),
-                );
+                let bit = _mm512_and_si512(_mm512_castps_si512(sign), _mm512_set1_epi32(i32::MIN));
                 _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), bit))
             }
         }
@@ -495,7 +491,11 @@ mod tests {
                     worst = worst.max(((out[0] as f64 - exact) / exact).abs());
                     x += 0.0137;
                 }
-                assert!(worst < 5e-7, "{} lanes: worst relative error {worst}", S::LANES);
+                assert!(
+                    worst < 5e-7,
+                    "{} lanes: worst relative error {worst}",
+                    S::LANES
+                );
                 for (x, want) in [(-100.0, 0.0), (f32::NEG_INFINITY, 0.0), (0.0, 1.0)] {
                     s.store(&mut out, exp(s, s.splat(x)));
                     assert_eq!(out[0], want, "exp({x})");

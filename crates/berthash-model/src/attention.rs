@@ -81,8 +81,12 @@ impl<B: Backend> BertSelfOutput<B> {
 
 impl<B: Kernels> BertSelfOutput<B> {
     pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.layer_norm
-            .forward(dense_dropout_add(&self.dense, hidden, &self.dropout, residual))
+        self.layer_norm.forward(dense_dropout_add(
+            &self.dense,
+            hidden,
+            &self.dropout,
+            residual,
+        ))
     }
 }
 

@@ -12,12 +12,18 @@ use burn::prelude::*;
 
 /// `layer(x)`.
 pub fn dense<B: Kernels>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    apply(layer, x, LinearThen::Nothing)
+    if B::ad_enabled(&x.device()) {
+        return on_rows(x, |rows| layer.forward(rows));
+    }
+    inference(layer, x, LinearThen::Nothing)
 }
 
 /// `gelu(layer(x))`.
 pub fn dense_gelu<B: Kernels>(layer: &Linear<B>, x: Tensor<B, 3>) -> Tensor<B, 3> {
-    apply(layer, x, LinearThen::Gelu)
+    if B::ad_enabled(&x.device()) {
+        return gelu(dense(layer, x));
+    }
+    inference(layer, x, LinearThen::Gelu)
 }
 
 /// `dropout(layer(x)) + residual`.
@@ -30,40 +36,36 @@ pub fn dense_dropout_add<B: Kernels>(
     if B::ad_enabled(&x.device()) {
         return dropout(dense(layer, x), dropped) + residual;
     }
-    apply(layer, x, LinearThen::Add(residual))
+    inference(layer, x, LinearThen::Add(residual))
 }
 
-fn apply<B: Kernels>(
+/// [`linear_inference`] on the rows of `x`.
+fn inference<B: Kernels>(
     layer: &Linear<B>,
     x: Tensor<B, 3>,
     then: LinearThen<Tensor<B, 3>>,
 ) -> Tensor<B, 3> {
-    let [batch, seq, features] = x.dims();
-    let rows = x.reshape([batch * seq, features]);
-    let flat = |t: Tensor<B, 3>| {
-        let [_, _, width] = t.dims();
-        t.reshape([batch * seq, width])
-    };
-    let out = if B::ad_enabled(&rows.device()) {
-        let y = layer.forward(rows);
-        match then {
-            LinearThen::Nothing => y,
-            LinearThen::Gelu => gelu(y),
-            LinearThen::Add(residual) => y + flat(residual),
-        }
-    } else {
-        let then = match then {
-            LinearThen::Nothing => LinearThen::Nothing,
-            LinearThen::Gelu => LinearThen::Gelu,
-            LinearThen::Add(residual) => LinearThen::Add(flat(residual)),
-        };
+    let then = then.map(|residual| {
+        let [batch, seq, width] = residual.dims();
+        residual.reshape([batch * seq, width])
+    });
+    on_rows(x, |rows| {
         linear_inference(
             rows,
             layer.weight.val(),
             layer.bias.as_ref().map(|b| b.val()),
             then,
         )
-    };
+    })
+}
+
+/// `f` on `x` `[batch, seq, features]` as the matrix `[batch * seq, features]`.
+fn on_rows<B: Backend>(
+    x: Tensor<B, 3>,
+    f: impl FnOnce(Tensor<B, 2>) -> Tensor<B, 2>,
+) -> Tensor<B, 3> {
+    let [batch, seq, features] = x.dims();
+    let out = f(x.reshape([batch * seq, features]));
     let [_, width] = out.dims();
     out.reshape([batch, seq, width])
 }
