@@ -9,6 +9,13 @@ mod tokenizer;
 
 use clap::{Parser, Subcommand};
 
+/// A training step allocates and frees the same large buffers (activations, gradients, the
+/// logits at the masked rows) every step. glibc maps each large buffer fresh from the kernel and
+/// unmaps it when freed, so every step faults in and zeroes tens of megabytes again; mimalloc
+/// keeps and reuses them (nano's CPU training step: about a quarter faster).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "berthash",

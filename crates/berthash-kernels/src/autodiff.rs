@@ -6,11 +6,89 @@ use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
-use burn::tensor::ops::{FloatTensor, IntTensor};
+use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 
-use crate::{dropout, Kernels};
+use crate::{dropout, DenseThen, Kernels};
+
+/// The node of `x W + b`: two parents (input, weight) or three (and the bias).
+#[derive(Debug)]
+struct Dense;
+
+impl<B: Kernels, const N: usize> Backward<B, N> for Dense {
+    /// The input, kept when the weight needs a gradient, and the weight, kept when the input
+    /// does.
+    type State = (Option<FloatTensor<B>>, Option<FloatTensor<B>>);
+
+    fn backward(
+        self,
+        ops: Ops<Self::State, N>,
+        grads: &mut Gradients,
+        _checkpointer: &mut Checkpointer,
+    ) {
+        let grad = grads.consume::<B>(&ops.node);
+        let (x, weight) = ops.state;
+        let bias_node = ops.parents.get(2).cloned().flatten();
+        let out = B::dense_backward(x, weight, grad, bias_node.is_some());
+        let [x_node, weight_node] = [ops.parents[0].clone(), ops.parents[1].clone()];
+        for (node, grad) in [
+            (x_node, out.x),
+            (weight_node, out.weight),
+            (bias_node, out.bias),
+        ] {
+            if let (Some(node), Some(grad)) = (node, grad) {
+                grads.register::<B>(node.id, grad);
+            }
+        }
+    }
+}
+
+/// `x W + b` as one node.
+fn dense_node<B: Kernels, C: CheckpointStrategy>(
+    x: FloatTensor<Autodiff<B, C>>,
+    weight: FloatTensor<Autodiff<B, C>>,
+    bias: Option<FloatTensor<Autodiff<B, C>>>,
+) -> FloatTensor<Autodiff<B, C>> {
+    // The input is only needed for the weight's gradient, and the weight for the input's.
+    let state = (
+        weight.is_tracked().then(|| x.primitive.clone()),
+        x.is_tracked().then(|| weight.primitive.clone()),
+    );
+    let forward = |bias| B::dense(x.primitive, weight.primitive, bias, DenseThen::Nothing);
+    match bias {
+        Some(bias) => match Dense
+            .prepare::<C>([x.node.clone(), weight.node.clone(), bias.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, forward(Some(bias.primitive))),
+            OpsKind::UnTracked(prep) => prep.finish(forward(Some(bias.primitive))),
+        },
+        None => match Dense
+            .prepare::<C>([x.node.clone(), weight.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(state, forward(None)),
+            OpsKind::UnTracked(prep) => prep.finish(forward(None)),
+        },
+    }
+}
 
 impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
+    fn dense(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: Option<FloatTensor<Self>>,
+        then: DenseThen<FloatTensor<Self>>,
+    ) -> FloatTensor<Self> {
+        let y = dense_node::<B, C>(x, weight, bias);
+        match then {
+            DenseThen::Nothing => y,
+            DenseThen::Gelu => Self::gelu_erf(y),
+            DenseThen::Add(residual) => Self::float_add(y, residual),
+        }
+    }
+
     fn attention_probs(
         scores: FloatTensor<Self>,
         scale: f64,

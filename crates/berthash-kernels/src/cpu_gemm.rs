@@ -1,5 +1,6 @@
 //! Raw gemm calls of the CPU kernels: an output pointer the parallel units of one call share,
-//! and one single-threaded strided product (the kernels parallelise over their own units).
+//! and one strided product, on the calling thread (the kernels parallelise over their own units)
+//! or on all of the pool's threads.
 
 /// The output pointer, shared by the units of one call; each unit writes only its own block.
 #[derive(Clone, Copy)]
@@ -15,8 +16,17 @@ impl Out {
     }
 }
 
+/// Where one product runs.
+#[derive(Clone, Copy)]
+pub(crate) enum Threads {
+    /// The calling thread.
+    One,
+    /// Every thread of the current rayon pool.
+    All,
+}
+
 /// `dst = lhs rhs` for `[m, n, k]`: an `m x k` and a `k x n` matrix, each operand a pointer with
-/// its (column, row) strides; on this thread. `dst` is written, never read: it may be
+/// its (column, row) strides. `dst` is written, never read: it may be
 /// uninitialised memory.
 ///
 /// # Safety
@@ -27,7 +37,12 @@ pub(crate) unsafe fn matmul(
     dst: (*mut f32, isize, isize),
     lhs: (*const f32, isize, isize),
     rhs: (*const f32, isize, isize),
+    threads: Threads,
 ) {
+    let parallelism = match threads {
+        Threads::One => gemm::Parallelism::None,
+        Threads::All => gemm::Parallelism::Rayon(rayon::current_num_threads()),
+    };
     // SAFETY: the caller's promise; `read_dst = false` keeps gemm from reading `dst`.
     unsafe {
         gemm::gemm(
@@ -49,7 +64,7 @@ pub(crate) unsafe fn matmul(
             false,
             false,
             false,
-            gemm::Parallelism::None,
+            parallelism,
         )
     }
 }

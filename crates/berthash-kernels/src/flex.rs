@@ -9,14 +9,15 @@ use burn_flex::FlexTensor;
 use half::{bf16, f16};
 use rayon::prelude::*;
 
+use crate::adamw::{self, AdamWState, AdamWStep};
 use crate::cross_entropy::{backward_composed, forward_composed};
+use crate::dense;
 use crate::exp::{exp_shifted_scaled, log_sum_exp};
 use crate::gelu;
 use crate::hash_mask::{self, MaskKey};
 use crate::inference_attention;
-use crate::inference_linear;
 use crate::softmax;
-use crate::{Kernels, LinearThen, CHUNK};
+use crate::{DenseGrads, DenseThen, Kernels, CHUNK};
 
 /// `tensor` with a contiguous buffer this handle alone owns when it was the only handle: the
 /// buffer can then be written in place.
@@ -62,14 +63,10 @@ fn masked(tensor: FlexTensor, key: MaskKey, prob: f64) -> FlexTensor {
     out
 }
 
-/// `[rows, classes]` of a 2-D tensor.
+/// `[rows, columns]` of a 2-D tensor.
 fn matrix_dims(tensor: &FlexTensor) -> [usize; 2] {
     let shape = tensor.layout().shape();
-    assert_eq!(
-        shape.num_dims(),
-        2,
-        "cross_entropy: logits must be [rows, classes], got {shape:?}"
-    );
+    assert_eq!(shape.num_dims(), 2, "expected a matrix, got {shape:?}");
     shape.dims::<2>()
 }
 
@@ -222,17 +219,17 @@ impl Kernels for Flex {
         FlexTensor::from_data(TensorData::new(out, [batch, seq, hidden]))
     }
 
-    fn linear_inference(
+    fn dense(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
-        then: LinearThen<FloatTensor<Self>>,
+        then: DenseThen<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
         let bias = bias.map(|b| b.to_contiguous());
         let then = then.map(|residual| residual.to_contiguous());
         let residual = match &then {
-            LinearThen::Add(r) => Some(r),
+            DenseThen::Add(r) => Some(r),
             _ => None,
         };
         let all_f32 = [Some(&x), Some(&weight), bias.as_ref(), residual]
@@ -240,22 +237,95 @@ impl Kernels for Flex {
             .flatten()
             .all(|t| t.dtype() == DType::F32);
         if !all_f32 {
-            return crate::linear_composed::<Self>(x, weight, bias, then);
+            return crate::dense_composed::<Self>(x, weight, bias, then);
         }
         let [rows, inputs] = matrix_dims(&x);
         let [_, outputs] = matrix_dims(&weight);
-        let out = inference_linear::linear(
+        let out = dense::linear(
             f32s(&x),
-            f32s(&weight),
+            dense::Weight::Rows(f32s(&weight)),
             bias.as_ref().map(f32s),
             [rows, inputs, outputs],
             match &then {
-                LinearThen::Nothing => inference_linear::Then::Nothing,
-                LinearThen::Gelu => inference_linear::Then::Gelu,
-                LinearThen::Add(residual) => inference_linear::Then::Add(f32s(residual)),
+                DenseThen::Nothing => dense::Then::Nothing,
+                DenseThen::Gelu => dense::Then::Gelu,
+                DenseThen::Add(residual) => dense::Then::Add(f32s(residual)),
             },
         );
         FlexTensor::from_data(TensorData::new(out, [rows, outputs]))
+    }
+
+    fn dense_backward(
+        x: Option<FloatTensor<Self>>,
+        weight: Option<FloatTensor<Self>>,
+        grad: FloatTensor<Self>,
+        bias: bool,
+    ) -> DenseGrads<FloatTensor<Self>> {
+        let all_f32 = [x.as_ref(), weight.as_ref(), Some(&grad)]
+            .into_iter()
+            .flatten()
+            .all(|t| t.dtype() == DType::F32);
+        if !all_f32 {
+            return crate::dense_backward_composed::<Self>(x, weight, grad, bias);
+        }
+        let grad = grad.to_contiguous();
+        let [rows, outputs] = matrix_dims(&grad);
+        let g = f32s(&grad);
+        let input_grad = weight.map(|weight| {
+            let weight = weight.to_contiguous();
+            let [inputs, _] = matrix_dims(&weight);
+            let shape = [rows, outputs, inputs];
+            let dx = dense::linear(
+                g,
+                dense::Weight::Transposed(f32s(&weight)),
+                None,
+                shape,
+                dense::Then::Nothing,
+            );
+            FlexTensor::from_data(TensorData::new(dx, [rows, inputs]))
+        });
+        let weight_grad = x.map(|x| {
+            let x = x.to_contiguous();
+            let [_, inputs] = matrix_dims(&x);
+            let dw = dense::weight_grad(f32s(&x), g, [rows, inputs, outputs]);
+            FlexTensor::from_data(TensorData::new(dw, [inputs, outputs]))
+        });
+        let bias_grad = bias.then(|| f32_tensor(dense::bias_grad(g, outputs), [outputs]));
+        DenseGrads {
+            x: input_grad,
+            weight: weight_grad,
+            bias: bias_grad,
+        }
+    }
+
+    fn adamw(
+        state: AdamWState<FloatTensor<Self>>,
+        grad: FloatTensor<Self>,
+        step: &AdamWStep,
+    ) -> AdamWState<FloatTensor<Self>> {
+        let all_f32 = [&state.param, &state.exp_avg, &state.exp_avg_sq, &grad]
+            .iter()
+            .all(|t| t.dtype() == DType::F32);
+        if !all_f32 {
+            return adamw::composed::<Self>(state, grad, step);
+        }
+        let grad = grad.to_contiguous();
+        // In place where this update holds the only handle (a copy otherwise).
+        let mut param = into_contiguous(state.param);
+        let mut exp_avg = into_contiguous(state.exp_avg);
+        let mut exp_avg_sq = into_contiguous(state.exp_avg_sq);
+        adamw::update_in_place(
+            param.storage_mut(),
+            exp_avg.storage_mut(),
+            exp_avg_sq.storage_mut(),
+            f32s(&grad),
+            step,
+        );
+        AdamWState {
+            param,
+            exp_avg,
+            exp_avg_sq,
+        }
     }
 
     type DropoutMask = MaskKey;

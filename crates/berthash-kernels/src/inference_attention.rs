@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu_gemm::{matmul, Out};
+use crate::cpu_gemm::{matmul, Out, Threads};
 use crate::softmax::forward_row;
 
 /// The dimensions of one call.
@@ -61,6 +61,7 @@ pub fn attention(
                     (scores.as_mut_ptr(), 1, seq as isize),
                     (q.as_ptr().add(offset), col, row),
                     (k.as_ptr().add(offset), row, col),
+                    Threads::One,
                 );
             }
             let bias = key_bias.map(|bias| &bias[b * seq..(b + 1) * seq]);
@@ -74,6 +75,7 @@ pub fn attention(
                     (dst.get().add(offset), col, row),
                     (probs.as_ptr(), 1, seq as isize),
                     (v.as_ptr().add(offset), col, row),
+                    Threads::One,
                 );
             }
         },

@@ -7,10 +7,10 @@
 //! | dropout | the mask drawn element by element from a ChaCha RNG on one thread, then two multiplies | the element index hashed with a per-call key (drawn from the backend's seeded RNG, so runs stay reproducible), one parallel pass | recomputes the mask from the key instead of storing it |
 //! | GELU | a scalar `erf` per element, forward and backward | vectorised `erf` | vectorised derivative |
 //! | attention probabilities | softmax is five tracked ops, the padding mask a strided broadcast, glibc's `expf` slow on masked (hugely negative) scores | scale, padding bias and softmax in one row pass | from the probabilities |
+//! | dense (linear) layer | each product's output zeroed, then copied once more to align it; the bias, GELU and residual each a pass of their own; operands transposed by copy | one gemm call per block of rows into a fresh buffer, bias and GELU or residual on the block in cache ([`dense`](mod@dense)) | the same products on strided views, the bias's as column sums |
 //!
-//! Two more serve inference, where no gradient is kept: multi-head attention on the projections'
-//! layout ([`inference_attention`]) and linear layers with their bias and GELU or residual
-//! ([`inference_linear`]), which skip Burn's zeroing, copying and separate passes.
+//! Multi-head attention at inference, where no gradient is kept, reads Q, K and V in the
+//! projections' layout ([`inference_attention`]), skipping the head split and merge copies.
 //!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
@@ -25,10 +25,14 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor, ModuleOps};
 use burn::tensor::TensorPrimitive;
 
+pub use adamw::{AdamWState, AdamWStep};
+
+pub mod adamw;
 pub mod attention;
 mod autodiff;
 mod cpu_gemm;
 pub mod cross_entropy;
+pub mod dense;
 pub mod dropout;
 mod exp;
 mod flex;
@@ -37,7 +41,6 @@ mod gelu;
 mod gpu;
 mod hash_mask;
 pub mod inference_attention;
-pub mod inference_linear;
 mod simd;
 mod softmax;
 
@@ -136,35 +139,73 @@ pub trait Kernels: Backend {
         attention::inference_composed::<Self>(query, key, value, heads, scale, key_bias)
     }
 
-    /// A linear layer without gradient (inference): `x W + b` for `x` `[rows, in]`, `weight`
-    /// `[in, out]` and `bias` `[out]`, then what `then` says.
-    fn linear_inference(
+    /// A dense layer: `then(x W + b)` for `x` `[rows, in]`, `weight` `[in, out]` and `bias`
+    /// `[out]`. `Autodiff` records `x W + b` as one node, whose backward is
+    /// [`Kernels::dense_backward`], and the GELU or the addition as nodes of their own.
+    fn dense(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: Option<FloatTensor<Self>>,
-        then: LinearThen<FloatTensor<Self>>,
+        then: DenseThen<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        linear_composed::<Self>(x, weight, bias, then)
+        dense_composed::<Self>(x, weight, bias, then)
+    }
+
+    /// One AdamW update of a parameter from its gradient (all flat, `[n]`), as
+    /// `torch.optim.AdamW` ([`adamw`](mod@adamw)): the new parameter and moments. The CPU
+    /// backend writes them over the old ones in one pass.
+    fn adamw(
+        state: AdamWState<FloatTensor<Self>>,
+        grad: FloatTensor<Self>,
+        step: &AdamWStep,
+    ) -> AdamWState<FloatTensor<Self>> {
+        adamw::composed::<Self>(state, grad, step)
+    }
+
+    /// The gradients of `x W + b` from the output's `grad` `[rows, out]`: the input's
+    /// (`grad Wᵀ`, when `weight` is given), the weight's (`xᵀ grad`, when `x` is given) and the
+    /// bias's (the column sums of `grad`, when `bias`).
+    fn dense_backward(
+        x: Option<FloatTensor<Self>>,
+        weight: Option<FloatTensor<Self>>,
+        grad: FloatTensor<Self>,
+        bias: bool,
+    ) -> DenseGrads<FloatTensor<Self>> {
+        dense_backward_composed::<Self>(x, weight, grad, bias)
     }
 }
 
-/// [`Kernels::linear_inference`] in Burn's ops.
-pub(crate) fn linear_composed<B: Kernels>(
+/// [`Kernels::dense_backward`] in Burn's ops.
+pub(crate) fn dense_backward_composed<B: Kernels>(
+    x: Option<FloatTensor<B>>,
+    weight: Option<FloatTensor<B>>,
+    grad: FloatTensor<B>,
+    bias: bool,
+) -> DenseGrads<FloatTensor<B>> {
+    DenseGrads {
+        bias: bias.then(|| <B as ModuleOps<B>>::linear_bias_backward(grad.clone())),
+        weight: x.map(|x| <B as ModuleOps<B>>::linear_weight_backward(x, grad.clone())),
+        x: weight.map(|w| <B as ModuleOps<B>>::linear_x_backward(w, grad)),
+    }
+}
+
+/// [`Kernels::dense`] in Burn's ops.
+pub(crate) fn dense_composed<B: Kernels>(
     x: FloatTensor<B>,
     weight: FloatTensor<B>,
     bias: Option<FloatTensor<B>>,
-    then: LinearThen<FloatTensor<B>>,
+    then: DenseThen<FloatTensor<B>>,
 ) -> FloatTensor<B> {
     let y = <B as ModuleOps<B>>::linear(x, weight, bias);
     match then {
-        LinearThen::Nothing => y,
-        LinearThen::Gelu => B::gelu_erf(y),
-        LinearThen::Add(residual) => B::float_add(y, residual),
+        DenseThen::Nothing => y,
+        DenseThen::Gelu => B::gelu_erf(y),
+        DenseThen::Add(residual) => B::float_add(y, residual),
     }
 }
 
-/// What follows the product of [`Kernels::linear_inference`].
-pub enum LinearThen<T> {
+/// What follows the product of [`Kernels::dense`].
+pub enum DenseThen<T> {
     Nothing,
     /// GELU (erf form).
     Gelu,
@@ -172,31 +213,61 @@ pub enum LinearThen<T> {
     Add(T),
 }
 
-impl<T> LinearThen<T> {
+impl<T> DenseThen<T> {
     /// The same step, with `f` applied to the residual.
-    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> LinearThen<U> {
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> DenseThen<U> {
         match self {
-            LinearThen::Nothing => LinearThen::Nothing,
-            LinearThen::Gelu => LinearThen::Gelu,
-            LinearThen::Add(residual) => LinearThen::Add(f(residual)),
+            DenseThen::Nothing => DenseThen::Nothing,
+            DenseThen::Gelu => DenseThen::Gelu,
+            DenseThen::Add(residual) => DenseThen::Add(f(residual)),
         }
     }
 }
 
-/// See [`Kernels::linear_inference`]: `then(x W + b)` for `x` `[rows, in]`, on a backend
-/// without autodiff.
-pub fn linear_inference<B: Kernels>(
+/// The gradients [`Kernels::dense_backward`] was asked for.
+pub struct DenseGrads<T> {
+    pub x: Option<T>,
+    pub weight: Option<T>,
+    pub bias: Option<T>,
+}
+
+/// See [`Kernels::dense`]: `then(x W + b)` for `x` `[rows, in]`.
+pub fn dense<B: Kernels>(
     x: Tensor<B, 2>,
     weight: Tensor<B, 2>,
     bias: Option<Tensor<B, 1>>,
-    then: LinearThen<Tensor<B, 2>>,
+    then: DenseThen<Tensor<B, 2>>,
 ) -> Tensor<B, 2> {
-    Tensor::from_primitive(TensorPrimitive::Float(B::linear_inference(
+    Tensor::from_primitive(TensorPrimitive::Float(B::dense(
         x.into_primitive().tensor(),
         weight.into_primitive().tensor(),
         bias.map(|b| b.into_primitive().tensor()),
         then.map(|residual| residual.into_primitive().tensor()),
     )))
+}
+
+/// See [`Kernels::adamw`]. On a backend without autodiff (an optimizer's state lives there).
+pub fn adamw<B: Kernels>(
+    state: AdamWState<Tensor<B, 1>>,
+    grad: Tensor<B, 1>,
+    step: &AdamWStep,
+) -> AdamWState<Tensor<B, 1>> {
+    let primitive = |t: Tensor<B, 1>| t.into_primitive().tensor();
+    let tensor = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
+    let out = B::adamw(
+        AdamWState {
+            param: primitive(state.param),
+            exp_avg: primitive(state.exp_avg),
+            exp_avg_sq: primitive(state.exp_avg_sq),
+        },
+        primitive(grad),
+        step,
+    );
+    AdamWState {
+        param: tensor(out.param),
+        exp_avg: tensor(out.exp_avg),
+        exp_avg_sq: tensor(out.exp_avg_sq),
+    }
 }
 
 /// `burn::nn::Dropout::forward`, fused: identity outside training (a backend without autodiff)

@@ -18,6 +18,8 @@ pub(crate) trait Simd: Copy {
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
     fn mul(self, a: Self::V, b: Self::V) -> Self::V;
     fn div(self, a: Self::V, b: Self::V) -> Self::V;
+    /// Correctly rounded, as `f32::sqrt`.
+    fn sqrt(self, a: Self::V) -> Self::V;
     /// `a * b + c`.
     fn fmadd(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     /// `c - a * b`.
@@ -182,6 +184,10 @@ impl Simd for Scalar {
         a / b
     }
     #[inline(always)]
+    fn sqrt(self, a: f32) -> f32 {
+        a.sqrt()
+    }
+    #[inline(always)]
     fn fmadd(self, a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
     }
@@ -299,6 +305,10 @@ mod x86 {
             unsafe { _mm512_mul_ps(a, b) }
         }
         #[inline(always)]
+        fn sqrt(self, a: __m512) -> __m512 {
+            unsafe { _mm512_sqrt_ps(a) }
+        }
+        #[inline(always)]
         fn div(self, a: __m512, b: __m512) -> __m512 {
             unsafe { _mm512_div_ps(a, b) }
         }
@@ -404,6 +414,10 @@ mod x86 {
         #[inline(always)]
         fn mul(self, a: __m256, b: __m256) -> __m256 {
             unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
+        fn sqrt(self, a: __m256) -> __m256 {
+            unsafe { _mm256_sqrt_ps(a) }
         }
         #[inline(always)]
         fn div(self, a: __m256, b: __m256) -> __m256 {

@@ -7,6 +7,7 @@ use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::prelude::*;
 
 use crate::config::BertHashConfig;
+use crate::dense::dense;
 use crate::init::Initializer;
 
 /// `embeddings.word_embeddings` in Hugging Face names: `embeddings.weight` and `projection.weight`.
@@ -27,10 +28,12 @@ impl<B: Backend> HashedWordEmbeddings<B> {
             projection: init.linear(config.projections, config.hidden_size, projection_bias),
         }
     }
+}
 
+impl<B: Kernels> HashedWordEmbeddings<B> {
     /// `[batch, seq]` token ids -> `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        self.projection.forward(self.embeddings.forward(input_ids))
+        dense(&self.projection, self.embeddings.forward(input_ids))
     }
 }
 

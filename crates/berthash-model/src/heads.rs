@@ -1,12 +1,13 @@
 //! What sits on top of the encoder: the pooler and the stock BERT MLM head (able to score only
 //! selected positions). The classifier is two plain fields of its model (`dropout`, `classifier`).
 
-use berthash_kernels::{gelu, Kernels};
+use berthash_kernels::Kernels;
 use burn::nn::{LayerNorm, Linear};
 use burn::prelude::*;
 use burn::tensor::activation::tanh;
 
 use crate::config::BertHashConfig;
+use crate::dense::{dense, dense_gelu};
 use crate::init::Initializer;
 
 /// `pooler`: tanh(dense(h[CLS])).
@@ -21,12 +22,14 @@ impl<B: Backend> BertPooler<B> {
             dense: init.linear(config.hidden_size, config.hidden_size, true),
         }
     }
+}
 
+impl<B: Kernels> BertPooler<B> {
     /// `[batch, seq, hidden]` -> `[batch, hidden]`.
     pub fn forward(&self, hidden: Tensor<B, 3>) -> Tensor<B, 2> {
         let [batch, _, width] = hidden.dims();
         let first = hidden.slice([0..batch, 0..1]).reshape([batch, width]);
-        tanh(self.dense.forward(first))
+        tanh(dense(&self.dense, first))
     }
 }
 
@@ -72,8 +75,8 @@ impl<B: Kernels> BertOnlyMLMHead<B> {
         let transform = &self.predictions.transform;
         let transformed = transform
             .layer_norm
-            .forward(gelu(transform.dense.forward(hidden)));
-        self.predictions.decoder.forward(transformed)
+            .forward(dense_gelu(&transform.dense, hidden));
+        dense(&self.predictions.decoder, transformed)
     }
 
     /// Logits at selected positions only: `positions` index the flattened `[batch * seq]` rows.

@@ -9,6 +9,7 @@ use burn::prelude::*;
 
 use crate::attention::additive_attention_mask;
 use crate::config::BertHashConfig;
+use crate::dense::dense;
 use crate::embeddings::BertEmbeddings;
 use crate::encoder::BertEncoder;
 use crate::heads::{BertOnlyMLMHead, BertPooler};
@@ -174,7 +175,7 @@ impl<B: Kernels> BertHashForSequenceClassification<B> {
             .pooler_output
             .clone()
             .expect("a classification model always has a pooler");
-        let logits = self.classifier.forward(dropout(pooled, &self.dropout));
+        let logits = dense(&self.classifier, dropout(pooled, &self.dropout));
         (output, logits)
     }
 

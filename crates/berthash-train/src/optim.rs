@@ -7,13 +7,15 @@
 //! p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 //! ```
 //!
-//! Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's Hugging
+//! The arithmetic of one parameter's update is [`berthash_kernels::adamw`] (one pass in place on
+//! the CPU). Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's Hugging
 //! Face name ([`is_no_decay`]). The state (step and the two moments per parameter)
 //! is keyed by that name, so it can be saved to safetensors and loaded into a fresh model.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use berthash_kernels::{adamw, AdamWState, AdamWStep, Kernels};
 use berthash_model::names::{param_names, ParamName};
 use berthash_model::weights::{RawTensor, TensorFile};
 use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
@@ -203,18 +205,23 @@ impl<B: AutodiffBackend> AdamW<B> {
         lr: f64,
         module: M,
         mut grads: GradientsParams,
-    ) -> M {
+    ) -> M
+    where
+        B::InnerBackend: Kernels,
+    {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = self.config.betas;
         let mut mapper = Updater::<B> {
-            lr,
-            eps: self.config.eps,
-            weight_decay: self.config.weight_decay,
-            b1,
-            b2,
-            bias_correction1: 1.0 - b1.powi(t),
-            bias_correction2_sqrt: (1.0 - b2.powi(t)).sqrt(),
+            step: AdamWStep {
+                lr,
+                b1,
+                b2,
+                eps: self.config.eps,
+                weight_decay: self.config.weight_decay,
+                bias_correction1: 1.0 - b1.powi(t),
+                bias_correction2_sqrt: (1.0 - b2.powi(t)).sqrt(),
+            },
             params: &self.params,
             state: &mut self.state,
             grads: &mut grads,
@@ -347,19 +354,14 @@ impl<B: AutodiffBackend> AdamW<B> {
 }
 
 struct Updater<'a, B: AutodiffBackend> {
-    lr: f64,
-    eps: f64,
-    weight_decay: f64,
-    b1: f64,
-    b2: f64,
-    bias_correction1: f64,
-    bias_correction2_sqrt: f64,
+    /// The update's scalars, with the weight decay of the decayed parameters.
+    step: AdamWStep,
     params: &'a HashMap<ParamId, ParamName>,
     state: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
     grads: &'a mut GradientsParams,
 }
 
-impl<B: AutodiffBackend> ModuleMapper<B> for Updater<'_, B> {
+impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
@@ -370,40 +372,35 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Updater<'_, B> {
         let n = dims.iter().product::<usize>();
         let weight_decay = match self.params.get(&id) {
             Some(p) if is_no_decay(&p.name) => 0.0,
-            _ => self.weight_decay,
+            _ => self.step.weight_decay,
         };
-        let grad = grad.reshape([n]);
-        let mut value = tensor.inner().reshape([n]);
-        if weight_decay != 0.0 {
-            value = value.mul_scalar(1.0 - self.lr * weight_decay);
-        }
         let Moments {
             exp_avg,
             exp_avg_sq,
         } = self.state.remove(&id).unwrap_or_else(|| Moments {
-            exp_avg: grad.zeros_like(),
-            exp_avg_sq: grad.zeros_like(),
+            exp_avg: Tensor::zeros([n], &grad.device()),
+            exp_avg_sq: Tensor::zeros([n], &grad.device()),
         });
-        let exp_avg = exp_avg
-            .mul_scalar(self.b1)
-            .add(grad.clone().mul_scalar(1.0 - self.b1));
-        let exp_avg_sq = exp_avg_sq
-            .mul_scalar(self.b2)
-            .add(grad.clone().mul(grad).mul_scalar(1.0 - self.b2));
-        let denom = exp_avg_sq
-            .clone()
-            .sqrt()
-            .div_scalar(self.bias_correction2_sqrt)
-            .add_scalar(self.eps);
-        let step_size = self.lr / self.bias_correction1;
-        let value = value.sub(exp_avg.clone().div(denom).mul_scalar(step_size));
-        self.state.insert(
-            id,
-            Moments {
+        let updated = adamw(
+            AdamWState {
+                param: tensor.inner().reshape([n]),
                 exp_avg,
                 exp_avg_sq,
             },
+            grad.reshape([n]),
+            &AdamWStep {
+                weight_decay,
+                ..self.step
+            },
         );
+        self.state.insert(
+            id,
+            Moments {
+                exp_avg: updated.exp_avg,
+                exp_avg_sq: updated.exp_avg_sq,
+            },
+        );
+        let value = updated.param;
         let mut tensor = Tensor::from_inner(value.reshape(dims));
         if require_grad {
             tensor = tensor.require_grad();

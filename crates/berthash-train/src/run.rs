@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use berthash_data::tokenize::copy_tokenizer_files;
+use berthash_kernels::TrainBackend;
 use berthash_model::pretrained::{self, HfModel, CONFIG_FILE, WEIGHTS_FILE};
 use berthash_model::weights::WeightLayout;
 use berthash_model::{Architecture, BertHashConfig};
@@ -77,7 +78,7 @@ pub struct Run<B: AutodiffBackend, M> {
     resumed_at: Option<u64>,
 }
 
-impl<B: AutodiffBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
+impl<B: TrainBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
     /// Opens the run directory and restores the newest complete checkpoint when resuming;
     /// otherwise takes the model `fresh` gives, with a new optimizer.
     pub fn start<C: Recipe>(

@@ -9,6 +9,7 @@
 use std::time::Instant;
 
 use berthash_data::rng::splitmix64;
+use berthash_kernels::TrainBackend;
 use berthash_model::pretrained::HfModel;
 use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
@@ -95,7 +96,7 @@ pub struct Trainer<B: AutodiffBackend, M> {
     pub last_checkpoint: Option<std::path::PathBuf>,
 }
 
-impl<B: AutodiffBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
+impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
     pub fn new(
         model: M,
         optimizer: AdamW<B>,
