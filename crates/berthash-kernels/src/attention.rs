@@ -1,10 +1,13 @@
 //! Attention composed from Burn tensor ops: the probabilities `softmax(scores * scale +
-//! key_bias)` and their gradient, and the whole multi-head attention at inference.
+//! key_bias)` and their gradient, and the whole multi-head attention, forward (at inference and
+//! while training) and backward.
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::TensorPrimitive;
+
+use crate::{AttentionConfig, Kernels};
 
 fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(tensor))
@@ -38,9 +41,25 @@ pub fn backward_composed<B: Backend>(
     ((grad - dot) * probs * scale).into_primitive().tensor()
 }
 
+/// `[batch, seq, hidden]` -> `[batch, heads, seq, hidden / heads]` (a view).
+fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+    let [batch, seq, width] = x.dims();
+    x.reshape([batch, seq, heads, width / heads])
+        .swap_dims(1, 2)
+}
+
+/// The inverse of [`split_heads`].
+fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> FloatTensor<B> {
+    let [batch, heads, seq, d] = x.dims();
+    x.swap_dims(1, 2)
+        .reshape([batch, seq, heads * d])
+        .into_primitive()
+        .tensor()
+}
+
 /// Multi-head attention from `[batch, seq, hidden]` projections: heads split, `Q Kᵀ`, the
 /// backend's probabilities, `P V`, heads merged.
-pub fn inference_composed<B: crate::Kernels>(
+pub fn inference_composed<B: Kernels>(
     query: FloatTensor<B>,
     key: FloatTensor<B>,
     value: FloatTensor<B>,
@@ -48,19 +67,57 @@ pub fn inference_composed<B: crate::Kernels>(
     scale: f64,
     key_bias: Option<FloatTensor<B>>,
 ) -> FloatTensor<B> {
-    let query: Tensor<B, 3> = float(query);
-    let [batch, seq, width] = query.dims();
-    let split = |x: Tensor<B, 3>| {
-        x.reshape([batch, seq, heads, width / heads])
-            .swap_dims(1, 2)
+    let config = AttentionConfig {
+        heads,
+        scale,
+        dropout: 0.0,
     };
-    let (query, key, value) = (split(query), split(float(key)), split(float(value)));
+    training_forward_composed::<B>([query, key, value], key_bias, config).0
+}
+
+/// [`Kernels::attention_forward`] in the backend's ops: heads split, `Q Kᵀ`, the backend's
+/// probabilities and dropout, `P V`, heads merged.
+pub fn training_forward_composed<B: Kernels>(
+    [query, key, value]: [FloatTensor<B>; 3],
+    key_bias: Option<FloatTensor<B>>,
+    config: AttentionConfig,
+) -> (FloatTensor<B>, FloatTensor<B>, Option<B::DropoutMask>) {
+    let split = |x| split_heads::<B>(float(x), config.heads);
+    let (query, key, value) = (split(query), split(key), split(value));
     let scores = query.matmul(key.swap_dims(2, 3)).into_primitive().tensor();
-    let probs: Tensor<B, 4> = float(B::attention_probs(scores, scale, key_bias));
-    probs
-        .matmul(value)
-        .swap_dims(1, 2)
-        .reshape([batch, seq, width])
-        .into_primitive()
-        .tensor()
+    let probs = B::attention_probs(scores, config.scale, key_bias);
+    let (weights, mask) = if config.dropout > 0.0 {
+        let (dropped, mask) = B::dropout_forward(probs.clone(), config.dropout);
+        (dropped, Some(mask))
+    } else {
+        (probs.clone(), None)
+    };
+    let context = merge_heads(float::<B, 4>(weights).matmul(value));
+    (context, probs, mask)
+}
+
+/// [`Kernels::attention_backward`] in the backend's ops.
+pub fn training_backward_composed<B: Kernels>(
+    [query, key, value]: [FloatTensor<B>; 3],
+    probs: FloatTensor<B>,
+    mask: Option<B::DropoutMask>,
+    config: AttentionConfig,
+    grad: FloatTensor<B>,
+) -> [FloatTensor<B>; 3] {
+    let split = |x| split_heads::<B>(float(x), config.heads);
+    let (query, key, value, grad) = (split(query), split(key), split(value), split(grad));
+    // The probabilities after dropout: the same mask and scale on the kept ones.
+    let dropped = |x: FloatTensor<B>| match &mask {
+        Some(mask) => B::dropout_backward(x, mask.clone(), config.dropout),
+        None => x,
+    };
+    let weights: Tensor<B, 4> = float(dropped(probs.clone()));
+    let grad_value = weights.swap_dims(2, 3).matmul(grad.clone());
+    let grad_weights = grad.matmul(value.swap_dims(2, 3)).into_primitive().tensor();
+    let grad_probs = dropped(grad_weights);
+    let grad_scores: Tensor<B, 4> =
+        float(B::attention_probs_backward(probs, config.scale, grad_probs));
+    let grad_query = grad_scores.clone().matmul(key);
+    let grad_key = grad_scores.swap_dims(2, 3).matmul(query);
+    [grad_query, grad_key, grad_value].map(merge_heads)
 }

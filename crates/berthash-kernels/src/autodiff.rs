@@ -8,7 +8,7 @@ use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 
-use crate::{dropout, DenseThen, Kernels};
+use crate::{dropout, AttentionConfig, DenseThen, Kernels};
 
 /// The node of `x W + b`: two parents (input, weight) or three (and the bias).
 #[derive(Debug)]
@@ -89,44 +89,52 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
         }
     }
 
-    fn attention_probs(
-        scores: FloatTensor<Self>,
-        scale: f64,
+    fn self_attention(
+        qkv: [FloatTensor<Self>; 3],
         key_bias: Option<FloatTensor<Self>>,
+        config: AttentionConfig,
     ) -> FloatTensor<Self> {
         #[derive(Debug)]
-        struct AttentionProbs;
+        struct Attention;
 
-        impl<B: Kernels> Backward<B, 1> for AttentionProbs {
-            /// The probabilities (the forward's output) and the scale.
-            type State = (FloatTensor<B>, f64);
+        impl<B: Kernels> Backward<B, 3> for Attention {
+            /// Q, K and V, the probabilities before dropout, the dropout's mask, the constants.
+            type State = (
+                [FloatTensor<B>; 3],
+                FloatTensor<B>,
+                Option<B::DropoutMask>,
+                AttentionConfig,
+            );
 
             fn backward(
                 self,
-                ops: Ops<Self::State, 1>,
+                ops: Ops<Self::State, 3>,
                 grads: &mut Gradients,
                 _checkpointer: &mut Checkpointer,
             ) {
-                let (probs, scale) = ops.state;
-                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-                    B::attention_probs_backward(probs, scale, grad)
-                });
+                let grad = grads.consume::<B>(&ops.node);
+                let (qkv, probs, mask, config) = ops.state;
+                let qkv_grads = B::attention_backward(qkv, probs, mask, config, grad);
+                for (node, grad) in ops.parents.into_iter().zip(qkv_grads) {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
             }
         }
 
-        // The bias is the padding mask, a constant: only the scores are differentiated.
+        // The bias is the padding mask, a constant: only Q, K and V are differentiated.
         let key_bias = key_bias.map(|bias| bias.primitive);
-        match AttentionProbs
-            .prepare::<C>([scores.node.clone()])
-            .compute_bound()
-            .stateful()
-        {
+        let nodes = qkv.each_ref().map(|t| t.node.clone());
+        let primitives = qkv.map(|t| t.primitive);
+        match Attention.prepare::<C>(nodes).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let probs = B::attention_probs(scores.primitive, scale, key_bias);
-                prep.finish((probs.clone(), scale), probs)
+                let (context, probs, mask) =
+                    B::attention_forward(primitives.clone(), key_bias, config);
+                prep.finish((primitives, probs, mask, config), context)
             }
             OpsKind::UnTracked(prep) => {
-                prep.finish(B::attention_probs(scores.primitive, scale, key_bias))
+                prep.finish(B::attention_forward(primitives, key_bias, config).0)
             }
         }
     }

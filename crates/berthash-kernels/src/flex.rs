@@ -10,14 +10,13 @@ use half::{bf16, f16};
 use rayon::prelude::*;
 
 use crate::adamw::{self, AdamWState, AdamWStep};
+use crate::cpu_attention;
 use crate::cross_entropy::{backward_composed, forward_composed};
 use crate::dense;
 use crate::exp::{exp_shifted_scaled, log_sum_exp};
 use crate::gelu;
 use crate::hash_mask::{self, MaskKey};
-use crate::inference_attention;
-use crate::softmax;
-use crate::{DenseGrads, DenseThen, Kernels, CHUNK};
+use crate::{AttentionConfig, DenseGrads, DenseThen, Kernels, CHUNK};
 
 /// `tensor` with a contiguous buffer this handle alone owns when it was the only handle: the
 /// buffer can then be written in place.
@@ -63,6 +62,58 @@ fn masked(tensor: FlexTensor, key: MaskKey, prob: f64) -> FlexTensor {
     out
 }
 
+/// Whether an attention's operands are all f32 (others take the composed path).
+fn attention_in_f32(qkv: &[FlexTensor; 3], key_bias: Option<&FlexTensor>) -> bool {
+    qkv.iter().chain(key_bias).all(|t| t.dtype() == DType::F32)
+}
+
+/// [`cpu_attention::forward`] on tensors: the context `[batch, seq, hidden]` and, when
+/// `keep_probs`, the probabilities `[batch, heads, seq, seq]`.
+fn cpu_attention_forward(
+    qkv: [FlexTensor; 3],
+    key_bias: Option<FlexTensor>,
+    config: AttentionConfig,
+    mask: Option<MaskKey>,
+    keep_probs: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let (shape, dropped) = cpu_attention_call(&qkv, config, mask);
+    let qkv = qkv.map(|t| t.to_contiguous());
+    let bias = key_bias.map(|b| b.to_contiguous());
+    let (context, probs) = cpu_attention::forward(
+        qkv.each_ref().map(f32s),
+        bias.as_ref().map(f32s),
+        shape,
+        config.scale as f32,
+        dropped,
+        keep_probs,
+    );
+    let probs_shape = [shape.batch, shape.heads, shape.seq, shape.seq];
+    (
+        FlexTensor::from_data(TensorData::new(context, qkv[0].layout().shape().clone())),
+        probs.map(|p| FlexTensor::from_data(TensorData::new(p, probs_shape))),
+    )
+}
+
+/// The shape of an attention's `[batch, seq, hidden]` operands, and its dropout.
+fn cpu_attention_call(
+    qkv: &[FlexTensor; 3],
+    config: AttentionConfig,
+    mask: Option<MaskKey>,
+) -> (cpu_attention::Shape, Option<cpu_attention::Dropped>) {
+    let [batch, seq, hidden] = qkv[0].layout().shape().dims::<3>();
+    let shape = cpu_attention::Shape {
+        batch,
+        seq,
+        hidden,
+        heads: config.heads,
+    };
+    let dropped = mask.map(|key| cpu_attention::Dropped {
+        key,
+        prob: config.dropout,
+    });
+    (shape, dropped)
+}
+
 /// `[rows, columns]` of a 2-D tensor.
 fn matrix_dims(tensor: &FlexTensor) -> [usize; 2] {
     let shape = tensor.layout().shape();
@@ -91,66 +142,6 @@ fn f32_tensor(values: Vec<f32>, shape: [usize; 1]) -> FlexTensor {
 }
 
 impl Kernels for Flex {
-    fn attention_probs(
-        scores: FloatTensor<Self>,
-        scale: f64,
-        key_bias: Option<FloatTensor<Self>>,
-    ) -> FloatTensor<Self> {
-        let all_f32 = scores.dtype() == DType::F32
-            && key_bias
-                .as_ref()
-                .is_none_or(|bias| bias.dtype() == DType::F32);
-        if !all_f32 {
-            return crate::attention::forward_composed::<Self>(scores, scale, key_bias);
-        }
-        let shape = scores.layout().shape().clone();
-        let [batch, heads, queries, keys] = shape.dims::<4>();
-        let scores = scores.to_contiguous();
-        let input = f32s(&scores);
-        let bias = key_bias.map(|bias| bias.to_contiguous());
-        let bias = bias.as_ref().map(f32s);
-        let mut out = vec![0.0f32; input.len()];
-        let rows_per_batch = heads * queries;
-        let rows_per_task = (CHUNK / keys).max(1);
-        out.par_chunks_mut(keys * rows_per_task)
-            .zip(input.par_chunks(keys * rows_per_task))
-            .enumerate()
-            .for_each(|(task, (out, scores))| {
-                let rows = out.chunks_mut(keys).zip(scores.chunks(keys));
-                for (i, (out, scores)) in rows.enumerate() {
-                    let batch_row = (task * rows_per_task + i) / rows_per_batch;
-                    let bias = bias.map(|b| &b[batch_row * keys..][..keys]);
-                    softmax::forward_row(scores, scale as f32, bias, out);
-                }
-            });
-        debug_assert_eq!(out.len(), batch * rows_per_batch * keys);
-        FlexTensor::from_data(TensorData::new(out, shape))
-    }
-
-    fn attention_probs_backward(
-        probs: FloatTensor<Self>,
-        scale: f64,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        if probs.dtype() != DType::F32 || grad.dtype() != DType::F32 {
-            return crate::attention::backward_composed::<Self>(probs, scale, grad);
-        }
-        let keys = *probs.layout().shape().dims::<4>().last().expect("4 dims");
-        let probs = probs.to_contiguous();
-        let probs = f32s(&probs);
-        let rows_per_task = (CHUNK / keys).max(1);
-        let mut out = into_contiguous(grad);
-        out.storage_mut::<f32>()
-            .par_chunks_mut(keys * rows_per_task)
-            .zip(probs.par_chunks(keys * rows_per_task))
-            .for_each(|(grad, probs)| {
-                for (grad, probs) in grad.chunks_mut(keys).zip(probs.chunks(keys)) {
-                    softmax::backward_row(probs, scale as f32, grad);
-                }
-            });
-        out
-    }
-
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 {
             return <Self as ActivationOps<Self>>::gelu(x);
@@ -186,37 +177,62 @@ impl Kernels for Flex {
         scale: f64,
         key_bias: Option<FloatTensor<Self>>,
     ) -> FloatTensor<Self> {
-        let all_f32 = [&query, &key, &value]
-            .iter()
-            .all(|t| t.dtype() == DType::F32)
-            && key_bias.as_ref().is_none_or(|b| b.dtype() == DType::F32);
-        if !all_f32 {
+        let qkv = [query, key, value];
+        let config = AttentionConfig {
+            heads,
+            scale,
+            dropout: 0.0,
+        };
+        if !attention_in_f32(&qkv, key_bias.as_ref()) {
+            let [query, key, value] = qkv;
             return crate::attention::inference_composed::<Self>(
                 query, key, value, heads, scale, key_bias,
             );
         }
-        let [batch, seq, hidden] = query.layout().shape().dims::<3>();
-        let (query, key, value) = (
-            query.to_contiguous(),
-            key.to_contiguous(),
-            value.to_contiguous(),
-        );
-        let bias = key_bias.map(|b| b.to_contiguous());
-        let shape = inference_attention::Shape {
-            batch,
-            seq,
-            hidden,
-            heads,
-        };
-        let out = inference_attention::attention(
-            f32s(&query),
-            f32s(&key),
-            f32s(&value),
-            bias.as_ref().map(f32s),
+        cpu_attention_forward(qkv, key_bias, config, None, false).0
+    }
+
+    fn attention_forward(
+        qkv: [FloatTensor<Self>; 3],
+        key_bias: Option<FloatTensor<Self>>,
+        config: AttentionConfig,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, Option<MaskKey>) {
+        if !attention_in_f32(&qkv, key_bias.as_ref()) {
+            return crate::attention::training_forward_composed::<Self>(qkv, key_bias, config);
+        }
+        let mask = (config.dropout > 0.0).then(draw_mask_key);
+        let (context, probs) = cpu_attention_forward(qkv, key_bias, config, mask, true);
+        (context, probs.expect("kept probabilities"), mask)
+    }
+
+    fn attention_backward(
+        qkv: [FloatTensor<Self>; 3],
+        probs: FloatTensor<Self>,
+        mask: Option<MaskKey>,
+        config: AttentionConfig,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        let all_f32 = qkv
+            .iter()
+            .chain([&probs, &grad])
+            .all(|t| t.dtype() == DType::F32);
+        if !all_f32 {
+            return crate::attention::training_backward_composed::<Self>(
+                qkv, probs, mask, config, grad,
+            );
+        }
+        let (shape, dropped) = cpu_attention_call(&qkv, config, mask);
+        let qkv = qkv.map(|t| t.to_contiguous());
+        let (probs, grad) = (probs.to_contiguous(), grad.to_contiguous());
+        let grads = cpu_attention::backward(
+            qkv.each_ref().map(f32s),
+            f32s(&probs),
+            f32s(&grad),
             shape,
-            scale as f32,
+            config.scale as f32,
+            dropped,
         );
-        FlexTensor::from_data(TensorData::new(out, [batch, seq, hidden]))
+        grads.map(|g| FlexTensor::from_data(TensorData::new(g, qkv[0].layout().shape().clone())))
     }
 
     fn dense(

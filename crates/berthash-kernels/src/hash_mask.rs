@@ -66,15 +66,20 @@ impl Float for half::f16 {
 /// `values[i] = kept(i) ? values[i] * scale : 0` over a whole tensor, in place; `prob` in
 /// `(0, 1]`.
 pub fn apply<T: Float>(values: &mut [T], key: MaskKey, prob: f64) {
+    values
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| apply_at(chunk, c * CHUNK, key, prob));
+}
+
+/// [`apply`] to the elements `first ..` of a tensor, given as `values`, on this thread.
+pub fn apply_at<T: Float>(values: &mut [T], first: usize, key: MaskKey, prob: f64) {
     let keep = 1.0 - prob;
     // `keep` < 1, so the threshold fits in u32.
     let threshold = (keep * 4_294_967_296.0) as u32;
     let scale = if keep > 0.0 { (1.0 / keep) as f32 } else { 0.0 };
     let key = [key.0 as u32, (key.0 >> 32) as u32];
-    values
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| apply_chunk(chunk, (c * CHUNK) as u32, key, threshold, scale));
+    apply_chunk(values, first as u32, key, threshold, scale);
 }
 
 fn apply_chunk<T: Float>(chunk: &mut [T], first: u32, key: [u32; 2], threshold: u32, scale: f32) {
@@ -144,7 +149,7 @@ mod tests {
     }
 
     #[test]
-    fn chunks_are_the_same_mask_as_one_pass() {
+    fn chunks_and_pieces_are_the_same_mask_as_one_pass() {
         // The rayon split must not change which elements are kept.
         let n = 3 * CHUNK + 17;
         let mut whole = vec![1.0f32; n];
@@ -154,5 +159,11 @@ mod tests {
         let expected: Vec<bool> = (0..n as u32).map(|i| keeps(i, key, threshold)).collect();
         let got: Vec<bool> = whole.iter().map(|&v| v != 0.0).collect();
         assert_eq!(got, expected);
+        // And any piece, masked on its own at its offset.
+        let mut pieces = vec![1.0f32; n];
+        for (i, piece) in pieces.chunks_mut(1000).enumerate() {
+            apply_at(piece, i * 1000, MaskKey(99), 0.3);
+        }
+        assert_eq!(pieces, whole);
     }
 }

@@ -6,11 +6,11 @@
 //! | cross-entropy | a dozen full-size tensors (max, shift, exp, sum, log, gather and their gradients) over `[masked rows, 30522]` logits, ~75 MB each at nano's batch | row log-sum-exps in one pass, SIMD `exp` | written over the logits in place: `(softmax - one_hot) * g / rows` |
 //! | dropout | the mask drawn element by element from a ChaCha RNG on one thread, then two multiplies | the element index hashed with a per-call key (drawn from the backend's seeded RNG, so runs stay reproducible), one parallel pass | recomputes the mask from the key instead of storing it |
 //! | GELU | a scalar `erf` per element, forward and backward | vectorised `erf` | vectorised derivative |
-//! | attention probabilities | softmax is five tracked ops, the padding mask a strided broadcast, glibc's `expf` slow on masked (hugely negative) scores | scale, padding bias and softmax in one row pass | from the probabilities |
 //! | dense (linear) layer | each product's output zeroed, then copied once more to align it; the bias, GELU and residual each a pass of their own; operands transposed by copy | one gemm call per block of rows into a fresh buffer, bias and GELU or residual on the block in cache ([`dense`](mod@dense)) | the same products on strided views, the bias's as column sums |
+//! | multi-head attention | the heads split and merged by copies around every product, forward and backward; softmax five tracked ops, the padding mask a strided broadcast, glibc's `expf` slow on masked (hugely negative) scores | per (batch, head): products on strided views of the projections' layout, then scale, padding bias and softmax in one row pass and the dropout, on a block in cache (`cpu_attention.rs`) | the same units: `dV`, `dP`, the dropout's and softmax's gradients, `dQ`, `dK` |
 //!
-//! Multi-head attention at inference, where no gradient is kept, reads Q, K and V in the
-//! projections' layout ([`inference_attention`]), skipping the head split and merge copies.
+//! One more has no backward: the AdamW update of a parameter, on the CPU one pass in place instead
+//! of a dozen allocating ops ([`adamw`](mod@adamw)).
 //!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
@@ -30,6 +30,7 @@ pub use adamw::{AdamWState, AdamWStep};
 pub mod adamw;
 pub mod attention;
 mod autodiff;
+mod cpu_attention;
 mod cpu_gemm;
 pub mod cross_entropy;
 pub mod dense;
@@ -40,7 +41,6 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
-pub mod inference_attention;
 mod simd;
 mod softmax;
 
@@ -125,6 +125,44 @@ pub trait Kernels: Backend {
         attention::backward_composed::<Self>(probs, scale, grad)
     }
 
+    /// Multi-head self-attention while training: `dropout(softmax(Q Kᵀ * scale + key_bias)) V`
+    /// per head, for `q`, `k`, `v` `[batch, seq, hidden]` as the projections give them and an
+    /// additive `key_bias` `[batch, keys]` (the padding mask; it gets no gradient). Returns the
+    /// context `[batch, seq, hidden]`, the probabilities before dropout `[batch, heads, seq, seq]`
+    /// and the dropout's mask: what [`Kernels::attention_backward`] needs.
+    fn attention_forward(
+        qkv: [FloatTensor<Self>; 3],
+        key_bias: Option<FloatTensor<Self>>,
+        config: AttentionConfig,
+    ) -> (
+        FloatTensor<Self>,
+        FloatTensor<Self>,
+        Option<Self::DropoutMask>,
+    ) {
+        attention::training_forward_composed::<Self>(qkv, key_bias, config)
+    }
+
+    /// The gradients of Q, K and V from the context's `grad`, given what the forward returned.
+    fn attention_backward(
+        qkv: [FloatTensor<Self>; 3],
+        probs: FloatTensor<Self>,
+        mask: Option<Self::DropoutMask>,
+        config: AttentionConfig,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3] {
+        attention::training_backward_composed::<Self>(qkv, probs, mask, config, grad)
+    }
+
+    /// The attention's context alone. `Autodiff` overrides it to record one node whose backward
+    /// is [`Kernels::attention_backward`].
+    fn self_attention(
+        qkv: [FloatTensor<Self>; 3],
+        key_bias: Option<FloatTensor<Self>>,
+        config: AttentionConfig,
+    ) -> FloatTensor<Self> {
+        Self::attention_forward(qkv, key_bias, config).0
+    }
+
     /// Multi-head attention without dropout or gradient (inference): `q`, `k`, `v`
     /// `[batch, seq, hidden]` as the projections give them, `key_bias` additive `[batch, keys]`;
     /// returns the context `[batch, seq, hidden]`.
@@ -202,6 +240,16 @@ pub(crate) fn dense_composed<B: Kernels>(
         DenseThen::Gelu => B::gelu_erf(y),
         DenseThen::Add(residual) => B::float_add(y, residual),
     }
+}
+
+/// The constants of one multi-head attention call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AttentionConfig {
+    pub heads: usize,
+    /// The factor of `Q Kᵀ`, `1 / sqrt(head size)` in BERT.
+    pub scale: f64,
+    /// The probability of dropping each attention probability (0: no dropout).
+    pub dropout: f64,
 }
 
 /// What follows the product of [`Kernels::dense`].
@@ -289,46 +337,33 @@ pub fn gelu<B: Kernels, const D: usize>(x: Tensor<B, D>) -> Tensor<B, D> {
     )))
 }
 
-/// See [`Kernels::attention_inference`]. For a backend without autodiff: training keeps the
-/// probabilities for dropout and the gradient, so it takes [`attention_probs`].
-pub fn attention_inference<B: Kernels>(
+/// Multi-head self-attention over `[batch, seq, hidden]` projections with an additive padding
+/// bias `[batch, seq]`: [`Kernels::attention_inference`] (no dropout) on a backend without
+/// autodiff, [`Kernels::self_attention`] on one with it.
+pub fn attention<B: Kernels>(
     query: Tensor<B, 3>,
     key: Tensor<B, 3>,
     value: Tensor<B, 3>,
-    heads: usize,
-    scale: f64,
     key_bias: Option<Tensor<B, 2>>,
+    config: AttentionConfig,
 ) -> Tensor<B, 3> {
-    Tensor::from_primitive(TensorPrimitive::Float(B::attention_inference(
-        query.into_primitive().tensor(),
-        key.into_primitive().tensor(),
-        value.into_primitive().tensor(),
-        heads,
-        scale,
-        key_bias.map(|bias| bias.into_primitive().tensor()),
-    )))
-}
-
-/// `softmax(scores * scale + key_bias)` over the last axis, fused: see
-/// [`Kernels::attention_probs`].
-pub fn attention_probs<B: Kernels>(
-    scores: Tensor<B, 4>,
-    scale: f64,
-    key_bias: Option<Tensor<B, 2>>,
-) -> Tensor<B, 4> {
-    let [batch, _, _, keys] = scores.dims();
+    let [batch, seq, _] = query.dims();
     if let Some(bias) = &key_bias {
         assert_eq!(
             bias.dims(),
-            [batch, keys],
-            "attention_probs: key bias must be [batch, keys]"
+            [batch, seq],
+            "attention: key bias must be [batch, seq]"
         );
     }
-    Tensor::from_primitive(TensorPrimitive::Float(B::attention_probs(
-        scores.into_primitive().tensor(),
-        scale,
-        key_bias.map(|bias| bias.into_primitive().tensor()),
-    )))
+    let tracked = B::ad_enabled(&query.device());
+    let [query, key, value] = [query, key, value].map(|t| t.into_primitive().tensor());
+    let key_bias = key_bias.map(|bias| bias.into_primitive().tensor());
+    let context = if tracked {
+        B::self_attention([query, key, value], key_bias, config)
+    } else {
+        B::attention_inference(query, key, value, config.heads, config.scale, key_bias)
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(context))
 }
 
 /// An autodiff backend the trainer runs on: the kernels on the tracked backend (training) and on

@@ -1,6 +1,6 @@
 //! Multi-head self-attention, as `BertAttention` (self + output with residual and LayerNorm).
 
-use berthash_kernels::{attention_inference, attention_probs, dropout, Kernels};
+use berthash_kernels::{attention, AttentionConfig, Kernels};
 use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
 use burn::prelude::*;
 
@@ -35,29 +35,18 @@ impl<B: Kernels> BertSelfAttention<B> {
     /// `hidden`: `[batch, seq, hidden]`; `mask`: additive, `[batch, seq]` (see
     /// [`additive_attention_mask`]).
     pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
-        let [batch, seq, width] = hidden.dims();
-        let head_dim = width / self.num_heads;
+        let [_, _, width] = hidden.dims();
         let query = dense(&self.query, hidden.clone());
         let key = dense(&self.key, hidden.clone());
         let value = dense(&self.value, hidden);
         // The mask is built in f32; under half precision the projections are not.
         let mask = mask.map(|mask| mask.cast(query.dtype()));
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        if !B::ad_enabled(&query.device()) {
-            return attention_inference(query, key, value, self.num_heads, scale, mask);
-        }
-        // Training keeps the probabilities, for dropout and the gradient.
-        let split_heads = |x: Tensor<B, 3>| {
-            x.reshape([batch, seq, self.num_heads, head_dim])
-                .swap_dims(1, 2)
+        let config = AttentionConfig {
+            heads: self.num_heads,
+            scale: 1.0 / ((width / self.num_heads) as f64).sqrt(),
+            dropout: self.dropout.prob,
         };
-        let (query, key, value) = (split_heads(query), split_heads(key), split_heads(value));
-        let scores = query.matmul(key.swap_dims(2, 3));
-        let probs = dropout(attention_probs(scores, scale, mask), &self.dropout);
-        probs
-            .matmul(value)
-            .swap_dims(1, 2)
-            .reshape([batch, seq, width])
+        attention(query, key, value, mask, config)
     }
 }
 
