@@ -58,7 +58,7 @@ fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> FloatTensor<B> {
 }
 
 /// Multi-head attention from `[batch, seq, hidden]` projections: heads split, `Q Kᵀ`, the
-/// backend's probabilities, `P V`, heads merged.
+/// probabilities, `P V`, heads merged.
 pub fn inference_composed<B: Kernels>(
     query: FloatTensor<B>,
     key: FloatTensor<B>,
@@ -75,8 +75,8 @@ pub fn inference_composed<B: Kernels>(
     training_forward_composed::<B>([query, key, value], key_bias, config).0
 }
 
-/// [`Kernels::attention_forward`] in the backend's ops: heads split, `Q Kᵀ`, the backend's
-/// probabilities and dropout, `P V`, heads merged.
+/// [`Kernels::attention_forward`] in the backend's ops: heads split, `Q Kᵀ`, the probabilities,
+/// the backend's dropout, `P V`, heads merged.
 pub fn training_forward_composed<B: Kernels>(
     [query, key, value]: [FloatTensor<B>; 3],
     key_bias: Option<FloatTensor<B>>,
@@ -85,7 +85,7 @@ pub fn training_forward_composed<B: Kernels>(
     let split = |x| split_heads::<B>(float(x), config.heads);
     let (query, key, value) = (split(query), split(key), split(value));
     let scores = query.matmul(key.swap_dims(2, 3)).into_primitive().tensor();
-    let probs = B::attention_probs(scores, config.scale, key_bias);
+    let probs = forward_composed::<B>(scores, config.scale, key_bias);
     let (weights, mask) = if config.dropout > 0.0 {
         let (dropped, mask) = B::dropout_forward(probs.clone(), config.dropout);
         (dropped, Some(mask))
@@ -115,8 +115,7 @@ pub fn training_backward_composed<B: Kernels>(
     let grad_value = weights.swap_dims(2, 3).matmul(grad.clone());
     let grad_weights = grad.matmul(value.swap_dims(2, 3)).into_primitive().tensor();
     let grad_probs = dropped(grad_weights);
-    let grad_scores: Tensor<B, 4> =
-        float(B::attention_probs_backward(probs, config.scale, grad_probs));
+    let grad_scores: Tensor<B, 4> = float(backward_composed::<B>(probs, config.scale, grad_probs));
     let grad_query = grad_scores.clone().matmul(key);
     let grad_key = grad_scores.swap_dims(2, 3).matmul(query);
     [grad_query, grad_key, grad_value].map(merge_heads)

@@ -104,27 +104,6 @@ pub trait Kernels: Backend {
         <Self as ActivationOps<Self>>::gelu_backward(x, grad)
     }
 
-    /// Attention probabilities: `softmax(scores * scale + key_bias)` over the keys, for `scores`
-    /// `[batch, heads, queries, keys]` and an additive `key_bias` `[batch, keys]` (the padding
-    /// mask; it gets no gradient). `Autodiff` records a node whose backward is
-    /// [`Kernels::attention_probs_backward`].
-    fn attention_probs(
-        scores: FloatTensor<Self>,
-        scale: f64,
-        key_bias: Option<FloatTensor<Self>>,
-    ) -> FloatTensor<Self> {
-        attention::forward_composed::<Self>(scores, scale, key_bias)
-    }
-
-    /// The gradient with respect to the scores, from the probabilities and their gradient.
-    fn attention_probs_backward(
-        probs: FloatTensor<Self>,
-        scale: f64,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        attention::backward_composed::<Self>(probs, scale, grad)
-    }
-
     /// Multi-head self-attention while training: `dropout(softmax(Q Kᵀ * scale + key_bias)) V`
     /// per head, for `q`, `k`, `v` `[batch, seq, hidden]` as the projections give them and an
     /// additive `key_bias` `[batch, keys]` (the padding mask; it gets no gradient). Returns the
@@ -189,17 +168,6 @@ pub trait Kernels: Backend {
         dense_composed::<Self>(x, weight, bias, then)
     }
 
-    /// One AdamW update of a parameter from its gradient (all flat, `[n]`), as
-    /// `torch.optim.AdamW` ([`adamw`](mod@adamw)): the new parameter and moments. The CPU
-    /// backend writes them over the old ones in one pass.
-    fn adamw(
-        state: AdamWState<FloatTensor<Self>>,
-        grad: FloatTensor<Self>,
-        step: &AdamWStep,
-    ) -> AdamWState<FloatTensor<Self>> {
-        adamw::composed::<Self>(state, grad, step)
-    }
-
     /// The gradients of `x W + b` from the output's `grad` `[rows, out]`: the input's
     /// (`grad Wᵀ`, when `weight` is given), the weight's (`xᵀ grad`, when `x` is given) and the
     /// bias's (the column sums of `grad`, when `bias`).
@@ -210,6 +178,17 @@ pub trait Kernels: Backend {
         bias: bool,
     ) -> DenseGrads<FloatTensor<Self>> {
         dense_backward_composed::<Self>(x, weight, grad, bias)
+    }
+
+    /// One AdamW update of a parameter from its gradient (all flat, `[n]`), as
+    /// `torch.optim.AdamW` ([`adamw`](mod@adamw)): the new parameter and moments. The CPU
+    /// backend writes them over the old ones in one pass.
+    fn adamw(
+        state: AdamWState<FloatTensor<Self>>,
+        grad: FloatTensor<Self>,
+        step: &AdamWStep,
+    ) -> AdamWState<FloatTensor<Self>> {
+        adamw::composed::<Self>(state, grad, step)
     }
 }
 
