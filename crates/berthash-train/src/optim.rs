@@ -8,9 +8,9 @@
 //! ```
 //!
 //! The arithmetic of one parameter's update is [`berthash_kernels::adamw`] (one pass in place on
-//! the CPU). Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's Hugging
-//! Face name ([`is_no_decay`]). The state (step and the two moments per parameter)
-//! is keyed by that name, so it can be saved to safetensors and loaded into a fresh model.
+//! the CPU). Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's
+//! Hugging Face name ([`is_no_decay`]). The state (step and the two moments per parameter) is
+//! keyed by that name, so it can be saved to safetensors and loaded into a fresh model.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -374,12 +374,13 @@ impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, 
             Some(p) if is_no_decay(&p.name) => 0.0,
             _ => self.step.weight_decay,
         };
+        let grad = grad.reshape([n]);
         let Moments {
             exp_avg,
             exp_avg_sq,
         } = self.state.remove(&id).unwrap_or_else(|| Moments {
-            exp_avg: Tensor::zeros([n], &grad.device()),
-            exp_avg_sq: Tensor::zeros([n], &grad.device()),
+            exp_avg: grad.zeros_like(),
+            exp_avg_sq: grad.zeros_like(),
         });
         let updated = adamw(
             AdamWState {
@@ -387,7 +388,7 @@ impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, 
                 exp_avg,
                 exp_avg_sq,
             },
-            grad.reshape([n]),
+            grad,
             &AdamWStep {
                 weight_decay,
                 ..self.step
