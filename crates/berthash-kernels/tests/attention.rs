@@ -3,6 +3,8 @@
 //! under autodiff, with and without a padding mask and dropout; the composed path the GPU
 //! backends run against the CPU kernel, with the same dropout mask; and inference.
 
+use std::sync::{Mutex, MutexGuard};
+
 use berthash_kernels::attention::{
     inference_composed, training_backward_composed, training_forward_composed,
 };
@@ -14,6 +16,14 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{Distribution, TensorPrimitive, Tolerance};
 
 type Ad = Autodiff<Flex>;
+
+/// The backend's RNG is shared by the tests of this binary, which run in parallel; the dropout
+/// tests draw the same key twice from a seed, so they take turns.
+static RNG: Mutex<()> = Mutex::new(());
+
+fn turn() -> MutexGuard<'static, ()> {
+    RNG.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn tolerance() -> Tolerance<f32> {
     Tolerance::absolute(1e-5).set_relative(1e-4)
@@ -78,6 +88,7 @@ fn reference<B: Backend>(
 
 #[test]
 fn training_attention_matches_burns_autodiff() {
+    let _turn = turn();
     let device = Default::default();
     Flex::seed(&device, 3);
     for (shape, heads) in [([3, 13, 16], 2), ([1, 7, 12], 3), ([2, 128, 64], 2)] {
@@ -135,6 +146,7 @@ fn training_attention_matches_burns_autodiff() {
 
 #[test]
 fn the_composed_path_matches_the_cpu_kernel_with_dropout() {
+    let _turn = turn();
     let device = Default::default();
     Flex::seed(&device, 5);
     let shape = [2, 19, 24];
@@ -190,6 +202,7 @@ fn the_composed_path_matches_the_cpu_kernel_with_dropout() {
 /// between) against the composed ops; padded keys get exactly zero weight.
 #[test]
 fn inference_attention_matches_the_composed_ops() {
+    let _turn = turn();
     let device = Default::default();
     Flex::seed(&device, 3);
     for (shape, heads) in [([3, 13, 16], 2), ([1, 7, 12], 3), ([2, 128, 64], 2)] {
