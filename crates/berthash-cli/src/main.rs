@@ -10,9 +10,9 @@ mod tokenizer;
 use clap::{Parser, Subcommand};
 
 /// A training step allocates and frees the same large buffers (activations, gradients, the
-/// logits at the masked rows) every step. glibc maps each large buffer fresh from the kernel and
-/// unmaps it when freed, so every step faults in and zeroes tens of megabytes again; mimalloc
-/// keeps and reuses them (nano's CPU training step: about a quarter faster).
+/// logits at the masked rows) every step. With mimalloc nano's CPU training step measured about
+/// a quarter faster than with glibc's allocator, even with glibc told to keep freed memory
+/// (`Trainer::new` does); at inference glibc was 1-2% faster and smaller (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

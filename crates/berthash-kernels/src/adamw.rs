@@ -42,6 +42,17 @@ pub struct AdamWState<T> {
     pub exp_avg_sq: T,
 }
 
+impl<T> AdamWState<T> {
+    /// The three, each through `f`.
+    pub fn map<U>(self, f: impl Fn(T) -> U) -> AdamWState<U> {
+        AdamWState {
+            param: f(self.param),
+            exp_avg: f(self.exp_avg),
+            exp_avg_sq: f(self.exp_avg_sq),
+        }
+    }
+}
+
 /// The update in Burn's ops (`Kernels::adamw`'s default).
 pub fn composed<B: Backend>(
     state: AdamWState<FloatTensor<B>>,
@@ -49,16 +60,19 @@ pub fn composed<B: Backend>(
     step: &AdamWStep,
 ) -> AdamWState<FloatTensor<B>> {
     let tensor = |t| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(t));
-    let primitive = |t: Tensor<B, 1>| t.into_primitive().tensor();
+    let AdamWState {
+        param: mut value,
+        exp_avg,
+        exp_avg_sq,
+    } = state.map(tensor);
     let grad = tensor(grad);
-    let mut value = tensor(state.param);
     if step.weight_decay != 0.0 {
         value = value.mul_scalar(1.0 - step.lr * step.weight_decay);
     }
-    let exp_avg = tensor(state.exp_avg)
+    let exp_avg = exp_avg
         .mul_scalar(step.b1)
         .add(grad.clone().mul_scalar(1.0 - step.b1));
-    let exp_avg_sq = tensor(state.exp_avg_sq)
+    let exp_avg_sq = exp_avg_sq
         .mul_scalar(step.b2)
         .add(grad.clone().mul(grad).mul_scalar(1.0 - step.b2));
     let denom = exp_avg_sq
@@ -69,10 +83,11 @@ pub fn composed<B: Backend>(
     let step_size = step.lr / step.bias_correction1;
     let value = value.sub(exp_avg.clone().div(denom).mul_scalar(step_size));
     AdamWState {
-        param: primitive(value),
-        exp_avg: primitive(exp_avg),
-        exp_avg_sq: primitive(exp_avg_sq),
+        param: value,
+        exp_avg,
+        exp_avg_sq,
     }
+    .map(|t| t.into_primitive().tensor())
 }
 
 /// The update in place, on rayon threads; `grad` is as long as the others.

@@ -57,22 +57,17 @@ fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> FloatTensor<B> {
         .tensor()
 }
 
-/// Multi-head attention from `[batch, seq, hidden]` projections: heads split, `Q Kᵀ`, the
-/// probabilities, `P V`, heads merged.
+/// [`Kernels::attention_inference`] in the backend's ops: the training forward without dropout.
 pub fn inference_composed<B: Kernels>(
-    query: FloatTensor<B>,
-    key: FloatTensor<B>,
-    value: FloatTensor<B>,
-    heads: usize,
-    scale: f64,
+    qkv: [FloatTensor<B>; 3],
     key_bias: Option<FloatTensor<B>>,
+    config: AttentionConfig,
 ) -> FloatTensor<B> {
     let config = AttentionConfig {
-        heads,
-        scale,
         dropout: 0.0,
+        ..config
     };
-    training_forward_composed::<B>([query, key, value], key_bias, config).0
+    training_forward_composed::<B>(qkv, key_bias, config).0
 }
 
 /// [`Kernels::attention_forward`] in the backend's ops: heads split, `Q Kᵀ`, the probabilities,

@@ -1,6 +1,7 @@
-//! The CPU backend's kernels: cross-entropy with one rayon task per row and SIMD `exp`
-//! ([`crate::exp`]; f32, other float types take the composed path), dropout with a hashed mask
-//! ([`crate::hash_mask`]).
+//! The CPU backend's kernels, on f32 tensors (other float types take the composed path):
+//! cross-entropy with one rayon task per row and SIMD `exp` ([`crate::exp`]), dropout with a
+//! hashed mask ([`crate::hash_mask`]), GELU, dense layers ([`crate::dense`]), multi-head attention
+//! ([`crate::cpu_attention`]) and the AdamW update ([`crate::adamw`]).
 
 use burn::backend::Flex;
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
@@ -62,9 +63,9 @@ fn masked(tensor: FlexTensor, key: MaskKey, prob: f64) -> FlexTensor {
     out
 }
 
-/// Whether an attention's operands are all f32 (others take the composed path).
-fn attention_in_f32(qkv: &[FlexTensor; 3], key_bias: Option<&FlexTensor>) -> bool {
-    qkv.iter().chain(key_bias).all(|t| t.dtype() == DType::F32)
+/// Whether all the operands are f32 (others take the composed path).
+fn all_f32<'a>(tensors: impl IntoIterator<Item = &'a FlexTensor>) -> bool {
+    tensors.into_iter().all(|t| t.dtype() == DType::F32)
 }
 
 /// [`cpu_attention::forward`] on tensors: the context `[batch, seq, hidden]` and, when
@@ -156,7 +157,7 @@ impl Kernels for Flex {
     }
 
     fn gelu_erf_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        if x.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+        if !all_f32([&x, &grad]) {
             return <Self as ActivationOps<Self>>::gelu_backward(x, grad);
         }
         let x = x.to_contiguous();
@@ -170,24 +171,12 @@ impl Kernels for Flex {
     }
 
     fn attention_inference(
-        query: FloatTensor<Self>,
-        key: FloatTensor<Self>,
-        value: FloatTensor<Self>,
-        heads: usize,
-        scale: f64,
+        qkv: [FloatTensor<Self>; 3],
         key_bias: Option<FloatTensor<Self>>,
+        config: AttentionConfig,
     ) -> FloatTensor<Self> {
-        let qkv = [query, key, value];
-        let config = AttentionConfig {
-            heads,
-            scale,
-            dropout: 0.0,
-        };
-        if !attention_in_f32(&qkv, key_bias.as_ref()) {
-            let [query, key, value] = qkv;
-            return crate::attention::inference_composed::<Self>(
-                query, key, value, heads, scale, key_bias,
-            );
+        if !all_f32(qkv.iter().chain(&key_bias)) {
+            return crate::attention::inference_composed::<Self>(qkv, key_bias, config);
         }
         cpu_attention_forward(qkv, key_bias, config, None, false).0
     }
@@ -197,7 +186,7 @@ impl Kernels for Flex {
         key_bias: Option<FloatTensor<Self>>,
         config: AttentionConfig,
     ) -> (FloatTensor<Self>, FloatTensor<Self>, Option<MaskKey>) {
-        if !attention_in_f32(&qkv, key_bias.as_ref()) {
+        if !all_f32(qkv.iter().chain(&key_bias)) {
             return crate::attention::training_forward_composed::<Self>(qkv, key_bias, config);
         }
         let mask = (config.dropout > 0.0).then(draw_mask_key);
@@ -212,11 +201,7 @@ impl Kernels for Flex {
         config: AttentionConfig,
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3] {
-        let all_f32 = qkv
-            .iter()
-            .chain([&probs, &grad])
-            .all(|t| t.dtype() == DType::F32);
-        if !all_f32 {
+        if !all_f32(qkv.iter().chain([&probs, &grad])) {
             return crate::attention::training_backward_composed::<Self>(
                 qkv, probs, mask, config, grad,
             );
@@ -248,11 +233,7 @@ impl Kernels for Flex {
             DenseThen::Add(r) => Some(r),
             _ => None,
         };
-        let all_f32 = [Some(&x), Some(&weight), bias.as_ref(), residual]
-            .into_iter()
-            .flatten()
-            .all(|t| t.dtype() == DType::F32);
-        if !all_f32 {
+        if !all_f32([&x, &weight].into_iter().chain(&bias).chain(residual)) {
             return crate::dense_composed::<Self>(x, weight, bias, then);
         }
         let [rows, inputs] = matrix_dims(&x);
@@ -277,11 +258,7 @@ impl Kernels for Flex {
         grad: FloatTensor<Self>,
         bias: bool,
     ) -> DenseGrads<FloatTensor<Self>> {
-        let all_f32 = [x.as_ref(), weight.as_ref(), Some(&grad)]
-            .into_iter()
-            .flatten()
-            .all(|t| t.dtype() == DType::F32);
-        if !all_f32 {
+        if !all_f32(x.iter().chain(&weight).chain([&grad])) {
             return crate::dense_backward_composed::<Self>(x, weight, grad, bias);
         }
         let grad = grad.to_contiguous();
@@ -319,10 +296,7 @@ impl Kernels for Flex {
         grad: FloatTensor<Self>,
         step: &AdamWStep,
     ) -> AdamWState<FloatTensor<Self>> {
-        let all_f32 = [&state.param, &state.exp_avg, &state.exp_avg_sq, &grad]
-            .iter()
-            .all(|t| t.dtype() == DType::F32);
-        if !all_f32 {
+        if !all_f32([&state.param, &state.exp_avg, &state.exp_avg_sq, &grad]) {
             return adamw::composed::<Self>(state, grad, step);
         }
         let grad = grad.to_contiguous();
@@ -383,7 +357,7 @@ impl Kernels for Flex {
         targets: IntTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
-        if logits.dtype() != DType::F32 || grad.dtype() != DType::F32 {
+        if !all_f32([&logits, &grad]) {
             return backward_composed::<Self>(logits, log_sum_exp, targets, grad);
         }
         let [rows, classes] = matrix_dims(&logits);

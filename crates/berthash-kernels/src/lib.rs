@@ -142,18 +142,14 @@ pub trait Kernels: Backend {
         Self::attention_forward(qkv, key_bias, config).0
     }
 
-    /// Multi-head attention without dropout or gradient (inference): `q`, `k`, `v`
-    /// `[batch, seq, hidden]` as the projections give them, `key_bias` additive `[batch, keys]`;
-    /// returns the context `[batch, seq, hidden]`.
+    /// The same attention without gradient (inference): no probabilities kept, and no dropout
+    /// whatever `config.dropout` says.
     fn attention_inference(
-        query: FloatTensor<Self>,
-        key: FloatTensor<Self>,
-        value: FloatTensor<Self>,
-        heads: usize,
-        scale: f64,
+        qkv: [FloatTensor<Self>; 3],
         key_bias: Option<FloatTensor<Self>>,
+        config: AttentionConfig,
     ) -> FloatTensor<Self> {
-        attention::inference_composed::<Self>(query, key, value, heads, scale, key_bias)
+        attention::inference_composed::<Self>(qkv, key_bias, config)
     }
 
     /// A dense layer: `then(x W + b)` for `x` `[rows, in]`, `weight` `[in, out]` and `bias`
@@ -280,21 +276,8 @@ pub fn adamw<B: Kernels>(
     step: &AdamWStep,
 ) -> AdamWState<Tensor<B, 1>> {
     let primitive = |t: Tensor<B, 1>| t.into_primitive().tensor();
-    let tensor = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
-    let out = B::adamw(
-        AdamWState {
-            param: primitive(state.param),
-            exp_avg: primitive(state.exp_avg),
-            exp_avg_sq: primitive(state.exp_avg_sq),
-        },
-        primitive(grad),
-        step,
-    );
-    AdamWState {
-        param: tensor(out.param),
-        exp_avg: tensor(out.exp_avg),
-        exp_avg_sq: tensor(out.exp_avg_sq),
-    }
+    B::adamw(state.map(primitive), primitive(grad), step)
+        .map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
 }
 
 /// `burn::nn::Dropout::forward`, fused: identity outside training (a backend without autodiff)
@@ -340,7 +323,7 @@ pub fn attention<B: Kernels>(
     let context = if tracked {
         B::self_attention([query, key, value], key_bias, config)
     } else {
-        B::attention_inference(query, key, value, config.heads, config.scale, key_bias)
+        B::attention_inference([query, key, value], key_bias, config)
     };
     Tensor::from_primitive(TensorPrimitive::Float(context))
 }

@@ -9,29 +9,19 @@ use burn::tensor::{Distribution, TensorPrimitive};
 /// The update of `Flex` (one pass) or the composed one (which the GPU backends run), on the
 /// tensors' primitives.
 fn update(
-    state: &AdamWState<Tensor<Flex, 1>>,
+    state: AdamWState<Tensor<Flex, 1>>,
     grad: Tensor<Flex, 1>,
     step: &AdamWStep,
     one_pass: bool,
 ) -> AdamWState<Tensor<Flex, 1>> {
-    let primitive = |t: &Tensor<Flex, 1>| t.clone().into_primitive().tensor();
-    let state = AdamWState {
-        param: primitive(&state.param),
-        exp_avg: primitive(&state.exp_avg),
-        exp_avg_sq: primitive(&state.exp_avg_sq),
-    };
-    let grad = primitive(&grad);
+    let primitive = |t: Tensor<Flex, 1>| t.into_primitive().tensor();
+    let (state, grad) = (state.map(primitive), primitive(grad));
     let out = if one_pass {
         <Flex as Kernels>::adamw(state, grad, step)
     } else {
         berthash_kernels::adamw::composed::<Flex>(state, grad, step)
     };
-    let tensor = |t| Tensor::from_primitive(TensorPrimitive::Float(t));
-    AdamWState {
-        param: tensor(out.param),
-        exp_avg: tensor(out.exp_avg),
-        exp_avg_sq: tensor(out.exp_avg_sq),
-    }
+    out.map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
 }
 
 fn step_at(t: i32, weight_decay: f64) -> AdamWStep {
@@ -79,8 +69,8 @@ fn one_pass_equals_the_composed_ops_bit_for_bit() {
             for t in 1..=4 {
                 let grad = draw();
                 let step = step_at(t, weight_decay);
-                fused = update(&fused, grad.clone(), &step, true);
-                reference = update(&reference, grad, &step, false);
+                fused = update(fused, grad.clone(), &step, true);
+                reference = update(reference, grad, &step, false);
                 for (f, r) in [
                     (&fused.param, &reference.param),
                     (&fused.exp_avg, &reference.exp_avg),

@@ -218,12 +218,13 @@ fn inference_attention_matches_the_composed_ops() {
             let bias = bias.map(|b| Tensor::<Flex, 2>::from_data(b, &device));
             let fused = attention(flex(&q), flex(&k), flex(&v), bias.clone(), config);
             let composed: Tensor<Flex, 3> = tensor(inference_composed::<Flex>(
-                primitive(flex(&q)),
-                primitive(flex(&k)),
-                primitive(flex(&v)),
-                heads,
-                config.scale,
+                [
+                    primitive(flex(&q)),
+                    primitive(flex(&k)),
+                    primitive(flex(&v)),
+                ],
                 bias.clone().map(primitive),
+                config,
             ));
             fused
                 .clone()
