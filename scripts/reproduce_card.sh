@@ -7,7 +7,7 @@
 #   scripts/reproduce_card.sh SIZE --corpus GLOB... [--seeds N] [--glue-dir DIR] [--out DIR]
 #                             [--curve STEP,STEP,...]
 #
-#   SIZE        femto or pico (the sizes with a recipe in configs/reproduce/)
+#   SIZE        femto, pico or nano (the sizes with a recipe in configs/reproduce/)
 #   --corpus    parquet shards with a `text` column (Wikipedia + BookCorpus, or your own)
 #   --seeds     fine-tuning seeds, 42, 43, ...; one seed is a quick rerun (default 3)
 #   --glue-dir  folder with SST-2/ and MRPC/ in the original GLUE layout (default glue_data)
@@ -41,7 +41,7 @@ done
 
 # --- every input checked before anything is written -------------------------------------
 RECIPE="$ROOT/configs/reproduce/$SIZE.toml"
-[[ -f "$RECIPE" ]] || die "SIZE '$SIZE': no recipe $RECIPE (femto or pico)"
+[[ -f "$RECIPE" ]] || die "SIZE '$SIZE': no recipe $RECIPE (femto, pico or nano)"
 [[ ${#CORPUS[@]} -gt 0 ]] || die "--corpus: give at least one parquet file or glob"
 for pattern in "${CORPUS[@]}"; do
   compgen -G "$pattern" >/dev/null || die "--corpus: '$pattern' matches no file"
