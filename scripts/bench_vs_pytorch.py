@@ -21,6 +21,9 @@ Engines (the rows' "engine"):
                   intra-op threads and 1 inter-op thread, the threads the other engines get.
                   At set-up its output on one batch must equal PyTorch's last_hidden_state
                   within 1e-4 (max abs), else the script stops: a wrong export is not timed.
+                  --onnx-exporter berthash times `berthash export --head base --onnx` of the
+                  same weights instead (engine "onnxruntime-ours"; the same inputs, output and
+                  check); --onnx-exporter torch,berthash times both, alternating.
 
 Training (--phase train, the default). PyTorch trains as Hugging Face's Trainer does: AdamW
 (torch.optim.AdamW, lr 1e-3, betas (0.9, 0.999), eps 1e-6, weight decay 0.01 except biases and
@@ -373,6 +376,10 @@ class TorchSide:
         return d
 
 
+# The engine name of ONNX Runtime's rows, by what wrote the graph it runs.
+ORT_ENGINES = {"torch": "onnxruntime", "berthash": "onnxruntime-ours"}
+
+
 class OrtSide:
     """The TorchSide model's encoder (model.bert) exported with the TorchScript exporter and run
     by ONNX Runtime on CPU, on the TorchSide's input ids."""
@@ -380,7 +387,7 @@ class OrtSide:
     OPSET = 17
     TOLERANCE = 1e-4  # max abs difference to PyTorch's last_hidden_state
 
-    def __init__(self, torch_side, threads):
+    def __init__(self, torch_side, threads, exporter="torch", binary=None):
         import numpy as np
         import onnxruntime as ort
 
@@ -413,17 +420,10 @@ class OrtSide:
         encoder.eval()  # export restores the wrapper's mode recursively: keep it eval
         try:
             with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "encoder.onnx")
-                with warnings.catch_warnings():
-                    # The TorchScript exporter's deprecation notice and tracer warnings; the
-                    # output check below is what vouches for the graph.
-                    warnings.simplefilter("ignore")
-                    torch.onnx.export(
-                        encoder, tuple(first[n] for n in names), path, dynamo=False,
-                        input_names=names, output_names=["last_hidden_state"],
-                        dynamic_axes={n: {0: "batch", 1: "seq"} for n in names + ["last_hidden_state"]},
-                        opset_version=self.OPSET,
-                    )
+                if exporter == "berthash":
+                    path = self.berthash_export(torch_side.model, binary, tmp)
+                else:
+                    path = self.torch_export(torch, encoder, first, names, tmp)
                 options = ort.SessionOptions()  # default graph optimizations (ORT_ENABLE_ALL)
                 options.intra_op_num_threads = threads
                 options.inter_op_num_threads = 1
@@ -441,12 +441,39 @@ class OrtSide:
                 f"bench_vs_pytorch: the ONNX export disagrees with PyTorch: output {got.shape} vs "
                 f"{want.shape}, max abs difference {self.max_abs_diff:.3g} > {self.TOLERANCE}"
             )
+        self.exporter = ("berthash export --head base --onnx" if exporter == "berthash"
+                         else "torch.onnx.export(dynamo=False)")
         self.attn = torch_side.attn  # the attention implementation that was traced
         self.ort = ort
         self.options = options
         self.threads = threads
         self.tokens = torch_side.tokens
         self.i = 0
+
+    def torch_export(self, torch, encoder, first, names, tmp):
+        path = os.path.join(tmp, "encoder.onnx")
+        with warnings.catch_warnings():
+            # The TorchScript exporter's deprecation notice and tracer warnings; the output
+            # check in __init__ is what vouches for the graph.
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                encoder, tuple(first[n] for n in names), path, dynamo=False,
+                input_names=names, output_names=["last_hidden_state"],
+                dynamic_axes={n: {0: "batch", 1: "seq"} for n in names + ["last_hidden_state"]},
+                opset_version=self.OPSET,
+            )
+        return path
+
+    @staticmethod
+    def berthash_export(model, binary, tmp):
+        """The model saved by transformers, exported by `berthash export --head base --onnx`."""
+        source, out = os.path.join(tmp, "source"), os.path.join(tmp, "export")
+        model.save_pretrained(source)
+        cmd = [str(binary), "export", "--from", source, "--out", out, "--head", "base", "--onnx"]
+        run = subprocess.run(cmd, capture_output=True, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"bench_vs_pytorch: {' '.join(cmd)} failed:\n{run.stderr.strip()}")
+        return os.path.join(out, "onnx", "model.onnx")
 
     def run(self):
         feeds = self.feeds[self.i % len(self.feeds)]
@@ -462,7 +489,7 @@ class OrtSide:
         return {
             "onnxruntime": self.ort.__version__,
             "opset": self.OPSET,
-            "exporter": "torch.onnx.export(dynamo=False)",
+            "exporter": self.exporter,
             "execution_provider": "CPUExecutionProvider",
             "attn": self.attn,
             "threads": self.threads,
@@ -509,6 +536,9 @@ def main():
                    help="infer: the encoder forward without gradients")
     p.add_argument("--sides", default="berthash,pytorch",
                    help="which sides to run: berthash, pytorch, onnxruntime (--phase infer only)")
+    p.add_argument("--onnx-exporter", default="torch",
+                   help="what writes the graphs ONNX Runtime runs: torch (torch.onnx.export), "
+                        "berthash (`berthash export --onnx`, the same weights) or both, torch,berthash")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="the PyTorch side's device")
     p.add_argument("--backend", choices=["cpu", "wgpu", "cuda"],
                    help="the berthash side's --backend (default: the --device)")
@@ -540,6 +570,10 @@ def main():
     for s in sides:
         if s not in ("berthash", "pytorch", "onnxruntime"):
             p.error(f"--sides: unknown side {s!r} (berthash, pytorch, onnxruntime)")
+    exporters = [e for e in args.onnx_exporter.split(",") if e]
+    for e in exporters:
+        if e not in ORT_ENGINES:
+            p.error(f"--onnx-exporter: unknown exporter {e!r} (torch, berthash)")
     if "onnxruntime" in sides:
         if args.phase != "infer":
             p.error("--sides onnxruntime needs --phase infer (it runs the exported encoder forward)")
@@ -550,7 +584,7 @@ def main():
     batches = [int(b) for b in args.batch.split(",") if b]
     backend = args.backend or args.device
     engine = "pytorch-compile" if args.compile else "pytorch-eager"
-    engines = {"berthash": "berthash", "pytorch": engine, "onnxruntime": "onnxruntime"}
+    engines = {"berthash": "berthash", "pytorch": engine, **{e: e for e in ORT_ENGINES.values()}}
     common = {"size": args.size, "seq": args.seq, "precision": args.precision, "phase": args.phase}
     cpu = cpu_info()
 
@@ -558,16 +592,17 @@ def main():
     load_before = load_avg()
     for batch in batches:
         load_batch = load_avg()
-        torch_side = ort_side = None
+        torch_side, ort_sides = None, {}
         if "pytorch" in sides or "onnxruntime" in sides:  # ORT exports the PyTorch model
             torch_side = TorchSide(args.size, batch, args.seq, args.threads, device=args.device,
                                    precision=args.precision, attn=args.attn,
                                    fused_adamw=args.fused_adamw,
                                    compile_backend=args.compile_backend if args.compile else None)
-        if "onnxruntime" in sides:
-            ort_side = OrtSide(torch_side, args.threads)
-            print(f"onnxruntime {batch}x{args.seq}: export checked, max abs difference to PyTorch "
-                  f"{ort_side.max_abs_diff:.2e}", file=sys.stderr)
+        for exporter in exporters if "onnxruntime" in sides else []:
+            name = ORT_ENGINES[exporter]
+            ort_sides[name] = OrtSide(torch_side, args.threads, exporter, args.berthash)
+            print(f"{name} {batch}x{args.seq}: export checked, max abs difference "
+                  f"to PyTorch {ort_sides[name].max_abs_diff:.2e}", file=sys.stderr)
         results = {}
         for rep in range(args.reps):
             for k in kinds:
@@ -585,11 +620,11 @@ def main():
                     what = f"(loss {loss:.3f})" if args.phase == "train" else "(encoder forward)"
                     print(f"rep {rep} {engine} {batch}x{args.seq} {k:6} {rate:11.0f} tokens/s {what}",
                           file=sys.stderr)
-                if ort_side is not None:
+                for name, ort_side in ort_sides.items():
                     rate, _ = ort_side.measure(args.steps, args.warmup, args.sync_every)
-                    results.setdefault(("onnxruntime", k), []).append({"tokens_per_s": rate})
-                    print(f"rep {rep} onnxruntime {batch}x{args.seq} {k:6} {rate:11.0f} tokens/s "
-                          f"(encoder forward)", file=sys.stderr)
+                    results.setdefault((name, k), []).append({"tokens_per_s": rate})
+                    print(f"rep {rep} {name} {batch}x{args.seq} {k:6} {rate:11.0f} "
+                          f"tokens/s (encoder forward)", file=sys.stderr)
         for (who, k), runs in results.items():
             rates = [r["tokens_per_s"] for r in runs]
             row = {
@@ -612,7 +647,7 @@ def main():
                 row["threads"] = args.threads
                 row["transformers"] = transformers.__version__
             else:
-                row.update(ort_side.describe())
+                row.update(ort_sides[who].describe())
                 row["torch"] = torch.__version__
                 row["transformers"] = transformers.__version__
             row["cpu"] = cpu
@@ -621,7 +656,7 @@ def main():
                 row["loadavg_after"] = [round(x, 2) for x in load_avg()]
                 print(json.dumps(row), flush=True)
             rows.append(row)
-        del torch_side, ort_side
+        del torch_side, ort_sides
     load_after = load_avg()
 
     if args.json:
@@ -646,7 +681,7 @@ def main():
     for batch in batches:
         for k in kinds:
             v = VARIANTS[k] if args.phase == "train" else "encoder"
-            for other in (engine, "onnxruntime"):
+            for other in (engine, *ORT_ENGINES.values()):
                 if ("berthash", batch, v) in by and (other, batch, v) in by:
                     print(f"ratio berthash/{other} ({batch}x{args.seq}, {v}): "
                           f"{by[('berthash', batch, v)] / by[(other, batch, v)]:.2f}x")

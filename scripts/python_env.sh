@@ -144,8 +144,8 @@ if [[ -z "$(installed_version scipy)" ]] || [[ -z "$(installed_version scikit-le
   "${PIP[@]}" install -q --no-warn-conflicts scipy scikit-learn pillow tqdm datasets "${HUB_PIN[@]}"
 fi
 
-# onnxruntime and onnx: scripts/bench_vs_pytorch.py's onnxruntime side (torch.onnx.export, then an
-# InferenceSession). Their requirements are light (flatbuffers, protobuf, ml_dtypes, numpy,
+# onnxruntime and onnx: the parity suite's check of `export --onnx` and
+# scripts/bench_vs_pytorch.py's onnxruntime side (torch.onnx.export, then an InferenceSession). Their requirements are light (flatbuffers, protobuf, ml_dtypes, numpy,
 # packaging) and bring no torch, transformers or huggingface-hub.
 if [[ -z "$(installed_version onnxruntime)" ]] || [[ -z "$(installed_version onnx)" ]]; then
   "${PIP[@]}" install -q --no-warn-conflicts "onnxruntime==$ONNXRUNTIME_VERSION" "onnx==$ONNX_VERSION"

@@ -72,6 +72,10 @@ What is checked (see `tests/python/parity_checks/*.py` for details):
   `crates/berthash-data/tests/fixtures/tokenizer_expected_ids.json` (incl. truncated pairs); against
   the reference `tokenizers` library (plain and as GLUE batches padded/truncated to 128); and the
   slow WordPiece tokenizer from the exported `vocab.txt` against the fast one.
+- **onnx_export**: `berthash export --onnx` of random-weight femto and pico models of each class;
+  `onnx.checker` (full check) on each `onnx/model.onnx`, then ONNX Runtime's outputs against
+  transformers' on a padded batch and on one short row (the free batch and sequence axes) within
+  1e-5.
 - Row names: `CASE torch->berthash: KIND` and `CASE berthash->transformers: SOURCE->EXPORTED`, where
   KIND is base (bare `BertHashModel`), mlm or cls; `re-export` is `export(export(dir))` compared
   file by file with `export(dir)`.

@@ -12,4 +12,4 @@ row saying why instead of failing. To add checks (e.g. training parity), write a
 here and append its name to MODULES below.
 """
 
-MODULES = ["roundtrip", "tokenizer", "training", "glue", "sentence_embeddings", "embedding_training"]
+MODULES = ["roundtrip", "tokenizer", "training", "glue", "sentence_embeddings", "embedding_training", "onnx_export"]

@@ -71,6 +71,12 @@ pub struct ExportArgs {
     /// positions when fewer].
     #[arg(long, requires = "sentence_transformers")]
     pub max_seq_length: Option<usize>,
+    /// Also write onnx/model.onnx: the same model as an ONNX graph (opset 17, f32) with the
+    /// inputs input_ids, attention_mask, token_type_ids and the outputs last_hidden_state,
+    /// pooler_output (with a pooler) and logits (with a head). A graph with a head computes its
+    /// logits on every run: for features or embeddings, export `--head base`.
+    #[arg(long)]
+    pub onnx: bool,
 }
 
 type B = Flex;
@@ -101,10 +107,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         Some(Architecture::SequenceClassification) => Head::Classification,
         _ => Head::Base,
     });
-    let written = match head {
-        Head::Base => export::<BertHashModel<B>>(&source, &args.out)?,
-        Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out)?,
-        Head::Classification => export::<BertHashForSequenceClassification<B>>(&source, &args.out)?,
+    let (written, onnx) = match head {
+        Head::Base => export::<BertHashModel<B>>(&source, &args.out, args.onnx)?,
+        Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out, args.onnx)?,
+        Head::Classification => {
+            export::<BertHashForSequenceClassification<B>>(&source, &args.out, args.onnx)?
+        }
     };
     if let Some(sentence) = &sentence {
         let weights = TensorFile::read(&args.out.join(WEIGHTS_FILE))?;
@@ -130,12 +138,24 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         ),
         None => println!("exported {:?} model to {}", head, args.out.display()),
     }
+    if let Some(onnx) = onnx {
+        println!(
+            "wrote the ONNX graph (opset {}) to {}",
+            berthash_onnx::OPSET,
+            onnx.display()
+        );
+    }
     Ok(())
 }
 
-/// Loads `source` as `M` and saves it to `out`. `M`'s head must come from the source:
-/// exporting a freshly initialised head would ship noise.
-fn export<M: HfModel<B>>(source: &Path, out: &Path) -> anyhow::Result<BertHashConfig> {
+/// Loads `source` as `M` and saves it to `out`, with its ONNX graph when `onnx` is set (the
+/// file's path is returned). `M`'s head must come from the source: exporting a freshly
+/// initialised head would ship noise.
+fn export<M: HfModel<B>>(
+    source: &Path,
+    out: &Path,
+    onnx: bool,
+) -> anyhow::Result<(BertHashConfig, Option<PathBuf>)> {
     let Pretrained {
         config,
         model,
@@ -149,7 +169,10 @@ fn export<M: HfModel<B>>(source: &Path, out: &Path) -> anyhow::Result<BertHashCo
         );
     }
     save::<B, M>(out, &config, &model, &layout)?;
-    Ok(config)
+    let onnx = onnx
+        .then(|| berthash_onnx::write(out, &config, &model, source))
+        .transpose()?;
+    Ok((config, onnx))
 }
 
 /// Our remote code, the tokenizer (the model's own when its directory has one, else the

@@ -1,0 +1,67 @@
+"""ONNX export parity: `berthash export --onnx` run by ONNX Runtime against the transformers
+model it was exported from.
+
+- Sources: random-weight femto and pico models of each class (encoder, MLM, classification),
+  made and saved by transformers (every parameter redrawn, as in the roundtrip module).
+- `onnx.checker.check_model(full_check=True)` (schema and shape inference) on each file.
+- ONNX Runtime (CPU, default graph optimisations, which fuse the GELU pattern with its bias and
+  the score scaling with its product) on a padded batch of [CLS] a [SEP] b [SEP] rows, and again on one short row, so the
+  free batch and sequence axes are exercised: every output against transformers' within 1e-5.
+"""
+
+import torch
+
+from .roundtrip import build_source, make_inputs, torch_outputs
+
+NAME = "onnx_export"
+TITLE = "export --onnx: ONNX Runtime vs transformers"
+TOLERANCE = 1e-5
+KINDS = {"base": "encoder", "mlm": "masked LM", "cls": "classification"}
+
+
+def run(ctx, report):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        report.skip("onnxruntime", "not installed in this venv (scripts/python_env.sh installs it)")
+        return
+    try:
+        import onnx
+    except ImportError:
+        onnx = None
+    report.section = f"onnxruntime {ort.__version__}"
+    if onnx is None:
+        report.skip("onnx.checker", "onnx not installed in this venv")
+
+    for n, preset in enumerate(("femto", "pico")):
+        config = ctx.preset_config(preset)
+        workdir = ctx.scratch(NAME, preset)
+        batches = {
+            "padded batch": make_inputs(config["vocab_size"], seed=n),
+            "one short row": make_inputs(config["vocab_size"], seed=10 + n),
+        }
+        first = batches["one short row"]
+        batches["one short row"] = {k: [v[-1][:7]] for k, v in first.items()}
+        for kind, label in KINDS.items():
+            source, model = build_source(ctx, workdir, config, kind, seed=21 + n)
+            out = workdir / f"export-{kind}"
+            ctx.berthash("export", "--from", source, "--out", out, "--onnx", "--force")
+            path = out / "onnx" / "model.onnx"
+            if onnx is not None:
+                try:
+                    onnx.checker.check_model(str(path), full_check=True)
+                    report.add(f"{preset} {label}: onnx.checker", True, "valid", f"onnx {onnx.__version__}")
+                except Exception as e:  # the checker's own exception types vary by version
+                    report.add(f"{preset} {label}: onnx.checker", False, str(e)[:200], f"onnx {onnx.__version__}")
+            session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            names = [o.name for o in session.get_outputs()]
+            for batch_label, batch in batches.items():
+                feeds = {k: torch.tensor(v, dtype=torch.long).numpy() for k, v in batch.items()}
+                reference = torch_outputs(model, kind, {k: torch.from_numpy(v) for k, v in feeds.items()})
+                ours = dict(zip(names, (torch.from_numpy(a) for a in session.run(None, feeds))))
+                check = f"{preset} {label}, {batch_label}"
+                report.add(f"{check}: output names", sorted(ours) == sorted(reference),
+                           ", ".join(sorted(ours)), ", ".join(sorted(reference)))
+                for key in sorted(set(ours) & set(reference)):
+                    report.compare(f"{check}: {key}", ours[key], reference[key], "transformers",
+                                   tol=TOLERANCE)
