@@ -75,7 +75,8 @@ What is checked (see `tests/python/parity_checks/*.py` for details):
 - **onnx_export**: `berthash export --onnx` of random-weight femto and pico models of each class;
   `onnx.checker` (full check) on each `onnx/model.onnx`, then ONNX Runtime's outputs against
   transformers' on a padded batch and on one short row (the free batch and sequence axes) within
-  1e-5.
+  1e-5; with `--sentence-transformers`, for each pooling, normalised or not, the graph's
+  `sentence_embedding` against `SentenceTransformer.encode` within 1e-5.
 - Row names: `CASE torch->berthash: KIND` and `CASE berthash->transformers: SOURCE->EXPORTED`, where
   KIND is base (bare `BertHashModel`), mlm or cls; `re-export` is `export(export(dir))` compared
   file by file with `export(dir)`.

@@ -17,6 +17,7 @@ pub mod inputs;
 pub mod loss;
 pub mod model;
 pub mod names;
+pub mod pooling;
 pub mod pretrained;
 pub mod weights;
 

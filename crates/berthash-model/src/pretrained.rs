@@ -191,8 +191,10 @@ pub fn save<B: Backend, M: HfModel<B>>(
     config.save(&dir.join(CONFIG_FILE))
 }
 
-/// Any of the three models, as named by a directory's `config.json`.
+/// Any of the three models, as named by a directory's `config.json`. One is held at a time, so
+/// the size difference between the variants costs nothing worth a box.
 #[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
 pub enum AnyModel<B: Backend> {
     Base(BertHashModel<B>),
     MaskedLm(BertHashForMaskedLM<B>),

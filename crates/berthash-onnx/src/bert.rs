@@ -3,10 +3,11 @@
 //! token-type embeddings, post-LN encoder layers with exact (erf) GELU, then the pooler and the
 //! head the model has. Initializers carry the Hugging Face parameter names.
 
+use berthash_model::pooling::Pooling;
 use berthash_model::{BertHashConfig, ModelError};
 
 use crate::graph::{Attr, Dim, Graph};
-use crate::proto::{DATA_TYPE_FLOAT, DATA_TYPE_INT64};
+use crate::proto::{DATA_TYPE_BOOL, DATA_TYPE_FLOAT, DATA_TYPE_INT64};
 use crate::weights::Weights;
 
 const BATCH: Dim = Dim::Named("batch_size");
@@ -227,22 +228,93 @@ impl Builder<'_> {
         let one = g.floats("mask/one", &[], &[1.0]);
         let min = g.floats("mask/min", &[], &[f32::MIN]);
         let axes = g.int64s("mask/axes", &[2], &[1, 2]);
-        let mask = g.node(
-            "Cast",
-            &[attention_mask],
-            vec![Attr::Int("to", DATA_TYPE_FLOAT as i64)],
-            "mask/float",
-        );
+        let mask = cast(g, attention_mask, DATA_TYPE_FLOAT, "mask/float");
         let padded = g.node("Sub", &[&one, &mask], vec![], "mask/padded");
         let bias = g.node("Mul", &[&padded, &min], vec![], "mask/bias");
         g.node("Unsqueeze", &[&bias, &axes], vec![], "mask")
     }
+
+    /// `[batch, seq, hidden]` to `[batch, hidden]` as sentence-transformers pools (see
+    /// `berthash_model::pooling`): the mean over attended positions (their count at least
+    /// 1e-9), the first token, or the maximum with padded positions at -1e9; then, if asked,
+    /// each row over its L2 norm (at least 1e-12).
+    fn sentence_embedding(
+        &mut self,
+        hidden: &str,
+        attention_mask: &str,
+        output: SentenceOutput,
+    ) -> String {
+        let g = &mut self.graph;
+        let seq_axis = g.int64s("pooling/seq_axis", &[1], &[1]);
+        let last_axis = g.int64s("pooling/last_axis", &[1], &[2]);
+        let pooled = match output.pooling {
+            Pooling::Cls => {
+                let first = g.int64s("pooling/first", &[], &[0]);
+                g.node(
+                    "Gather",
+                    &[hidden, &first],
+                    vec![Attr::Int("axis", 1)],
+                    "pooling/cls",
+                )
+            }
+            Pooling::Mean => {
+                let mask = cast(g, attention_mask, DATA_TYPE_FLOAT, "pooling/mask");
+                let mask = g.node("Unsqueeze", &[&mask, &last_axis], vec![], "pooling/mask3");
+                let tiny = g.floats("pooling/min_count", &[], &[1e-9]);
+                let masked = g.node("Mul", &[hidden, &mask], vec![], "pooling/masked");
+                let keep = vec![Attr::Int("keepdims", 0)];
+                let sum = g.node(
+                    "ReduceSum",
+                    &[&masked, &seq_axis],
+                    keep.clone(),
+                    "pooling/sum",
+                );
+                let count = g.node("ReduceSum", &[&mask, &seq_axis], keep, "pooling/count");
+                let count = g.node("Max", &[&count, &tiny], vec![], "pooling/count_min");
+                g.node("Div", &[&sum, &count], vec![], "pooling/mean")
+            }
+            Pooling::Max => {
+                let mask = cast(g, attention_mask, DATA_TYPE_BOOL, "pooling/mask");
+                let mask = g.node("Unsqueeze", &[&mask, &last_axis], vec![], "pooling/mask3");
+                let floor = g.floats("pooling/padding_value", &[], &[-1e9]);
+                let filled = g.node("Where", &[&mask, hidden, &floor], vec![], "pooling/filled");
+                let attrs = vec![Attr::Ints("axes", vec![1]), Attr::Int("keepdims", 0)];
+                g.node("ReduceMax", &[&filled], attrs, "pooling/max")
+            }
+        };
+        if !output.normalize {
+            return g.node("Identity", &[&pooled], vec![], "sentence_embedding");
+        }
+        let tiny = g.floats("normalize/min_norm", &[], &[1e-12]);
+        let squares = g.node("Mul", &[&pooled, &pooled], vec![], "normalize/squares");
+        let sum = g.node(
+            "ReduceSum",
+            &[&squares, &seq_axis],
+            vec![Attr::Int("keepdims", 1)],
+            "normalize/sum",
+        );
+        let norm = g.node("Sqrt", &[&sum], vec![], "normalize/norm");
+        let norm = g.node("Max", &[&norm, &tiny], vec![], "normalize/norm_min");
+        g.node("Div", &[&pooled, &norm], vec![], "sentence_embedding")
+    }
+}
+
+fn cast(g: &mut Graph, x: &str, to: i32, name: &str) -> String {
+    g.node("Cast", &[x], vec![Attr::Int("to", to as i64)], name)
+}
+
+/// The sentence-transformers pooling to end the graph with, as a `sentence_embedding` output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SentenceOutput {
+    pub pooling: Pooling,
+    pub normalize: bool,
 }
 
 /// The whole graph for `config` and `weights`, and the head it ends with.
 pub fn build(
     config: &BertHashConfig,
     weights: &Weights,
+    sentence: Option<SentenceOutput>,
 ) -> Result<(crate::proto::GraphProto, Head), ModelError> {
     let head = Head::of(weights);
     let eps = config.layer_norm_eps;
@@ -299,6 +371,15 @@ pub fn build(
     } else {
         None
     };
+
+    if let Some(sentence) = sentence {
+        let embedding = b.sentence_embedding(&last, &attention_mask, sentence);
+        b.graph.output(
+            &embedding,
+            DATA_TYPE_FLOAT,
+            &[BATCH, Dim::Fixed(hidden_size)],
+        );
+    }
 
     match head {
         Head::Base => {}

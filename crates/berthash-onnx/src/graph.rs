@@ -15,6 +15,7 @@ pub enum Dim {
 }
 
 /// An attribute of a node.
+#[derive(Clone)]
 pub enum Attr {
     Int(&'static str, i64),
     Ints(&'static str, Vec<i64>),

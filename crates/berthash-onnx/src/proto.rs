@@ -104,6 +104,7 @@ pub struct TensorProto {
 
 pub const DATA_TYPE_FLOAT: i32 = 1;
 pub const DATA_TYPE_INT64: i32 = 7;
+pub const DATA_TYPE_BOOL: i32 = 9;
 
 /// `ValueInfoProto`: a graph input's or output's name and type.
 #[derive(Clone, PartialEq, prost::Message)]

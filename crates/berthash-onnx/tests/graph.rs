@@ -7,12 +7,13 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use berthash_model::names::param_names;
+use berthash_model::pooling::Pooling;
 use berthash_model::pretrained::HfModel;
 use berthash_model::{
     load_trained, BertHashForMaskedLM, BertHashForSequenceClassification, BertHashModel,
 };
 use berthash_onnx::proto::ModelProto;
-use berthash_onnx::{to_onnx, Head, OPSET};
+use berthash_onnx::{to_onnx, Head, SentenceOutput, OPSET};
 use burn::backend::Flex;
 use prost::Message;
 
@@ -25,10 +26,10 @@ fn golden(kind: &str) -> PathBuf {
 }
 
 /// Exports `kind` as `M`, decodes the bytes, checks the graph; returns its output names.
-fn check<M: HfModel<B>>(kind: &str, head: Head) -> Vec<String> {
+fn check<M: HfModel<B>>(kind: &str, head: Head, sentence: Option<SentenceOutput>) -> Vec<String> {
     let dir = golden(kind);
     let loaded = load_trained::<B, M>(&dir, &Default::default()).unwrap();
-    let (proto, found) = to_onnx(&loaded.config, &loaded.model, &dir).unwrap();
+    let (proto, found) = to_onnx(&loaded.config, &loaded.model, &dir, sentence).unwrap();
     assert_eq!(found, head);
     let model = ModelProto::decode(proto.encode_to_vec().as_slice()).unwrap();
     assert_eq!(model, proto, "the bytes decode to the same model");
@@ -110,15 +111,29 @@ fn check<M: HfModel<B>>(kind: &str, head: Head) -> Vec<String> {
 #[test]
 fn each_head_exports_a_well_formed_graph_with_its_outputs() {
     assert_eq!(
-        check::<BertHashModel<B>>("base", Head::Base),
+        check::<BertHashModel<B>>("base", Head::Base, None),
         ["last_hidden_state"]
     );
     assert_eq!(
-        check::<BertHashForMaskedLM<B>>("mlm", Head::MaskedLm),
+        check::<BertHashForMaskedLM<B>>("mlm", Head::MaskedLm, None),
         ["last_hidden_state", "logits"]
     );
     assert_eq!(
-        check::<BertHashForSequenceClassification<B>>("cls", Head::SequenceClassification),
+        check::<BertHashForSequenceClassification<B>>("cls", Head::SequenceClassification, None),
         ["last_hidden_state", "pooler_output", "logits"]
     );
+}
+
+#[test]
+fn a_sentence_embedding_model_ends_with_its_pooling() {
+    for pooling in [Pooling::Mean, Pooling::Cls, Pooling::Max] {
+        for normalize in [false, true] {
+            let sentence = SentenceOutput { pooling, normalize };
+            assert_eq!(
+                check::<BertHashModel<B>>("base", Head::Base, Some(sentence)),
+                ["last_hidden_state", "sentence_embedding"],
+                "{sentence:?}"
+            );
+        }
+    }
 }

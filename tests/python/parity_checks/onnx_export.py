@@ -7,11 +7,15 @@ model it was exported from.
 - ONNX Runtime (CPU, default graph optimisations, which fuse the GELU pattern with its bias and
   the score scaling with its product) on a padded batch of [CLS] a [SEP] b [SEP] rows, and again on one short row, so the
   free batch and sequence axes are exercised: every output against transformers' within 1e-5.
+- `export --sentence-transformers --pooling P [--normalize] --onnx` of a femto encoder for each
+  pooling, normalised or not: the graph's `sentence_embedding` on the texts as
+  `SentenceTransformer.tokenize` pads them, against `SentenceTransformer.encode` within 1e-5.
 """
 
 import torch
 
 from .roundtrip import build_source, make_inputs, torch_outputs
+from .sentence_embeddings import texts
 
 NAME = "onnx_export"
 TITLE = "export --onnx: ONNX Runtime vs transformers"
@@ -65,3 +69,32 @@ def run(ctx, report):
                 for key in sorted(set(ours) & set(reference)):
                     report.compare(f"{check}: {key}", ours[key], reference[key], "transformers",
                                    tol=TOLERANCE)
+    check_sentence_embeddings(ctx, report, ort)
+
+
+def check_sentence_embeddings(ctx, report, ort):
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError:
+        report.skip("sentence_embedding", "sentence-transformers not installed in this venv")
+        return
+    workdir = ctx.scratch(NAME, "sentence")
+    source, _ = build_source(ctx, workdir, ctx.preset_config("femto"), "base", seed=7)
+    inputs = texts()
+    for pooling in ("mean", "cls", "max"):
+        for normalize in (False, True):
+            label = f"femto sentence_embedding, {pooling}{', normalized' if normalize else ''}"
+            out = workdir / f"st-{pooling}-{int(normalize)}"
+            args = ["export", "--from", source, "--out", out, "--sentence-transformers",
+                    "--pooling", pooling, "--onnx", "--force"]
+            if normalize:
+                args.append("--normalize")
+            ctx.berthash(*args)
+            model = SentenceTransformer(str(out), trust_remote_code=True, device="cpu")
+            reference = torch.from_numpy(model.encode(inputs, batch_size=len(inputs), convert_to_numpy=True))
+            features = model.tokenize(inputs)
+            session = ort.InferenceSession(str(out / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+            feeds = {i.name: features[i.name].numpy() for i in session.get_inputs()}
+            (ours,) = session.run(["sentence_embedding"], feeds)
+            report.compare(label, torch.from_numpy(ours), reference, "SentenceTransformer.encode",
+                           tol=TOLERANCE, note=f"{len(inputs)} texts padded to {feeds['input_ids'].shape[1]}")

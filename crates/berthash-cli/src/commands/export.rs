@@ -14,6 +14,7 @@ use berthash_model::{
     load_trained, save, Architecture, BertHashConfig, BertHashForMaskedLM,
     BertHashForSequenceClassification, BertHashModel,
 };
+use berthash_onnx::SentenceOutput;
 use berthash_train::embed::Pooling;
 use berthash_train::sentence_transformers::{self, SentenceConfig};
 use berthash_train::{resolve_model, RunRecords};
@@ -73,8 +74,9 @@ pub struct ExportArgs {
     pub max_seq_length: Option<usize>,
     /// Also write onnx/model.onnx: the same model as an ONNX graph (opset 17, f32) with the
     /// inputs input_ids, attention_mask, token_type_ids and the outputs last_hidden_state,
-    /// pooler_output (with a pooler) and logits (with a head). A graph with a head computes its
-    /// logits on every run: for features or embeddings, export `--head base`.
+    /// pooler_output (with a pooler), logits (with a head) and, with --sentence-transformers,
+    /// sentence_embedding (pooled and normalised as configured). A graph with a head computes
+    /// its logits on every run: for features or embeddings, export `--head base`.
     #[arg(long)]
     pub onnx: bool,
 }
@@ -107,11 +109,17 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         Some(Architecture::SequenceClassification) => Head::Classification,
         _ => Head::Base,
     });
+    let onnx = args.onnx.then(|| {
+        sentence.as_ref().map(|s| SentenceOutput {
+            pooling: s.pooling,
+            normalize: s.normalize,
+        })
+    });
     let (written, onnx) = match head {
-        Head::Base => export::<BertHashModel<B>>(&source, &args.out, args.onnx)?,
-        Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out, args.onnx)?,
+        Head::Base => export::<BertHashModel<B>>(&source, &args.out, onnx)?,
+        Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out, onnx)?,
         Head::Classification => {
-            export::<BertHashForSequenceClassification<B>>(&source, &args.out, args.onnx)?
+            export::<BertHashForSequenceClassification<B>>(&source, &args.out, onnx)?
         }
     };
     if let Some(sentence) = &sentence {
@@ -148,13 +156,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads `source` as `M` and saves it to `out`, with its ONNX graph when `onnx` is set (the
-/// file's path is returned). `M`'s head must come from the source: exporting a freshly
-/// initialised head would ship noise.
+/// Loads `source` as `M` and saves it to `out`, with its ONNX graph when `onnx` is given (with
+/// the sentence pooling to end it with, if any; the file's path is returned). `M`'s head must
+/// come from the source: exporting a freshly initialised head would ship noise.
 fn export<M: HfModel<B>>(
     source: &Path,
     out: &Path,
-    onnx: bool,
+    onnx: Option<Option<SentenceOutput>>,
 ) -> anyhow::Result<(BertHashConfig, Option<PathBuf>)> {
     let Pretrained {
         config,
@@ -170,7 +178,7 @@ fn export<M: HfModel<B>>(
     }
     save::<B, M>(out, &config, &model, &layout)?;
     let onnx = onnx
-        .then(|| berthash_onnx::write(out, &config, &model, source))
+        .map(|sentence| berthash_onnx::write(out, &config, &model, source, sentence))
         .transpose()?;
     Ok((config, onnx))
 }
