@@ -7,10 +7,13 @@ model it was exported from.
 - ONNX Runtime (CPU, default graph optimisations, which fuse the GELU pattern with its bias and
   the score scaling with its product) on a padded batch of [CLS] a [SEP] b [SEP] rows, and again on one short row, so the
   free batch and sequence axes are exercised: every output against transformers' within 1e-5.
+- The model card's ONNX snippet, run as written (PATH replaced): it must give the file's outputs.
 - `export --sentence-transformers --pooling P [--normalize] --onnx` of a femto encoder for each
   pooling, normalised or not: the graph's `sentence_embedding` on the texts as
   `SentenceTransformer.tokenize` pads them, against `SentenceTransformer.encode` within 1e-5.
 """
+
+import re
 
 import torch
 
@@ -69,7 +72,22 @@ def run(ctx, report):
                 for key in sorted(set(ours) & set(reference)):
                     report.compare(f"{check}: {key}", ours[key], reference[key], "transformers",
                                    tol=TOLERANCE)
+            if preset == "femto" and kind == "cls":
+                check_card_snippet(report, out, names)
     check_sentence_embeddings(ctx, report, ort)
+
+
+def check_card_snippet(report, exported, names):
+    card = (exported / "README.md").read_text()
+    found = re.search(r"## ONNX\n.*?```python\n(.*?)```", card, re.S)
+    if not found:
+        report.add("model card: ONNX snippet", False, "no ONNX section", "## ONNX with a python block")
+        return
+    scope = {}
+    exec(found.group(1).replace("PATH", str(exported)), scope)
+    outputs = scope.get("outputs", {})
+    report.add("model card: ONNX snippet runs", sorted(outputs) == sorted(names),
+               ", ".join(sorted(outputs)), ", ".join(sorted(names)))
 
 
 def check_sentence_embeddings(ctx, report, ort):

@@ -132,6 +132,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         &written,
         head,
         sentence.as_ref(),
+        onnx.is_some(),
         &source,
         &args.from,
     )?;
@@ -190,6 +191,7 @@ fn write_companions(
     config: &BertHashConfig,
     head: Head,
     sentence: Option<&SentenceConfig>,
+    onnx: bool,
     source: &Path,
     from: &Path,
 ) -> anyhow::Result<()> {
@@ -204,7 +206,7 @@ fn write_companions(
             write_atomic(&out.join(name), text.as_bytes())?;
         }
     }
-    let card = model_card(config, head, sentence, &RunRecords::find(from));
+    let card = model_card(config, head, sentence, onnx, &RunRecords::find(from));
     write_atomic(&out.join("README.md"), card.as_bytes())?;
     Ok(())
 }
@@ -212,7 +214,7 @@ fn write_companions(
 /// The card's YAML front matter, as the Hub reads it: licence, library, pipeline, tags, and for
 /// a fine-tuned model its dataset, metrics and a `model-index` entry with the dev results
 /// (`eval_results.json`, as the fractions it holds).
-fn front_matter(head: Head, sentence: bool, records: &RunRecords) -> String {
+fn front_matter(head: Head, sentence: bool, onnx: bool, records: &RunRecords) -> String {
     let (library, pipeline) = match head {
         _ if sentence => ("sentence-transformers", "sentence-similarity"),
         Head::Base => ("transformers", "feature-extraction"),
@@ -225,6 +227,9 @@ language: en\ntags:\n- bert\n- bert-hash\n- berthash\n- custom_code\n"
     );
     if sentence {
         yaml.push_str("- sentence-transformers\n- feature-extraction\n");
+    }
+    if onnx {
+        yaml.push_str("- onnx\n");
     }
     let task = records
         .config
@@ -289,11 +294,12 @@ fn model_card(
     config: &BertHashConfig,
     head: Head,
     sentence: Option<&SentenceConfig>,
+    onnx: bool,
     records: &RunRecords,
 ) -> String {
     let counts = config.parameter_counts();
     let class = head.architecture().class_name();
-    let mut card = front_matter(head, sentence.is_some(), records);
+    let mut card = front_matter(head, sentence.is_some(), onnx, records);
     card.push_str(&format!(
         "\n# BERT Hash model ({class})\n\n\
 A BERT encoder whose word embedding is a `[vocab, {p}]` table projected to the hidden size\n\
@@ -335,6 +341,20 @@ The same with berthash: `berthash embed --model PATH \"a first sentence\" \"a se
             },
             len = s.max_seq_length,
             dim = config.hidden_size,
+        ));
+    }
+    if onnx {
+        card.push_str(&format!(
+            "\n## ONNX\n\n\
+`{file}` is the same model as an ONNX graph (opset {opset}, f32), for ONNX Runtime without \
+PyTorch:\n\n\
+```python\nimport onnxruntime as ort\nfrom transformers import AutoTokenizer\n\
+tokenizer = AutoTokenizer.from_pretrained(\"PATH\")\n\
+session = ort.InferenceSession(\"PATH/{file}\")\n\
+inputs = tokenizer([\"a first sentence\", \"a second one\"], padding=True, return_tensors=\"np\")\n\
+outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, dict(inputs))))\n```\n",
+            file = berthash_onnx::ONNX_FILE,
+            opset = berthash_onnx::OPSET,
         ));
     }
     if let Some(run) = &records.config {
