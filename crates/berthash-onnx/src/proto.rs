@@ -1,8 +1,8 @@
 //! The part of ONNX's protobuf schema (`onnx.proto`, IR version 8) that an exported model uses,
 //! with the schema's field numbers, declared here for `prost` to encode: the one crate that
 //! ships them alone (`onnx-protobuf`) lives in a personal monorepo, and tract's come with its
-//! runtime. Scalars that may legitimately be zero (an attribute's
-//! `i`, a dimension) are `optional`, so that they are written even then, as proto2 does.
+//! runtime. Scalars that may legitimately be zero (an attribute's `i`, a dimension) are
+//! `optional`, so that they are written even then, as proto2 does.
 
 /// `ModelProto`.
 #[derive(Clone, PartialEq, prost::Message)]
