@@ -353,7 +353,8 @@ pub fn build(
         &[BATCH, SEQUENCE, Dim::Fixed(hidden_size)],
     );
 
-    let pooled = if b.weights.has("pooler.dense.weight") {
+    // An MLM graph ends with the logits: a pooler there would be computed for nothing.
+    let pooled = if head != Head::MaskedLm && b.weights.has("pooler.dense.weight") {
         let zero = b.graph.int64s("pooler/first", &[], &[0]);
         let first = b.graph.node(
             "Gather",
@@ -363,10 +364,8 @@ pub fn build(
         );
         let dense = b.linear(&first, "pooler.dense")?;
         let pooled = b.graph.node("Tanh", &[&dense], vec![], "pooler_output");
-        if head != Head::MaskedLm {
-            b.graph
-                .output(&pooled, DATA_TYPE_FLOAT, &[BATCH, Dim::Fixed(hidden_size)]);
-        }
+        b.graph
+            .output(&pooled, DATA_TYPE_FLOAT, &[BATCH, Dim::Fixed(hidden_size)]);
         Some(pooled)
     } else {
         None

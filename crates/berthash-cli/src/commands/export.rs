@@ -109,12 +109,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         Some(Architecture::SequenceClassification) => Head::Classification,
         _ => Head::Base,
     });
-    let onnx = args.onnx.then(|| {
-        sentence.as_ref().map(|s| SentenceOutput {
+    let onnx = Onnx {
+        write: args.onnx,
+        sentence: sentence.as_ref().map(|s| SentenceOutput {
             pooling: s.pooling,
             normalize: s.normalize,
-        })
-    });
+        }),
+    };
     let (written, onnx) = match head {
         Head::Base => export::<BertHashModel<B>>(&source, &args.out, onnx)?,
         Head::Mlm => export::<BertHashForMaskedLM<B>>(&source, &args.out, onnx)?,
@@ -157,13 +158,20 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Loads `source` as `M` and saves it to `out`, with its ONNX graph when `onnx` is given (with
-/// the sentence pooling to end it with, if any; the file's path is returned). `M`'s head must
-/// come from the source: exporting a freshly initialised head would ship noise.
+/// Whether to write the ONNX graph, and the sentence pooling to end it with.
+#[derive(Clone, Copy)]
+struct Onnx {
+    write: bool,
+    sentence: Option<SentenceOutput>,
+}
+
+/// Loads `source` as `M` and saves it to `out`, with its ONNX graph if asked (whose path is
+/// returned). `M`'s head must come from the source: exporting a freshly initialised head would
+/// ship noise.
 fn export<M: HfModel<B>>(
     source: &Path,
     out: &Path,
-    onnx: Option<Option<SentenceOutput>>,
+    onnx: Onnx,
 ) -> anyhow::Result<(BertHashConfig, Option<PathBuf>)> {
     let Pretrained {
         config,
@@ -179,7 +187,8 @@ fn export<M: HfModel<B>>(
     }
     save::<B, M>(out, &config, &model, &layout)?;
     let onnx = onnx
-        .map(|sentence| berthash_onnx::write(out, &config, &model, source, sentence))
+        .write
+        .then(|| berthash_onnx::write(out, &config, &model, source, onnx.sentence))
         .transpose()?;
     Ok((config, onnx))
 }
