@@ -30,7 +30,8 @@
 #              --log-every 1) against the CPU run in scripts/gpu/cpu_reference.json: same initial
 #              weights and batches; one cuda-vs-cpu line
 #   loader     the pre-training loader over parquet shards it has not seen (a fresh process, so a
-#              cold tokenizer cache), on all cores, with the thread count
+#              cold tokenizer cache), on all cores, with the thread count; then `pretokenize`
+#              of the same shards (its rate) and the loader over the token shards it wrote
 #   f32        nano f32 masked training, both engines
 #   fullvocab  nano bf16 full-vocab training, both engines
 #   compile    PyTorch torch.compile (inductor) bf16, nano masked
@@ -234,12 +235,22 @@ check_line() {
 }
 
 loader() {
-  local shards=("$ROOT"/data/corpus/*.parquet)
+  local shards=("$ROOT"/data/corpus/*.parquet) tokens="$WORK/token-shards" line rate
   [[ -f "${shards[0]}" ]] || { SKIPPED+=("loader (no shards in the bundle)"); return 1; }
   # `bench --phase data --data` is newer than some builds: a failure here is recorded, not fatal.
-  timeout -k 5 "$TBOX" "$BIN" bench --json --phase data --data "${shards[@]}" \
+  timeout -k 5 "$((TBOX / 2))" "$BIN" bench --json --phase data --data "${shards[@]}" \
     --batch "${LOADER_BATCH:-256}" --seq 128 \
-    2>>"$LOG" | annotate "threads=$(nproc)" "shards=${#shards[@]}"
+    2>>"$LOG" | annotate "threads=$(nproc)" "shards=${#shards[@]}" "format=parquet"
+  # The same shards tokenized once (`pretokenize`, its rate a row of its own), then read as ids.
+  rm -rf "$tokens"
+  line=$(timeout -k 5 "$((TBOX / 4))" "$BIN" pretokenize --data "${shards[@]}" --out "$tokens" \
+    2>>"$LOG" | tee -a "$LOG" | grep ' tokens written in ') || return 1
+  rate=$(sed -E 's/.*\(([0-9]+) tokens\/s\).*/\1/' <<<"$line")
+  printf '{"backend":"cpu","precision":"-","size":"-","batch":0,"seq":0,"phase":"pretokenize","variant":"corpus","tokens_per_s":%s}\n' \
+    "$rate" | annotate "threads=$(nproc)" "shards=${#shards[@]}"
+  timeout -k 5 "$((TBOX / 4))" "$BIN" bench --json --phase data --data "$tokens" \
+    --batch "${LOADER_BATCH:-256}" --seq 128 \
+    2>>"$LOG" | annotate "threads=$(nproc)" "shards=${#shards[@]}" "format=bhtok"
 }
 
 f32_berthash() {

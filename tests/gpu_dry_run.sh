@@ -4,7 +4,8 @@
 #      limit, and refuses a bundle over it;
 #   2. the bundle's gpu_check.sh runs here to the end: no CUDA, so every CUDA and PyTorch-CUDA
 #      step is skipped or fails inside its time box, and it still writes table.md, results.jsonl
-#      and its log; the loader step measures the bundle's shards on this machine's cores;
+#      and its log; the loader step measures the bundle's shards on this machine's cores, as
+#      parquet and pre-tokenized;
 #   3. scripts/bench_vs_pytorch.py's flags on CPU (tiny femto runs): --device, --backend,
 #      --precision, --attn, --fused-adamw, --compile, --phase infer, the JSON rows' keys;
 #   4. tests/python/test_gpu_report.py (FLOPs, MFU, the cuda-vs-cpu verdicts, the table).
@@ -56,12 +57,16 @@ if ls "$tmp"/bundle/data/corpus/*.parquet >/dev/null 2>&1 && "$BIN" bench --help
   "$PY" - "$tmp/out/results.jsonl" <<'PY' || fail "no loader row in results.jsonl"
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
-data = [r for r in rows if r.get("phase") == "data"]
-assert data, rows
-r = data[0]
-assert r["engine"] == "berthash" and r["variant"] == "corpus" and r["threads"] >= 1, r
-assert r["tokens_per_s"] > 0 and r["shards"] == 2, r
-print(f"   loader row: {r['tokens_per_s']:.0f} tokens/s on {r['threads']} threads")
+data = {r.get("format"): r for r in rows if r.get("phase") == "data"}
+assert set(data) == {"parquet", "bhtok"}, rows
+[pre] = [r for r in rows if r.get("phase") == "pretokenize"]
+for r in [*data.values(), pre]:
+    assert r["engine"] == "berthash" and r["variant"] == "corpus" and r["threads"] >= 1, r
+    assert r["tokens_per_s"] > 0 and r["shards"] == 2, r
+    assert isinstance(r["batch"], int) and isinstance(r["seq"], int), r
+print("   loader rows, tokens/s on", pre["threads"], "threads: parquet",
+      f"{data['parquet']['tokens_per_s']:.0f}, pretokenize {pre['tokens_per_s']:.0f},",
+      f"token shards {data['bhtok']['tokens_per_s']:.0f}")
 PY
 fi
 

@@ -123,7 +123,13 @@ def test_table():
             row("berthash", 1024, 4e6, True), row("pytorch-eager", 1024, 3e6),
             row("berthash", 256, 2e6, False),
             {"engine": "berthash", "backend": "cpu", "precision": "f32", "size": "-", "batch": 256,
-             "seq": 128, "phase": "data", "variant": "corpus", "tokens_per_s": 9e6, "threads": 16}]
+             "seq": 128, "phase": "data", "variant": "corpus", "tokens_per_s": 9e6, "threads": 16,
+             "format": "parquet"},
+            {"engine": "berthash", "backend": "cpu", "precision": "f32", "size": "-", "batch": 256,
+             "seq": 128, "phase": "data", "variant": "corpus", "tokens_per_s": 4e8, "threads": 16,
+             "format": "bhtok"},
+            {"engine": "berthash", "backend": "cpu", "precision": "-", "size": "-", "batch": 0,
+             "seq": 0, "phase": "pretokenize", "variant": "corpus", "tokens_per_s": 3e7, "threads": 16}]
     with tempfile.TemporaryDirectory() as d:
         results = Path(d) / "results.jsonl"
         results.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -131,9 +137,12 @@ def test_table():
     assert "**2.00x** (target 1.5x: met)" in table, table
     assert "**1.33x** (target 1.5x: missed)" in table, table
     assert "fusion off: 2,000,000 tokens/s (0.67x of fusion on)" in table, table
-    assert "2.25x the fastest nano training rate here" in table and "target 2x: met" in table, table
+    assert "loader (parquet, cold tokenizer cache): 9,000,000 tokens/s on 16 threads = 2.25x the fastest " \
+        "nano training rate here" in table and "target 2x: met" in table, table
+    assert "loader (token shards): 400,000,000 tokens/s on 16 threads = 100.00x" in table, table
+    assert "- pretokenize: 30,000,000 tokens/s on 16 threads" in table, table
     assert "wgpu (time)" in table
-    assert table.count("| berthash |") == 4 and table.count("| pytorch-eager |") == 2
+    assert table.count("| berthash |") == 6 and table.count("| pytorch-eager |") == 2
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ struct Cli {
 enum Command {
     /// Pre-train a femto/pico/nano model with masked-LM (default data: a built-in sample).
     Pretrain(commands::pretrain::PretrainArgs),
+    /// Tokenize a parquet corpus once into token shards (.bhtok) that pretrain reads directly.
+    Pretokenize(commands::pretokenize::PretokenizeArgs),
     /// Fine-tune on a GLUE-style task (configs/glue/<task>.toml).
     Finetune(commands::finetune::FinetuneArgs),
     /// Fine-tune over a grid of learning rates, batch sizes and seeds (each a resumable run).
@@ -98,6 +100,7 @@ fn main() {
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Pretrain(args) => commands::pretrain::run(args),
+        Command::Pretokenize(args) => commands::pretokenize::run(args),
         Command::Finetune(args) => commands::finetune::run(args),
         Command::Sweep(args) => commands::sweep::run(args),
         Command::Eval(args) => commands::eval::run(args),

@@ -8,7 +8,9 @@
 //! the per-source cursors (which is what makes resuming exact).
 //!
 //! The same code reads Hugging Face `wikimedia/wikipedia` shards (`id`, `url`,
-//! `title`, `text`) and `bookcorpus` shards (`text`).
+//! `title`, `text`) and `bookcorpus` shards (`text`), and token shards (`.bhtok`,
+//! [`crate::token_shard`]): the same rows tokenized once, which give the same documents
+//! as token ids.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -25,15 +27,16 @@ use parquet::arrow::ProjectionMask;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{DataError, OnBadInput, Result};
+use crate::token_shard::{self, is_token_shard, TokenShard};
 
 /// One corpus: files (paths, directories or glob patterns) and the column holding the text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CorpusSource {
-    /// Parquet files, directories (all `*.parquet` below, sorted) or glob patterns
-    /// (matches sorted). Order is kept; it is the reading order.
+    /// Parquet files or token shards, directories (all `*.parquet` below, or all `*.bhtok`,
+    /// sorted) or glob patterns (matches sorted). Order is kept; it is the reading order.
     pub paths_or_globs: Vec<String>,
-    /// The text column (`text` for wikipedia and bookcorpus).
+    /// The text column (`text` for wikipedia and bookcorpus); token shards have no columns.
     #[serde(default = "default_text_column")]
     pub text_column: String,
     /// Relative share of documents when several sources are mixed.
@@ -189,10 +192,54 @@ impl CorpusConfig {
     }
 }
 
-/// Rows of a parquet file, from its footer; the file is checked as a reader would check it.
+/// Rows of a corpus file, from its footer or header.
 fn file_rows(path: &Path, column: &str) -> Result<usize> {
+    Ok(row_groups(path, column)?.iter().sum())
+}
+
+/// The row counts of a file's row groups (a token shard is one group of all its documents);
+/// a file without rows is an error.
+pub(crate) fn row_groups(path: &Path, column: &str) -> Result<Vec<usize>> {
+    if is_token_shard(path) {
+        let docs = token_shard::read_info(path)?.docs;
+        if docs == 0 {
+            return Err(DataError::EmptyFile {
+                path: path.to_path_buf(),
+                detail: "token shard without documents".to_string(),
+            });
+        }
+        return Ok(vec![docs]);
+    }
     let (builder, _) = open_parquet(path, column)?;
-    Ok(row_group_rows(path, &builder)?.iter().sum())
+    row_group_rows(path, &builder)
+}
+
+/// The files below a directory: its parquet files or its token shards, sorted.
+fn files_below(dir: &str) -> Result<Vec<PathBuf>> {
+    let below = |ext: &str| -> Result<Vec<PathBuf>> {
+        let pattern = format!("{}/**/*.{ext}", glob::Pattern::escape(dir));
+        Ok(glob::glob(&pattern)
+            .map_err(|e| DataError::Pattern {
+                pattern: pattern.clone(),
+                message: e.to_string(),
+            })?
+            .filter_map(std::result::Result::ok)
+            .collect())
+    };
+    let (parquet, shards) = (below("parquet")?, below(token_shard::EXTENSION)?);
+    if !parquet.is_empty() && !shards.is_empty() {
+        return Err(DataError::Pattern {
+            pattern: dir.to_string(),
+            message: format!(
+                "holds both parquet files ({}) and token shards ({}): name one kind, e.g. \
+                 `{dir}/**/*.{}`",
+                parquet.len(),
+                shards.len(),
+                token_shard::EXTENSION
+            ),
+        });
+    }
+    Ok(if shards.is_empty() { parquet } else { shards })
 }
 
 /// Expands paths, directories and glob patterns into a file list, in the given
@@ -216,14 +263,7 @@ pub fn resolve_paths(paths_or_globs: &[String]) -> Result<Vec<PathBuf>> {
         } else {
             let path = PathBuf::from(entry);
             if path.is_dir() {
-                let pattern = format!("{}/**/*.parquet", glob::Pattern::escape(entry));
-                glob::glob(&pattern)
-                    .map_err(|e| DataError::Pattern {
-                        pattern: pattern.clone(),
-                        message: e.to_string(),
-                    })?
-                    .filter_map(std::result::Result::ok)
-                    .collect()
+                files_below(entry)?
             } else if path.exists() {
                 vec![path]
             } else {
@@ -233,7 +273,7 @@ pub fn resolve_paths(paths_or_globs: &[String]) -> Result<Vec<PathBuf>> {
         if found.is_empty() {
             return Err(DataError::Pattern {
                 pattern: entry.clone(),
-                message: "matched no parquet files".to_string(),
+                message: "matched no parquet files or token shards (.bhtok)".to_string(),
             });
         }
         found.sort();
@@ -258,9 +298,27 @@ pub struct SourceCursor {
 pub struct Document {
     /// Index of the lane it came from.
     pub lane: usize,
-    pub text: String,
+    pub content: Content,
     /// The source's cursor after this document.
     pub after: SourceCursor,
+}
+
+/// A document's text (from a parquet file), or its token ids (from a token shard: what the
+/// tokenizer gives for the text, `[CLS]` and `[SEP]` included).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Text(String),
+    Ids(Vec<u32>),
+}
+
+impl Content {
+    /// The text, `None` for token ids.
+    pub fn text(&self) -> Option<&str> {
+        match self {
+            Content::Text(t) => Some(t),
+            Content::Ids(_) => None,
+        }
+    }
 }
 
 /// Counts of rows and files skipped under [`OnBadInput::Skip`], and of rows without text
@@ -290,13 +348,21 @@ impl SkipCounter {
     }
 }
 
-/// An open parquet file positioned at the cursor.
+/// An open corpus file positioned at the cursor.
 struct OpenShard {
     rg_rows: Vec<usize>,
-    reader: ParquetRecordBatchReader,
-    /// The text column of the current record batch.
-    batch: Option<ArrayRef>,
-    next: usize,
+    rows: Rows,
+}
+
+enum Rows {
+    Parquet {
+        reader: ParquetRecordBatchReader,
+        /// The text column of the current record batch.
+        batch: Option<ArrayRef>,
+        next: usize,
+    },
+    /// Documents are read at the cursor's row (its row group is always 0).
+    Tokens(TokenShard),
 }
 
 /// Refuses column chunks whose footer gives a negative offset or size, or one past the end of
@@ -400,9 +466,7 @@ pub(crate) fn cursor_at_row(
     if row_in_file == 0 || files.is_empty() {
         return Ok(SourceCursor::default());
     }
-    let rows = match open_parquet(&files[0], column)
-        .and_then(|(builder, _)| row_group_rows(&files[0], &builder))
-    {
+    let rows = match row_groups(&files[0], column) {
         Ok(rows) => rows,
         // The reader will skip (and count) this file; nothing is held out of it.
         Err(_) if on_bad == OnBadInput::Skip => return Ok(SourceCursor::default()),
@@ -471,6 +535,24 @@ impl SourceReader {
 
     fn open_shard(&mut self) -> Result<OpenShard> {
         let path = self.files[self.cursor.file].clone();
+        if is_token_shard(&path) {
+            let shard = TokenShard::open(&path)?;
+            let docs = shard.docs();
+            if self.cursor.row_group != 0 || self.cursor.row >= docs {
+                return Err(DataError::Position {
+                    message: format!(
+                        "{}: row group {}, row {} is past the end of the shard ({docs} documents)",
+                        path.display(),
+                        self.cursor.row_group,
+                        self.cursor.row
+                    ),
+                });
+            }
+            return Ok(OpenShard {
+                rg_rows: vec![docs],
+                rows: Rows::Tokens(shard),
+            });
+        }
         let (builder, index) = open_parquet(&path, &self.column)?;
         let rg_rows = row_group_rows(&path, &builder)?;
         // A cursor at the start of a group may sit on empty groups: move past them.
@@ -503,9 +585,11 @@ impl SourceReader {
             })?;
         Ok(OpenShard {
             rg_rows,
-            reader,
-            batch: None,
-            next: 0,
+            rows: Rows::Parquet {
+                reader,
+                batch: None,
+                next: 0,
+            },
         })
     }
 
@@ -563,67 +647,67 @@ impl SourceReader {
             let Some(shard) = self.shard.as_mut() else {
                 continue;
             };
-            if shard.batch.as_ref().is_none_or(|b| shard.next >= b.len()) {
-                match next_batch(&mut shard.reader) {
-                    Some(Ok(batch)) => {
-                        let column = batch.column(0);
-                        let text = is_text_type(column.data_type()).then(|| column.clone());
-                        match text {
-                            Some(t) => {
-                                shard.batch = Some(t);
-                                shard.next = 0;
-                            }
-                            None => {
-                                let err = DataError::ColumnType {
+            let content = match &mut shard.rows {
+                Rows::Tokens(tokens) => {
+                    let ids = tokens.doc(self.cursor.row);
+                    (!ids.is_empty()).then_some(Content::Ids(ids))
+                }
+                Rows::Parquet {
+                    reader,
+                    batch,
+                    next,
+                } => {
+                    if batch.as_ref().is_none_or(|b| *next >= b.len()) {
+                        let err = match next_batch(reader) {
+                            Some(Ok(read)) => {
+                                let column = read.column(0);
+                                if is_text_type(column.data_type()) {
+                                    *batch = Some(column.clone());
+                                    *next = 0;
+                                    continue;
+                                }
+                                DataError::ColumnType {
                                     path: self.path().to_path_buf(),
                                     column: self.column.clone(),
                                     found: column.data_type().to_string(),
                                     expected: "string".to_string(),
-                                };
-                                self.bad_file(err)?;
+                                }
                             }
-                        }
-                        continue;
-                    }
-                    Some(Err(message)) => {
-                        let err = DataError::Parquet {
-                            path: self.path().to_path_buf(),
-                            row_group: Some(rg),
-                            message,
+                            Some(Err(message)) => DataError::Parquet {
+                                path: self.path().to_path_buf(),
+                                row_group: Some(rg),
+                                message,
+                            },
+                            // Fewer rows than the footer promised: the file is damaged.
+                            None => DataError::Parquet {
+                                path: self.path().to_path_buf(),
+                                row_group: Some(rg),
+                                message: "file ended before the rows its footer lists".to_string(),
+                            },
                         };
                         self.bad_file(err)?;
                         continue;
                     }
-                    None => {
-                        // Fewer rows than the footer promised: the file is damaged.
-                        let err = DataError::Parquet {
-                            path: self.path().to_path_buf(),
-                            row_group: Some(rg),
-                            message: "file ended before the rows its footer lists".to_string(),
-                        };
-                        self.bad_file(err)?;
-                        continue;
-                    }
+                    let i = *next;
+                    *next += 1;
+                    batch
+                        .as_ref()
+                        .and_then(|b| text_value(b, i))
+                        .filter(|text| !text.trim().is_empty())
+                        .map(|text| Content::Text(text.to_string()))
                 }
-            }
-            let i = shard.next;
-            shard.next += 1;
-            let text = shard
-                .batch
-                .as_ref()
-                .and_then(|b| text_value(b, i))
-                .map(str::to_string);
-            match text {
-                Some(text) if !text.trim().is_empty() => {
+            };
+            match content {
+                Some(content) => {
                     self.cursor.docs_read += 1;
                     self.advance();
                     return Ok(Some(Document {
                         lane: self.lane,
-                        text,
+                        content,
                         after: self.cursor,
                     }));
                 }
-                _ => {
+                None => {
                     self.skips.empty.fetch_add(1, Ordering::Relaxed);
                     self.advance();
                 }

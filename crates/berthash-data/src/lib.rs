@@ -5,6 +5,8 @@
 //!   sources mixed by weight.
 //! * [`tokenize`]: the Hugging Face `tokenizers` crate on a local `tokenizer.json`,
 //!   batches encoded in parallel.
+//! * [`token_shard`], [`pretokenize`]: a corpus tokenized once into memory-mapped shards of
+//!   token ids, which the loader reads in place of the parquet files.
 //! * [`pack`]: documents as `[CLS] … [SEP]`, concatenated and cut into exact
 //!   `max_length` rows (or one padded row per document).
 //! * [`mlm`]: 15% masking, 80/10/10, labels only at the selected positions.
@@ -28,13 +30,15 @@ pub mod mlm;
 pub mod pack;
 pub mod pairs;
 mod parquet_guard;
+pub mod pretokenize;
 pub mod rng;
+pub mod token_shard;
 pub mod tokenize;
 
 pub use config::PretrainStreamConfig;
 pub use corpus::{
-    CorpusConfig, CorpusSource, CorpusStream, Document, FileOrder, Lane, SkipCounter, SourceCursor,
-    SourceReader,
+    Content, CorpusConfig, CorpusSource, CorpusStream, Document, FileOrder, Lane, SkipCounter,
+    SourceCursor, SourceReader,
 };
 pub use error::{DataError, OnBadInput, Result};
 pub use glue::{

@@ -2,8 +2,8 @@
 //! background threads, with an exactly resumable stream position.
 //!
 //! Pipeline (each stage a thread, joined by bounded channels):
-//! `reader` (parquet → mixed documents) → `tokenizer` (rayon pool) →
-//! `assembler` (windows → shuffle → batches → masking) → consumer.
+//! `reader` (parquet or token shards → mixed documents) → `tokenizer` (rayon pool; token
+//! shards' ids pass through) → `assembler` (windows → shuffle → batches → masking) → consumer.
 //!
 //! Determinism: the stream is cut into *windows*. A window starts at a set of
 //! source cursors and takes documents until it holds at least
@@ -25,11 +25,14 @@ use crossbeam_channel::{bounded, Receiver, Sender};
 use serde::{Deserialize, Serialize};
 
 use crate::config::PretrainStreamConfig;
-use crate::corpus::{cursor_at_row, CorpusStream, Lane, SkipCounter, SourceCursor, SourceReader};
+use crate::corpus::{
+    cursor_at_row, Content, CorpusStream, Lane, SkipCounter, SourceCursor, SourceReader,
+};
 use crate::error::{DataError, Result};
 use crate::mlm::{Masker, MlmBatch};
 use crate::pack::{PackMode, PackedRows};
 use crate::rng::{self, Domain};
+use crate::token_shard::{self, is_token_shard};
 use crate::tokenize::TokenizerHandle;
 
 /// Text per chunk handed to the tokenizer: big enough to keep every core busy,
@@ -60,7 +63,7 @@ pub struct StreamPosition {
 
 /// Messages between the stages.
 enum DocMsg {
-    Docs(Vec<(usize, String, SourceCursor)>),
+    Docs(Vec<(usize, Content, SourceCursor)>),
     EpochEnd,
     End,
     Err(DataError),
@@ -111,6 +114,7 @@ impl Plan {
     fn new(config: &PretrainStreamConfig, tokenizer: TokenizerHandle) -> Result<Self> {
         config.validate()?;
         let files = config.corpus.resolve()?;
+        check_token_shards(&files, &tokenizer)?;
         let lanes = config.corpus.lanes(&files)?;
         // The held-out documents open the first file of each source: its first lane.
         let epoch_start = lanes
@@ -337,7 +341,7 @@ impl PretrainLoader {
     ) -> Result<Vec<MlmBatch>> {
         let plan = Plan::new(config, tokenizer.clone())?;
         let skips = Arc::new(SkipCounter::default());
-        let mut texts = Vec::new();
+        let mut contents = Vec::new();
         for (i, lane) in plan.lanes.iter().enumerate() {
             let mut reader = SourceReader::new(
                 i,
@@ -353,13 +357,13 @@ impl PretrainLoader {
             while key(reader.cursor()) < end {
                 match reader.next_doc()? {
                     // A skipped bad row may carry the reader past the end.
-                    Some(doc) if key(doc.after) <= end => texts.push(doc.text),
+                    Some(doc) if key(doc.after) <= end => contents.push(doc.content),
                     _ => break,
                 }
             }
         }
         let mut rows = plan.new_rows();
-        for ids in tokenizer.encode_batch(&texts, true)? {
+        for ids in token_ids(tokenizer, contents)? {
             rows.push_document(&ids);
         }
         rows.drop_tail();
@@ -445,8 +449,11 @@ fn read_documents(
             match stream.next_doc() {
                 Ok(Some(doc)) => {
                     docs += 1;
-                    bytes += doc.text.len();
-                    chunk.push((doc.lane, doc.text, doc.after));
+                    bytes += match &doc.content {
+                        Content::Text(text) => text.len(),
+                        Content::Ids(ids) => 4 * ids.len(),
+                    };
+                    chunk.push((doc.lane, doc.content, doc.after));
                     if bytes >= CHUNK_BYTES || chunk.len() >= CHUNK_DOCS {
                         bytes = 0;
                         if tx.send(DocMsg::Docs(std::mem::take(&mut chunk))).is_err() {
@@ -482,6 +489,52 @@ fn read_documents(
     }
 }
 
+/// Token ids of documents, in order: texts encoded in parallel on the current rayon pool (with
+/// `[CLS]` and `[SEP]`), a token shard's ids as they are.
+fn token_ids(tokenizer: &TokenizerHandle, contents: Vec<Content>) -> Result<Vec<Vec<u32>>> {
+    use rayon::prelude::*;
+    contents
+        .into_par_iter()
+        .map(|content| match content {
+            Content::Text(text) => tokenizer.encode(&text, true),
+            Content::Ids(ids) => Ok(ids),
+        })
+        .collect()
+}
+
+/// Token shards hold the ids of one tokenizer: refuses those made with another.
+fn check_token_shards(
+    files: &[Arc<Vec<std::path::PathBuf>>],
+    tokenizer: &TokenizerHandle,
+) -> Result<()> {
+    let mut fingerprint = None;
+    for path in files
+        .iter()
+        .flat_map(|f| f.iter())
+        .filter(|p| is_token_shard(p))
+    {
+        let meta = token_shard::read_info(path)?.meta;
+        let ours = match &fingerprint {
+            Some(f) => f,
+            None => fingerprint.insert(tokenizer.fingerprint()?),
+        };
+        if meta.tokenizer != *ours || meta.vocab_size != tokenizer.vocab_size() {
+            return Err(DataError::Format {
+                path: path.clone(),
+                message: format!(
+                    "token shard made with tokenizer {} (vocabulary {}), this run's tokenizer {} \
+                     is {ours} (vocabulary {}): pre-tokenize the corpus with this tokenizer",
+                    meta.tokenizer,
+                    meta.vocab_size,
+                    tokenizer.name(),
+                    tokenizer.vocab_size()
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Stage 2: token ids for each chunk, in parallel, order kept.
 fn tokenize_documents(
     plan: &Plan,
@@ -496,16 +549,16 @@ fn tokenize_documents(
         }
         let out = match msg {
             DocMsg::Docs(docs) => {
-                let texts: Vec<&str> = docs.iter().map(|(_, t, _)| t.as_str()).collect();
-                match pool.install(|| plan.tokenizer.encode_batch(&texts, true)) {
+                let (places, contents): (Vec<_>, Vec<_>) = docs
+                    .into_iter()
+                    .map(|(lane, content, after)| ((lane, after), content))
+                    .unzip();
+                match pool.install(|| token_ids(&plan.tokenizer, contents)) {
                     Ok(ids) => TokMsg::Docs(
-                        docs.iter()
+                        places
+                            .into_iter()
                             .zip(ids)
-                            .map(|((lane, _, after), ids)| TokDoc {
-                                lane: *lane,
-                                ids,
-                                after: *after,
-                            })
+                            .map(|((lane, after), ids)| TokDoc { lane, ids, after })
                             .collect(),
                     ),
                     Err(e) => TokMsg::Err(e),

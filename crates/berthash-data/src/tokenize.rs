@@ -241,6 +241,22 @@ impl TokenizerHandle {
         &self.inner
     }
 
+    /// Identifies what the tokenizer does: a hash of its serialized form (vocabulary,
+    /// normalizer, pre-tokenizer, post-processor), the same for every copy of the file. Token
+    /// shards record it, so they are read only with the tokenizer that made them.
+    pub fn fingerprint(&self) -> Result<String> {
+        let json = self
+            .inner
+            .to_string(false)
+            .map_err(|e| DataError::Tokenizer {
+                path: self.name.clone(),
+                message: format!("cannot serialize: {e}"),
+            })?;
+        let mut h = crate::rng::StableHasher::new();
+        h.write(json.as_bytes());
+        Ok(format!("{:016x}", h.finish()))
+    }
+
     /// Whether texts are encoded piece by piece through the cache (BERT-style tokenizers).
     pub fn uses_piece_cache(&self) -> bool {
         self.pieces.is_some()

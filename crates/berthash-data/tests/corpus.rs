@@ -8,8 +8,8 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, Int64Array, LargeStringArray, RecordBatch, StringArray};
 use berthash_data::corpus::resolve_paths;
 use berthash_data::{
-    CorpusConfig, CorpusSource, CorpusStream, DataError, FileOrder, OnBadInput, SkipCounter,
-    SourceCursor, SourceReader,
+    Content, CorpusConfig, CorpusSource, CorpusStream, DataError, FileOrder, OnBadInput,
+    SkipCounter, SourceCursor, SourceReader,
 };
 use parquet::arrow::ArrowWriter;
 use parquet::file::properties::WriterProperties;
@@ -17,8 +17,16 @@ use parquet::file::properties::WriterProperties;
 fn read_all(cfg: &CorpusConfig, start: &[SourceCursor]) -> Result<Vec<(usize, String)>, DataError> {
     let lanes = cfg.lanes(&cfg.resolve()?)?;
     CorpusStream::new(cfg, &lanes, start, Arc::default())
-        .map(|d| d.map(|d| (lanes[d.lane].source, d.text)))
+        .map(|d| d.map(|d| (lanes[d.lane].source, text(d.content))))
         .collect()
+}
+
+/// A parquet document's text.
+fn text(content: Content) -> String {
+    match content {
+        Content::Text(text) => text,
+        Content::Ids(_) => panic!("a parquet file gives text"),
+    }
 }
 
 fn write_parquet(path: &Path, columns: Vec<(&str, ArrayRef)>, rows_per_group: usize) {
@@ -96,7 +104,7 @@ fn a_cursor_resumes_exactly_across_row_groups() {
     let mut cursors = Vec::new();
     while let Some(doc) = reader.next_doc().unwrap() {
         cursors.push(doc.after);
-        all.push(doc.text);
+        all.push(text(doc.content));
     }
     assert_eq!(all.len(), 6300);
     // Wikipedia has row groups of 100: doc 99 ends group 0.
@@ -138,7 +146,7 @@ fn a_cursor_resumes_exactly_across_row_groups() {
         );
         for expected in &all[k + 1..(k + 30).min(all.len())] {
             assert_eq!(
-                &resumed.next_doc().unwrap().unwrap().text,
+                &text(resumed.next_doc().unwrap().unwrap().content),
                 expected,
                 "resume after doc {k}"
             );
@@ -326,7 +334,7 @@ fn bad_input_is_a_clear_error_naming_the_file() {
     let skips = Arc::new(SkipCounter::default());
     let docs: Vec<String> =
         CorpusStream::new(&cfg, &lanes, &[SourceCursor::default()], skips.clone())
-            .map(|d| d.unwrap().text)
+            .map(|d| text(d.unwrap().content))
             .collect();
     assert_eq!(docs, ["a", "b", "d"]);
     assert_eq!((skips.empty(), skips.rows()), (3, 0));
@@ -363,7 +371,7 @@ fn skipping_bad_input_is_counted_not_silent() {
     let lanes = cfg.lanes(&files).unwrap();
     let docs: Vec<String> =
         CorpusStream::new(&cfg, &lanes, &[SourceCursor::default()], skips.clone())
-            .map(|d| d.unwrap().text)
+            .map(|d| text(d.unwrap().content))
             .collect();
     // 10 good rows + 3 non-null rows of the null file.
     assert_eq!(docs.len(), 13);
@@ -391,7 +399,7 @@ fn real_shards_read_unchanged() {
     for doc in CorpusStream::new(&cfg, &lanes, &[SourceCursor::default(); 2], Arc::default()) {
         let doc = doc.unwrap();
         counts[lanes[doc.lane].source] += 1;
-        bytes += doc.text.len();
+        bytes += text(doc.content).len();
     }
     assert_eq!(counts, [3129, 433_268]);
     assert_eq!(bytes, 45_898_808 + 42_494_827);

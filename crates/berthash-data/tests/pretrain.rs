@@ -47,7 +47,7 @@ fn documents(sources: Vec<CorpusSource>) -> Vec<Vec<u32>> {
     let lanes = cfg.lanes(&cfg.resolve().unwrap()).unwrap();
     let start = vec![SourceCursor::default(); lanes.len()];
     let texts: Vec<String> = CorpusStream::new(&cfg, &lanes, &start, Arc::default())
-        .map(|d| d.unwrap().text)
+        .map(|d| d.unwrap().content.text().unwrap().to_string())
         .collect();
     common::tokenizer().encode_batch(&texts, true).unwrap()
 }

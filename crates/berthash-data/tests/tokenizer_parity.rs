@@ -88,7 +88,9 @@ fn piece_cache_is_exact_on_the_whole_sample_corpus() {
     let lanes = cfg.lanes(&cfg.resolve().unwrap()).unwrap();
     let start = vec![Default::default(); 2];
     let stream = berthash_data::CorpusStream::new(&cfg, &lanes, &start, Default::default());
-    let texts: Vec<String> = stream.map(|d| d.unwrap().text).collect();
+    let texts: Vec<String> = stream
+        .map(|d| d.unwrap().content.text().unwrap().to_string())
+        .collect();
     assert_eq!(texts.len(), 6300);
     let fast = tok.encode_batch(&texts, true).unwrap();
     for (text, ids) in texts.iter().zip(&fast) {

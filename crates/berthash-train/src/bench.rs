@@ -154,7 +154,7 @@ fn full_vocab_loss<B: Kernels>(model: &Mlm<B>, batch: MlmTensors<B>) -> Tensor<B
 #[derive(Debug, Clone)]
 pub struct DataSource {
     pub tokenizer: PathBuf,
-    /// Parquet files, folders or globs.
+    /// Parquet files or token shards, folders or globs.
     pub corpus: Vec<String>,
     /// The `variant` of the measurement (`sample-corpus`, `corpus`).
     pub variant: String,

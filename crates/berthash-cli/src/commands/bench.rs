@@ -50,7 +50,8 @@ pub struct BenchArgs {
     pub backend: BackendKind,
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
-    /// The data phase's corpus: parquet files, folders or globs (default: the built-in sample).
+    /// The data phase's corpus: parquet files or token shards, folders or globs (default: the
+    /// built-in sample).
     #[arg(long, num_args = 1..)]
     pub data: Vec<String>,
     /// One JSON object per measurement (one per line) instead of the table.

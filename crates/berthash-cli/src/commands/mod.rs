@@ -8,6 +8,7 @@ pub mod forward;
 pub mod info;
 pub mod plot;
 pub mod predict;
+pub mod pretokenize;
 pub mod pretrain;
 pub mod sweep;
 pub mod tokenize;

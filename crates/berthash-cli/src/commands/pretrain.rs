@@ -22,7 +22,8 @@ pub struct PretrainArgs {
     /// A TOML recipe overriding the preset's (see configs/pretrain/).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Parquet files, folders or globs (repeatable). Default: the small sample built into berthash.
+    /// Parquet files, token shards (`berthash pretokenize`), folders or globs (repeatable).
+    /// Default: the small sample built into berthash.
     #[arg(long, num_args = 1..)]
     pub data: Vec<String>,
     /// The text column of --data (wikipedia and bookcorpus: `text`).

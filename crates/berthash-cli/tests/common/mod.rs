@@ -1,5 +1,6 @@
-//! Helpers of the binary's embedding tests (`embed.rs`, `train_embeddings.rs`): running
+//! Helpers of the binary's tests (`embed.rs`, `train_embeddings.rs`, `pretokenize.rs`): running
 //! `berthash`, and a tiny model to run it on.
+#![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
