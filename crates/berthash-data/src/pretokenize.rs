@@ -28,6 +28,17 @@ const CHUNK_BYTES: usize = 1 << 20;
 pub struct ShardJob {
     pub input: PathBuf,
     pub output: PathBuf,
+    /// Rows, from the footer (0 for a file that cannot be read, under `skip`).
+    pub rows: u64,
+}
+
+/// What [`pretokenize`] reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    /// More rows of the current file are done.
+    Rows(u64),
+    /// A file is finished.
+    Done(&'a ShardJob, &'a ShardOutcome),
 }
 
 /// How the files are read and tokenized.
@@ -59,8 +70,14 @@ pub enum ShardOutcome {
 /// takes them) become under `out`. A directory's files keep their place below it, under the
 /// directory's name (`corpus/wikipedia` gives `out/wikipedia/…`), so each directory is one
 /// source again; a named file or a glob's match goes to `out` itself. Two inputs that would
-/// write one shard are refused.
-pub fn shard_jobs(paths_or_globs: &[String], out: &Path) -> Result<Vec<ShardJob>> {
+/// write one shard are refused, and so is a file whose footer or text column cannot be read
+/// (under `skip`, it is kept with 0 rows and reported when its turn comes): all before anything
+/// is written.
+pub fn shard_jobs(
+    paths_or_globs: &[String],
+    out: &Path,
+    options: &PretokenizeOptions,
+) -> Result<Vec<ShardJob>> {
     let mut jobs: Vec<ShardJob> = Vec::new();
     for entry in paths_or_globs {
         let files = resolve_paths(std::slice::from_ref(entry))?;
@@ -94,20 +111,29 @@ pub fn shard_jobs(paths_or_globs: &[String], out: &Path) -> Result<Vec<ShardJob>
                     path: output,
                 });
             }
-            jobs.push(ShardJob { input, output });
+            let rows = match row_groups(&input, &options.text_column) {
+                Ok(groups) => groups.iter().sum::<usize>() as u64,
+                Err(_) if options.on_bad_input == OnBadInput::Skip => 0,
+                Err(e) => return Err(e),
+            };
+            jobs.push(ShardJob {
+                input,
+                output,
+                rows,
+            });
         }
     }
     Ok(jobs)
 }
 
-/// Tokenizes each job's file into its shard, in order; `on_done` hears of each file as it
-/// ends. A bad file stops the run with an error naming it (under `skip`: it is reported and
-/// left out).
+/// Tokenizes each job's file into its shard, in order, telling `progress` of the rows done and
+/// of each file as it ends. A bad file stops the run with an error naming it (under `skip`: it
+/// is reported and left out).
 pub fn pretokenize(
     jobs: &[ShardJob],
     tokenizer: &TokenizerHandle,
     options: &PretokenizeOptions,
-    mut on_done: impl FnMut(&ShardJob, &ShardOutcome),
+    mut progress: impl FnMut(Progress),
 ) -> Result<Vec<ShardOutcome>> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(options.threads)
@@ -118,9 +144,14 @@ pub fn pretokenize(
     let mut outcomes = Vec::new();
     for job in jobs {
         let meta = source_meta(job, tokenizer, &fingerprint, options)?;
+        let mut rows_done = 0;
+        let mut rows = |n: u64| {
+            rows_done += n;
+            progress(Progress::Rows(n));
+        };
         let outcome = match up_to_date(&job.output, &meta) {
             Some(kept) => kept,
-            None => match pool.install(|| write_shard(job, tokenizer, meta, options)) {
+            None => match write_shard(job, tokenizer, &pool, meta, options, &mut rows) {
                 Ok(written) => written,
                 Err(e) if options.on_bad_input == OnBadInput::Skip => {
                     tracing::warn!("skipping file: {e}");
@@ -131,7 +162,8 @@ pub fn pretokenize(
                 Err(e) => return Err(e),
             },
         };
-        on_done(job, &outcome);
+        progress(Progress::Rows(job.rows.saturating_sub(rows_done)));
+        progress(Progress::Done(job, &outcome));
         outcomes.push(outcome);
     }
     Ok(outcomes)
@@ -182,8 +214,10 @@ fn up_to_date(output: &Path, meta: &ShardMeta) -> Option<ShardOutcome> {
 fn write_shard(
     job: &ShardJob,
     tokenizer: &TokenizerHandle,
+    pool: &rayon::ThreadPool,
     mut meta: ShardMeta,
     options: &PretokenizeOptions,
+    rows_done: &mut dyn FnMut(u64),
 ) -> Result<ShardOutcome> {
     let path = &job.input;
     let groups = row_groups(path, &options.text_column)?;
@@ -233,14 +267,16 @@ fn write_shard(
         let mut tokenized = Ok(());
         for chunk in &rx {
             let texts: Vec<&str> = chunk.iter().map(|(_, t)| t.as_str()).collect();
-            match tokenizer.encode_batch(&texts, true) {
+            match pool.install(|| tokenizer.encode_batch(&texts, true)) {
                 Ok(ids) => {
+                    let before = shard.docs();
                     for ((row, _), ids) in chunk.iter().zip(ids) {
                         while shard.docs() < *row {
                             shard.push(&[]);
                         }
                         shard.push(&ids);
                     }
+                    rows_done((shard.docs() - before) as u64);
                 }
                 Err(e) => {
                     tokenized = Err(e);

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, RecordBatch, StringArray};
-use berthash_data::pretokenize::{pretokenize, shard_jobs, PretokenizeOptions, ShardOutcome};
+use berthash_data::pretokenize::{
+    pretokenize, shard_jobs, PretokenizeOptions, Progress, ShardOutcome,
+};
 use berthash_data::{
     CorpusSource, FileOrder, MlmBatch, OnBadInput, PretrainLoader, PretrainStreamConfig,
     StreamPosition, TokenizerHandle,
@@ -32,10 +34,19 @@ fn sample_dirs() -> Vec<String> {
         .to_vec()
 }
 
-/// The built-in sample's two directories, pre-tokenized into `out`.
+/// The built-in sample's two directories, pre-tokenized into `out`; the progress it reported
+/// adds up to their rows.
 fn pretokenized(out: &Path) -> Vec<ShardOutcome> {
-    let jobs = shard_jobs(&sample_dirs(), out).unwrap();
-    pretokenize(&jobs, &common::tokenizer(), &options(), |_, _| {}).unwrap()
+    let jobs = shard_jobs(&sample_dirs(), out, &options()).unwrap();
+    assert_eq!(jobs.iter().map(|j| j.rows).collect::<Vec<_>>(), [300, 6000]);
+    let (mut rows, mut done) = (0, 0);
+    let outcomes = pretokenize(&jobs, &common::tokenizer(), &options(), |p| match p {
+        Progress::Rows(n) => rows += n,
+        Progress::Done(..) => done += 1,
+    })
+    .unwrap();
+    assert_eq!((rows, done), (6300, 2));
+    outcomes
 }
 
 fn collect(
@@ -134,10 +145,10 @@ fn shards_are_kept_when_current_and_remade_when_their_source_changes() {
     };
     write(text.clone());
     let out = dir.path().join("shards");
-    let jobs = shard_jobs(&[corpus.display().to_string()], &out).unwrap();
+    let jobs = shard_jobs(&[corpus.display().to_string()], &out, &options()).unwrap();
     assert_eq!(jobs[0].output, out.join("corpus/a.bhtok"));
     let tok = common::tokenizer();
-    let run = || pretokenize(&jobs, &tok, &options(), |_, _| {}).unwrap();
+    let run = || pretokenize(&jobs, &tok, &options(), |_| {}).unwrap();
     let ShardOutcome::Written {
         docs,
         tokens,
@@ -167,7 +178,7 @@ fn shards_are_kept_when_current_and_remade_when_their_source_changes() {
         text_column: "content".into(),
         ..options()
     };
-    let err = pretokenize(&jobs, &tok, &other_column, |_, _| {})
+    let err = pretokenize(&jobs, &tok, &other_column, |_| {})
         .err()
         .unwrap()
         .to_string();
@@ -179,19 +190,19 @@ fn shards_are_kept_when_current_and_remade_when_their_source_changes() {
     write(Arc::new(StringArray::from(vec!["Only one row now."])));
     assert!(matches!(run()[0], ShardOutcome::Written { docs: 1, .. }));
 
-    // Under `skip` a bad file is reported and left out; under `error` it stops the run.
+    // Under `error` a bad file is refused before anything is written; under `skip` it is
+    // reported and left out.
     std::fs::write(corpus.join("b.parquet"), b"not parquet").unwrap();
-    let jobs = shard_jobs(&[corpus.display().to_string()], &out).unwrap();
-    let err = pretokenize(&jobs, &tok, &options(), |_, _| {})
-        .err()
-        .unwrap()
-        .to_string();
+    let dirs = [corpus.display().to_string()];
+    let err = shard_jobs(&dirs, &out, &options()).unwrap_err().to_string();
     assert!(err.contains("b.parquet"), "{err}");
     let skip = PretokenizeOptions {
         on_bad_input: OnBadInput::Skip,
         ..options()
     };
-    let outcomes = pretokenize(&jobs, &tok, &skip, |_, _| {}).unwrap();
+    let jobs = shard_jobs(&dirs, &out, &skip).unwrap();
+    assert_eq!(jobs[1].rows, 0);
+    let outcomes = pretokenize(&jobs, &tok, &skip, |_| {}).unwrap();
     assert!(
         matches!(&outcomes[1], ShardOutcome::Skipped { reason } if reason.contains("b.parquet"))
     );
@@ -257,17 +268,23 @@ fn shards_of_another_tokenizer_and_mixed_or_clashing_inputs_are_refused() {
             .display()
             .to_string(),
     ];
-    let err = shard_jobs(&two, &dir.path().join("out"))
+    let err = shard_jobs(&two, &dir.path().join("out"), &options())
         .unwrap_err()
         .to_string();
     assert!(err.contains("would become this shard"), "{err}");
     assert_eq!(
-        shard_jobs(&clash, &dir.path().join("out")).unwrap().len(),
+        shard_jobs(&clash, &dir.path().join("out"), &options())
+            .unwrap()
+            .len(),
         2
     );
     let shard: PathBuf = dir.path().join("books/train-00000-of-00001.bhtok");
-    let err = shard_jobs(&[shard.display().to_string()], &dir.path().join("out"))
-        .unwrap_err()
-        .to_string();
+    let err = shard_jobs(
+        &[shard.display().to_string()],
+        &dir.path().join("out"),
+        &options(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(err.contains("already a token shard"), "{err}");
 }

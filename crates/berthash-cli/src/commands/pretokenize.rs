@@ -5,8 +5,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
-use berthash_data::pretokenize::{pretokenize, shard_jobs, PretokenizeOptions, ShardOutcome};
+use berthash_data::pretokenize::{
+    pretokenize, shard_jobs, PretokenizeOptions, Progress, ShardOutcome,
+};
 use berthash_data::OnBadInput;
+use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Debug, clap::Args)]
 pub struct PretokenizeArgs {
@@ -30,7 +33,6 @@ pub struct PretokenizeArgs {
 
 pub fn run(args: PretokenizeArgs) -> anyhow::Result<()> {
     let tokenizer = crate::tokenizer::load(args.tokenizer.as_deref(), None)?;
-    let jobs = shard_jobs(&args.data, &args.out).context("--data")?;
     let options = PretokenizeOptions {
         text_column: args.text_column.clone(),
         on_bad_input: match args.skip_bad_files {
@@ -40,8 +42,21 @@ pub fn run(args: PretokenizeArgs) -> anyhow::Result<()> {
         // One per core, or the global --threads.
         threads: 0,
     };
+    let jobs = shard_jobs(&args.data, &args.out, &options).context("--data")?;
+    // Drawn on standard error when it is a terminal, hidden otherwise.
+    let bar = ProgressBar::new(jobs.iter().map(|j| j.rows).sum());
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {human_pos}/{human_len} rows  {per_sec}  ETA {eta}",
+        )
+        .expect("valid template"),
+    );
     let start = Instant::now();
-    let outcomes = pretokenize(&jobs, &tokenizer, &options, |job, outcome| {
+    let outcomes = pretokenize(&jobs, &tokenizer, &options, |progress| {
+        let (job, outcome) = match progress {
+            Progress::Rows(n) => return bar.inc(n),
+            Progress::Done(job, outcome) => (job, outcome),
+        };
         let what = match outcome {
             ShardOutcome::Written {
                 docs,
@@ -57,8 +72,9 @@ pub fn run(args: PretokenizeArgs) -> anyhow::Result<()> {
             }
             ShardOutcome::Skipped { reason } => format!("skipped: {reason}"),
         };
-        println!("{}: {what}", job.output.display());
+        bar.suspend(|| println!("{}: {what}", job.output.display()));
     })?;
+    bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let written: u64 = outcomes
         .iter()
