@@ -47,7 +47,7 @@ pub struct PretrainStreamConfig {
     /// Batches prepared ahead of the consumer.
     #[serde(default = "default_prefetch")]
     pub prefetch_batches: usize,
-    /// Tokenizer threads; 0 = one per core.
+    /// The loader's pool, which tokenizes text and masks batches; 0 = one thread per core.
     #[serde(default)]
     pub threads: usize,
 }

@@ -3,7 +3,8 @@
 //!
 //! Pipeline (each stage a thread, joined by bounded channels):
 //! `reader` (parquet or token shards → mixed documents) → `tokenizer` (rayon pool; token
-//! shards' ids pass through) → `assembler` (windows → shuffle → batches → masking) → consumer.
+//! shards' ids pass through) → `assembler` (windows → shuffle → batches; the batches masked
+//! on the same pool, a group at a time) → consumer.
 //!
 //! Determinism: the stream is cut into *windows*. A window starts at a set of
 //! source cursors and takes documents until it holds at least
@@ -239,11 +240,13 @@ impl PretrainLoader {
         } else {
             config.threads
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads_wanted)
-            .thread_name(|i| format!("berthash-tokenize-{i}"))
-            .build()
-            .map_err(|e| DataError::config("threads", e.to_string()))?;
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads_wanted)
+                .thread_name(|i| format!("berthash-tokenize-{i}"))
+                .build()
+                .map_err(|e| DataError::config("threads", e.to_string()))?,
+        );
 
         let stop = Arc::new(AtomicBool::new(false));
         let skips = Arc::new(SkipCounter::default());
@@ -269,7 +272,7 @@ impl PretrainLoader {
             )?);
         }
         {
-            let (plan, stop) = (plan.clone(), stop.clone());
+            let (plan, stop, pool) = (plan.clone(), stop.clone(), pool.clone());
             threads.push(spawn(
                 "tokenizer",
                 Box::new(move || tokenize_documents(&plan, &pool, &stop, &doc_rx, &tok_tx)),
@@ -280,15 +283,20 @@ impl PretrainLoader {
             threads.push(spawn(
                 "assembler",
                 Box::new(move || {
-                    let mut assembler = match Assembler::new(&plan, &start, tok_rx, out_tx.clone())
-                    {
+                    let assembler = Assembler::new(&plan, &start, &pool, tok_rx, out_tx.clone());
+                    let mut assembler = match assembler {
                         Ok(a) => a,
                         Err(e) => {
                             let _ = out_tx.send(OutMsg::Err(e));
                             return;
                         }
                     };
-                    let msg = match assembler.run(&stop) {
+                    let result = assembler.run(&stop);
+                    // The batches before the end, or before an error, are delivered first.
+                    if !assembler.flush() {
+                        return;
+                    }
+                    let msg = match result {
                         Ok(()) => OutMsg::End,
                         Err(e) => OutMsg::Err(e),
                     };
@@ -608,18 +616,33 @@ struct Assembler<'a> {
     ids: Vec<u32>,
     mask: Option<Vec<u32>>,
     rows_in_batch: usize,
+    /// Masks a group of batches at once, one per thread.
+    pool: &'a rayon::ThreadPool,
+    unmasked: Vec<Unmasked>,
+}
+
+/// A full batch waiting for its masks.
+struct Unmasked {
+    ids: Vec<u32>,
+    mask: Option<Vec<u32>>,
+    /// Its index in the stream: the masks depend only on it and the seed.
+    index: u64,
+    position: StreamPosition,
 }
 
 impl<'a> Assembler<'a> {
     fn new(
         plan: &'a Plan,
         start: &StreamPosition,
+        pool: &'a rayon::ThreadPool,
         rx: Receiver<TokMsg>,
         tx: Sender<OutMsg>,
     ) -> Result<Self> {
         let per_doc = plan.config.pack_mode == PackMode::PerDocument;
         Ok(Assembler {
             plan,
+            pool,
+            unmasked: Vec::new(),
             masker: plan.masker()?,
             rx,
             tx,
@@ -705,7 +728,7 @@ impl<'a> Assembler<'a> {
                     } else {
                         (self.window + 1, self.cursors.clone(), 0)
                     };
-                    if !self.emit(after)? {
+                    if !self.emit(after) {
                         return Ok(());
                     }
                 }
@@ -738,28 +761,48 @@ impl<'a> Assembler<'a> {
         }
     }
 
-    /// Masks and sends the full batch; `false` when the consumer is gone.
-    fn emit(&mut self, (window, sources, offset): (u64, Vec<SourceCursor>, usize)) -> Result<bool> {
-        let cfg = &self.plan.config;
-        let mut rng = rng::derive(cfg.seed, Domain::Mask, self.batches, 0);
-        let ids = std::mem::take(&mut self.ids);
-        let mask = self.mask.as_mut().map(std::mem::take);
-        let batch = self
-            .masker
-            .apply(ids, cfg.batch_size, cfg.max_length, mask, &mut rng);
+    /// Queues the full batch, and masks and sends the queue once it holds a batch per thread;
+    /// `false` when the consumer is gone.
+    fn emit(&mut self, (window, sources, offset): (u64, Vec<SourceCursor>, usize)) -> bool {
+        let index = self.batches;
         self.batches += 1;
         self.rows_in_batch = 0;
-        let position = StreamPosition {
-            epoch: self.epoch,
-            window,
-            sources,
-            offset,
-            batches: self.batches,
-            fingerprint: self.plan.fingerprint.clone(),
-        };
-        Ok(self
-            .tx
-            .send(OutMsg::Batch(Box::new((batch, position))))
-            .is_ok())
+        self.unmasked.push(Unmasked {
+            ids: std::mem::take(&mut self.ids),
+            mask: self.mask.as_mut().map(std::mem::take),
+            index,
+            position: StreamPosition {
+                epoch: self.epoch,
+                window,
+                sources,
+                offset,
+                batches: self.batches,
+                fingerprint: self.plan.fingerprint.clone(),
+            },
+        });
+        self.unmasked.len() < self.pool.current_num_threads() || self.flush()
+    }
+
+    /// Masks the queued batches in parallel and sends them in order; `false` when the consumer
+    /// is gone.
+    fn flush(&mut self) -> bool {
+        use rayon::prelude::*;
+        let cfg = &self.plan.config;
+        let masker = &self.masker;
+        let queued = std::mem::take(&mut self.unmasked);
+        let masked: Vec<_> = self.pool.install(|| {
+            queued
+                .into_par_iter()
+                .map(|u| {
+                    let mut rng = rng::derive(cfg.seed, Domain::Mask, u.index, 0);
+                    let batch =
+                        masker.apply(u.ids, cfg.batch_size, cfg.max_length, u.mask, &mut rng);
+                    (batch, u.position)
+                })
+                .collect()
+        });
+        masked
+            .into_iter()
+            .all(|b| self.tx.send(OutMsg::Batch(Box::new(b))).is_ok())
     }
 }

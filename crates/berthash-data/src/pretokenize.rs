@@ -153,12 +153,10 @@ pub fn pretokenize(
             Some(kept) => kept,
             None => match write_shard(job, tokenizer, &pool, meta, options, &mut rows) {
                 Ok(written) => written,
-                Err(e) if options.on_bad_input == OnBadInput::Skip => {
-                    tracing::warn!("skipping file: {e}");
-                    ShardOutcome::Skipped {
-                        reason: e.to_string(),
-                    }
-                }
+                // Reported once, by the caller, with the outcome.
+                Err(e) if options.on_bad_input == OnBadInput::Skip => ShardOutcome::Skipped {
+                    reason: e.to_string(),
+                },
                 Err(e) => return Err(e),
             },
         };
