@@ -10,7 +10,7 @@ use berthash_data::pretokenize::{
     pretokenize, shard_jobs, PretokenizeOptions, Progress, ShardOutcome,
 };
 use berthash_data::{
-    CorpusSource, FileOrder, MlmBatch, OnBadInput, PretrainLoader, PretrainStreamConfig,
+    CorpusSource, FileOrder, MlmBatch, OnBadInput, PackMode, PretrainLoader, PretrainStreamConfig,
     StreamPosition, TokenizerHandle,
 };
 
@@ -84,13 +84,18 @@ fn the_loader_gives_the_same_batches_from_shards_as_from_parquet() {
         .join("books/train-00000-of-00001.bhtok")
         .is_file());
 
-    for order in [FileOrder::Sequential, FileOrder::Interleaved] {
+    for (order, pack) in [
+        (FileOrder::Sequential, PackMode::Packed),
+        (FileOrder::Interleaved, PackMode::Packed),
+        (FileOrder::Sequential, PackMode::PerDocument),
+    ] {
         let config = |dirs: &[String]| {
             let mut cfg = common::stream_config(match order {
                 FileOrder::Sequential => dirs.iter().map(|d| CorpusSource::new(&[d])).collect(),
                 FileOrder::Interleaved => vec![CorpusSource::new(&[&dirs[0], &dirs[1]])],
             });
             cfg.corpus.file_order = order;
+            cfg.pack_mode = pack;
             cfg.shuffle_buffer = 50;
             cfg.batch_size = 24;
             cfg.max_length = 64;
@@ -104,8 +109,8 @@ fn the_loader_gives_the_same_batches_from_shards_as_from_parquet() {
         assert!(from_text.len() > 300, "{}", from_text.len());
         assert_eq!(from_text.len(), from_tokens.len());
         for (i, (a, b)) in from_text.iter().zip(&from_tokens).enumerate() {
-            assert!(a.0 == b.0, "{order:?}: batch {i} differs");
-            assert_eq!(place(&a.1), place(&b.1), "{order:?}: batch {i}");
+            assert!(a.0 == b.0, "{order:?} {pack:?}: batch {i} differs");
+            assert_eq!(place(&a.1), place(&b.1), "{order:?} {pack:?}: batch {i}");
         }
         let tok = common::tokenizer();
         assert_eq!(
