@@ -22,7 +22,9 @@
 # Steps, in order, each in a time box (`timeout`), all within BUDGET_S (default 270 s):
 #   probe      the CUDA backend starts and runs a kernel (else the berthash CUDA steps are skipped)
 #   target     nano, bf16, masked-only training at 256 x 128 and 1024 x 128: berthash bench and
-#              PyTorch eager (SDPA attention, fused AdamW, bf16 autocast) on the same card
+#              PyTorch eager (SDPA attention, fused AdamW, bf16 autocast) on the same card;
+#              berthash's rows also time the parts of its step afterwards (`--breakdown`:
+#              cast, forward, backward, clip, optimizer, each ended by a device sync)
 #   fusion     the same berthash rows from a build without Burn's fusion, when the bundle has one
 #              (Burn 0.21 picks fusion at compile time: `Cuda` is `Fusion<CubeBackend<..>>` when
 #              burn's `fusion` feature is on, and no setting turns it off at run time)
@@ -196,7 +198,7 @@ need_cuda() { ((CUDA_OK)) || { SKIPPED+=("$1 (CUDA did not start)"); return 1; }
 target_berthash() {
   need_cuda target || return 1
   bench "$BIN" true --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" --seq 128 \
-    --phase train
+    --phase train --breakdown
 }
 target_pytorch() {
   torch_bench --precision bf16 --attn sdpa --fused-adamw --losses masked --size nano \
@@ -206,7 +208,7 @@ fusion_off() {
   [[ -n "$NOFUSION_BIN" ]] || { SKIPPED+=("fusion (no no-fusion binary in the bundle)"); return 1; }
   need_cuda fusion || return 1
   bench "$NOFUSION_BIN" false --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" \
-    --seq 128 --phase train
+    --seq 128 --phase train --breakdown
 }
 
 # The CPU reference's pretrain flags, replayed: one flag and one value per line.

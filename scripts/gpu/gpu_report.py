@@ -247,6 +247,15 @@ def table(args):
             line += (f" = {d['tokens_per_s'] / best:.2f}x the fastest nano training rate here "
                      f"({fmt_rate(best)}; target 2x: {'met' if d['tokens_per_s'] >= 2 * best else 'missed'})")
         out.append(line)
+    for r in rows:
+        parts = r.get("phases_ms")
+        if r.get("engine") == "berthash" and parts:
+            named = ", ".join(f"{k} {parts[k]:.2f}" for k in ("cast", "forward", "backward", "clip", "optimizer")
+                              if k in parts)
+            out.append(f"- step parts, berthash {r.get('backend')} {r.get('precision')} {r.get('size')} "
+                       f"{r.get('batch')} x {r.get('seq')}, fusion {r.get('fusion')}: {named} ms "
+                       f"(total {parts.get('total', float('nan')):.2f} ms with a sync after each part; "
+                       f"{r.get('ms_per_step', float('nan')):.2f} ms per step without)")
     for p in pretok:
         out.append(f"- pretokenize: {fmt_rate(p['tokens_per_s'])} tokens/s on {p.get('threads')} threads")
     if args.skipped:

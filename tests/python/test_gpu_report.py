@@ -119,7 +119,9 @@ def test_table():
             r["fusion"] = fusion
         return r
 
-    rows = [row("berthash", 256, 3e6, True), row("pytorch-eager", 256, 1.5e6),
+    parts = {"cast": 0.1, "forward": 1.0, "backward": 2.5, "clip": 0.2, "optimizer": 0.7, "total": 4.5}
+    rows = [{**row("berthash", 256, 3e6, True), "phases_ms": parts, "ms_per_step": 4.0},
+            row("pytorch-eager", 256, 1.5e6),
             row("berthash", 1024, 4e6, True), row("pytorch-eager", 1024, 3e6),
             row("berthash", 256, 2e6, False),
             {"engine": "berthash", "backend": "cpu", "precision": "f32", "size": "-", "batch": 256,
@@ -141,6 +143,9 @@ def test_table():
         "nano training rate here" in table and "target 2x: met" in table, table
     assert "loader (token shards): 400,000,000 tokens/s on 16 threads = 100.00x" in table, table
     assert "- pretokenize: 30,000,000 tokens/s on 16 threads" in table, table
+    assert ("- step parts, berthash cuda bf16 nano 256 x 128, fusion True: cast 0.10, forward 1.00, "
+            "backward 2.50, clip 0.20, optimizer 0.70 ms (total 4.50 ms with a sync after each part; "
+            "4.00 ms per step without)") in table, table
     assert "wgpu (time)" in table
     assert table.count("| berthash |") == 6 and table.count("| pytorch-eager |") == 2
 

@@ -13,7 +13,8 @@
 //!
 //! Timing: `warmup` steps, then `steps` steps in repetitions of `sync_every` steps; the loss is
 //! read back (one host sync) only at the end of a repetition, as `pretrain` does every
-//! `log_every` steps. The reported tokens/s is the median over the repetitions.
+//! `log_every` steps. The reported tokens/s is the median over the repetitions. `breakdown`
+//! then times the parts of the step ([`crate::phases`]) in `steps` more steps.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -84,6 +85,11 @@ pub struct Measurement {
     /// The last loss read (train only), a sanity check.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+    /// Milliseconds per step in each part of the training step and their total, from steps
+    /// timed after the throughput runs with a device sync after each part
+    /// ([`crate::phases`]); with `breakdown` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phases_ms: Option<std::collections::BTreeMap<String, f64>>,
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -177,6 +183,8 @@ pub struct BenchConfig {
     pub backend: String,
     /// The data phase's corpus and tokenizer.
     pub data: Option<DataSource>,
+    /// Training: after the throughput runs, time the parts of the step in `steps` more steps.
+    pub breakdown: bool,
 }
 
 impl BenchConfig {
@@ -198,6 +206,7 @@ impl BenchConfig {
             peak_rss_mib: None,
             threads: rayon::current_num_threads(),
             loss: None,
+            phases_ms: None,
         }
     }
 
@@ -298,6 +307,14 @@ fn bench_train<B: TrainBackend>(
     };
     let mut m = summarize(cfg.base(variant), cfg.batch * cfg.seq, &reps);
     m.loss = loss;
+    if cfg.breakdown {
+        trainer.time_phases();
+        for _ in 0..cfg.steps {
+            step(&mut trainer)?;
+        }
+        trainer.flush()?;
+        m.phases_ms = trainer.phase_times().map(|t| t.per_step_ms());
+    }
     Ok(m)
 }
 
@@ -399,5 +416,47 @@ impl std::str::FromStr for Phase {
             "data" => Ok(Phase::Data),
             other => Err(format!("unknown phase {other:?} (train, infer or data)")),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, Flex};
+
+    #[test]
+    fn a_training_breakdown_names_each_part_of_the_step() {
+        let mut cfg = BenchConfig {
+            size: "femto".into(),
+            batch: 2,
+            seq: 16,
+            phase: Phase::Train,
+            full_vocab: false,
+            steps: 2,
+            warmup: 1,
+            sync_every: 1,
+            precision: Precision::F32,
+            backend: "cpu".into(),
+            data: None,
+            breakdown: false,
+        };
+        let device = Default::default();
+        let plain = measure::<Autodiff<Flex>>(&cfg, &device).unwrap();
+        assert!(plain.phases_ms.is_none() && plain.tokens_per_s > 0.0);
+        assert!(!serde_json::to_string(&plain).unwrap().contains("phases_ms"));
+        cfg.breakdown = true;
+        let m = measure::<Autodiff<Flex>>(&cfg, &device).unwrap();
+        let ms = m.phases_ms.expect("a breakdown");
+        let names: Vec<&str> = ms.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            ["backward", "cast", "clip", "forward", "optimizer", "total"]
+        );
+        let parts: f64 = ms
+            .iter()
+            .filter(|(k, _)| *k != "total")
+            .map(|(_, v)| v)
+            .sum();
+        assert!((parts - ms["total"]).abs() < 1e-9 && ms["forward"] > 0.0 && ms["backward"] > 0.0);
     }
 }

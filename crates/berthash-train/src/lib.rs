@@ -25,6 +25,7 @@ pub mod memory;
 pub mod metrics;
 pub mod optim;
 pub mod padding_idx;
+pub mod phases;
 pub mod precision;
 pub mod pretrain;
 pub mod run;

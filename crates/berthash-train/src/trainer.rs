@@ -23,6 +23,7 @@ use crate::config::{OnNonFinite, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::log::StepRecord;
 use crate::optim::AdamW;
+use crate::phases::{Laps, Part, PhaseTimes};
 use crate::precision::{cast_params, LossScaler, Precision};
 use crate::schedule::Schedule;
 
@@ -94,6 +95,8 @@ pub struct Trainer<B: AutodiffBackend, M> {
     started: Instant,
     /// The newest checkpoint written or resumed from.
     pub last_checkpoint: Option<std::path::PathBuf>,
+    /// Times the parts of each step when set ([`Trainer::time_phases`]).
+    laps: Option<Laps>,
 }
 
 impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
@@ -131,6 +134,24 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             elapsed_base,
             started: Instant::now(),
             last_checkpoint: None,
+            laps: None,
+        }
+    }
+
+    /// Times the parts of every step from now on, with a device sync after each part (for
+    /// `bench --breakdown`: the syncs slow the steps down).
+    pub fn time_phases(&mut self) {
+        self.laps = Some(Laps::new());
+    }
+
+    /// What [`Trainer::time_phases`] measured so far.
+    pub fn phase_times(&self) -> Option<&PhaseTimes> {
+        self.laps.as_ref().map(Laps::times)
+    }
+
+    fn lap(&mut self, part: Part) {
+        if let Some(laps) = &mut self.laps {
+            laps.end::<B>(part, &self.device);
         }
     }
 
@@ -148,12 +169,16 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         tokens: u64,
         loss: impl Fn(&M, T) -> Tensor<B, 1>,
     ) -> Result<StepOutcome> {
+        if let Some(laps) = &mut self.laps {
+            laps.start::<B>(&self.device);
+        }
         let lr = self.schedule.lr(self.state.step);
         let n = micro_batches.len();
         let compute = match self.config.precision {
             Precision::F32 => None,
             half => Some(cast_params(self.model.clone(), half.dtype())),
         };
+        self.lap(Part::Cast);
         let loss_scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
         let mut accumulator = GradientsAccumulator::<M>::new();
         let mut losses = Vec::with_capacity(n);
@@ -163,9 +188,11 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
                 micro_batch_seed(self.state.seed, self.state.step, micro as u64),
             );
             let value = loss(compute.as_ref().unwrap_or(&self.model), batch);
+            self.lap(Part::Forward);
             losses.push(value.clone().detach().inner());
             let grads = value.mul_scalar(loss_scale / n as f64).backward();
             accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+            self.lap(Part::Backward);
         }
         let mut grads = accumulator.grads();
         if loss_scale != 1.0 {
@@ -180,6 +207,7 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             crate::padding_idx::zero_padding_grad(&self.model, &mut grads, pad);
         }
         let norm = clip_grad_norm(&self.model, &mut grads, self.max_grad_norm);
+        self.lap(Part::Clip);
 
         self.state.step += 1;
         self.state.scheduler_step = self.state.step;
@@ -221,6 +249,7 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         }
         let model = self.model.clone();
         self.model = self.optimizer.step(lr, model, grads);
+        self.lap(Part::Optimizer);
         Ok(StepOutcome::Updated)
     }
 

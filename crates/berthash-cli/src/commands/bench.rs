@@ -46,6 +46,10 @@ pub struct BenchArgs {
     /// Measure both the masked-only and the full-vocab training step.
     #[arg(long, conflicts_with = "full_vocab")]
     pub both_losses: bool,
+    /// Training: after the throughput runs, time the parts of the step (cast, forward, backward,
+    /// clip, optimizer) over --steps more steps, with a device sync after each part.
+    #[arg(long)]
+    pub breakdown: bool,
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
     #[arg(long, default_value = "f32")]
@@ -106,6 +110,22 @@ fn print_table(rows: &[Measurement]) {
             m.peak_rss_mib.map_or("-".into(), |v| format!("{v:.1}")),
         );
     }
+    for m in rows {
+        let Some(ms) = &m.phases_ms else { continue };
+        let parts: Vec<String> = ["cast", "forward", "backward", "clip", "optimizer"]
+            .iter()
+            .filter_map(|p| ms.get(*p).map(|v| format!("{p} {v:.2}")))
+            .collect();
+        println!(
+            "{} {} {}x{} ms per step, each part synced: {} (total {:.2})",
+            m.size,
+            m.variant,
+            m.batch,
+            m.seq,
+            parts.join(", "),
+            ms.get("total").copied().unwrap_or(f64::NAN)
+        );
+    }
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -161,6 +181,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                             precision: args.precision,
                             backend: format!("{:?}", args.backend).to_lowercase(),
                             data: data.clone(),
+                            breakdown: args.breakdown,
                         });
                     }
                 }
@@ -241,6 +262,9 @@ fn run_child(args: &BenchArgs, cfg: &BenchConfig) -> anyhow::Result<Measurement>
         .args(["--backend", &cfg.backend]);
     if cfg.full_vocab {
         cmd.arg("--full-vocab");
+    }
+    if cfg.breakdown {
+        cmd.arg("--breakdown");
     }
     if !args.data.is_empty() {
         cmd.arg("--data").args(&args.data);

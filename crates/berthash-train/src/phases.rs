@@ -1,0 +1,107 @@
+//! Where a training step's time goes (`berthash bench --breakdown`): each part of the step ends
+//! with a device sync, so that its clock stops when its work is done. GPU backends queue work
+//! and let the host run ahead; the syncs take that overlap away and cost time of their own, so
+//! the parts are timed in steps of their own, never inside a throughput figure.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use burn::prelude::Backend;
+
+/// A part of the optimizer step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The f32 master weights cast to the compute precision (bf16, f16).
+    Cast,
+    /// The loss of each micro-batch: embeddings, encoder, head, cross-entropy.
+    Forward,
+    /// Each micro-batch's backward pass and its gradients added up.
+    Backward,
+    /// Loss-scale removal, the padding row's gradient, the norm and the clipping.
+    Clip,
+    /// The AdamW update (and the finite check, when a step makes one).
+    Optimizer,
+}
+
+const PARTS: [(Part, &str); 5] = [
+    (Part::Cast, "cast"),
+    (Part::Forward, "forward"),
+    (Part::Backward, "backward"),
+    (Part::Clip, "clip"),
+    (Part::Optimizer, "optimizer"),
+];
+
+/// Seconds spent in each part over `steps` timed steps.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PhaseTimes {
+    seconds: [f64; PARTS.len()],
+    pub steps: u64,
+}
+
+impl PhaseTimes {
+    /// Milliseconds per step by part, and their `total`.
+    pub fn per_step_ms(&self) -> BTreeMap<String, f64> {
+        let per = |s: f64| s * 1e3 / self.steps.max(1) as f64;
+        let mut ms: BTreeMap<String, f64> = PARTS
+            .iter()
+            .zip(self.seconds)
+            .map(|((_, name), s)| (name.to_string(), per(s)))
+            .collect();
+        ms.insert("total".to_string(), per(self.seconds.iter().sum()));
+        ms
+    }
+}
+
+/// The clock of the step being timed.
+#[derive(Debug)]
+pub(crate) struct Laps {
+    times: PhaseTimes,
+    last: Instant,
+}
+
+impl Laps {
+    pub(crate) fn new() -> Self {
+        Laps {
+            times: PhaseTimes::default(),
+            last: Instant::now(),
+        }
+    }
+
+    pub(crate) fn times(&self) -> &PhaseTimes {
+        &self.times
+    }
+
+    /// A step starts: earlier work is finished first.
+    pub(crate) fn start<B: Backend>(&mut self, device: &B::Device) {
+        let _ = B::sync(device);
+        self.times.steps += 1;
+        self.last = Instant::now();
+    }
+
+    /// `part` ends: its work is finished, and its time added.
+    pub(crate) fn end<B: Backend>(&mut self, part: Part, device: &B::Device) {
+        let _ = B::sync(device);
+        let now = Instant::now();
+        let i = PARTS.iter().position(|(p, _)| *p == part).expect("a part");
+        self.times.seconds[i] += (now - self.last).as_secs_f64();
+        self.last = now;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parts_add_up_to_the_total_per_step() {
+        let times = PhaseTimes {
+            seconds: [0.0, 0.3, 0.5, 0.1, 0.1],
+            steps: 10,
+        };
+        let ms = times.per_step_ms();
+        assert_eq!(ms["forward"], 30.0);
+        assert_eq!(ms["backward"], 50.0);
+        assert!((ms["total"] - 100.0).abs() < 1e-9);
+        assert_eq!(ms.len(), 6);
+    }
+}
