@@ -193,7 +193,7 @@ def table(args):
             "ms/step | MFU | details |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         details = []
-        for key in ("attn", "adamw", "autocast", "compile", "threads", "loss"):
+        for key in ("attn", "adamw", "autocast", "compile", "format", "threads", "loss"):
             if r.get(key) is not None:
                 v = r[key]
                 details.append(f"{key} {v:.3f}" if isinstance(v, float) else f"{key} {v}")
