@@ -5,7 +5,8 @@
 //! would tokenize, each encoded as the loader encodes it; rows without text become empty
 //! documents, which keeps a document's index equal to its row. A shard that is already there,
 //! made from the same source file (name, size, modification time), column and tokenizer, is
-//! kept: an interrupted run continues where it stopped.
+//! kept: an interrupted run continues where it stopped. A shard is assembled in memory before it
+//! is written: about 2 bytes per token of the largest file (4 above a 65,536-token vocabulary).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
