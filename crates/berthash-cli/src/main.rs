@@ -1,4 +1,7 @@
 //! `berthash`: pre-train, fine-tune, inspect and export BERT Hash models.
+// The flags' doc comments are the `--help` text, where `[CLS]`, `[batch][seq]` and
+// `configs/glue/<task>.toml` are meant literally, not as links or HTML.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 mod assets;
 mod backend;

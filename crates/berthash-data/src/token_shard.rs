@@ -266,7 +266,7 @@ impl ShardWriter {
     pub fn push(&mut self, ids: &[u32]) {
         for &id in ids {
             match self.id_bytes {
-                // The tokenizer's ids are below its vocabulary size, checked in `new`'s choice.
+                // `new` chose 2 bytes for vocabularies of at most 65,536 ids.
                 2 => self.ids.extend_from_slice(&(id as u16).to_le_bytes()),
                 _ => self.ids.extend_from_slice(&id.to_le_bytes()),
             }

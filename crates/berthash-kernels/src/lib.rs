@@ -1,7 +1,7 @@
 //! Fused training kernels with hand-written backward passes, for the few operations where
 //! Burn's op-by-op autodiff dominated a tiny model's step.
 //!
-//! | kernel | why Burn's composed version is slow | CPU override ([`flex`]) | backward |
+//! | kernel | why Burn's composed version is slow | CPU override (`flex.rs`) | backward |
 //! |---|---|---|---|
 //! | cross-entropy | a dozen full-size tensors (max, shift, exp, sum, log, gather and their gradients) over `[masked rows, 30522]` logits, ~75 MB each at nano's batch | row log-sum-exps in one pass, SIMD `exp` | written over the logits in place: `(softmax - one_hot) * g / rows` |
 //! | dropout | the mask drawn element by element from a ChaCha RNG on one thread, then two multiplies | the element index hashed with a per-call key (drawn from the backend's seeded RNG, so runs stay reproducible), one parallel pass | recomputes the mask from the key instead of storing it |
@@ -17,7 +17,7 @@
 //!   use these);
 //! - the CPU backend (`Flex`) overrides them with SIMD loops over rows on rayon threads;
 //! - `Autodiff<B>` records one graph node whose backward calls `B`'s fused backward
-//!   ([`autodiff`]).
+//!   (`autodiff.rs`).
 
 use burn::nn::Dropout;
 use burn::prelude::*;

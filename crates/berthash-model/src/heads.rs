@@ -10,7 +10,7 @@ use crate::config::BertHashConfig;
 use crate::dense::{dense, dense_gelu};
 use crate::init::Initializer;
 
-/// `pooler`: tanh(dense(h[CLS])).
+/// `pooler`: `tanh(dense(h[CLS]))`.
 #[derive(Module, Debug)]
 pub struct BertPooler<B: Backend> {
     pub dense: Linear<B>,

@@ -113,7 +113,7 @@ fn median(values: &[f64]) -> f64 {
 }
 
 /// A packed pre-training batch: random ids, 15% of the positions selected (exactly
-/// `round(0.15 * batch * seq)`), 80% of those replaced by [MASK] as the collator does.
+/// `round(0.15 * batch * seq)`), 80% of those replaced by `[MASK]` as the collator does.
 pub fn synthetic_batch(config: &BertHashConfig, batch: usize, seq: usize, seed: u64) -> MlmBatch {
     const MASK: u32 = 103;
     let mut rng = SplitMix64(seed);

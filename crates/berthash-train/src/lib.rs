@@ -1,12 +1,12 @@
 //! Training for berthash: masked-LM pre-training and GLUE fine-tuning of BERT Hash models.
 //!
-//! Entry points: [`pretrain`] and [`finetune`], generic over the Burn autodiff backend (the CLI
+//! Entry points: [`pretrain()`] and [`finetune()`], generic over the Burn autodiff backend (the CLI
 //! picks it), each driven by a serde config ([`PretrainConfig`], [`FinetuneConfig`]) and writing
 //! a run directory ([`run_dir`]) through a [`Run`] (start or resume, step, evaluate, checkpoint,
 //! finish). The pieces they are built from are public too: the step ([`trainer`]), AdamW
 //! ([`optim`]), clipping ([`clip`]), schedules ([`schedule`]), checkpoints ([`checkpoint`]),
 //! evaluation ([`eval`]), GLUE metrics ([`metrics`]), logs ([`log`]) and the throughput
-//! benchmark ([`bench`]).
+//! benchmark ([`mod@bench`]).
 
 pub mod bench;
 pub mod best;

@@ -7,7 +7,7 @@
 //! p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 //! ```
 //!
-//! The arithmetic of one parameter's update is [`berthash_kernels::adamw`] (one pass in place on
+//! The arithmetic of one parameter's update is [`berthash_kernels::adamw()`] (one pass in place on
 //! the CPU). Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's
 //! Hugging Face name ([`is_no_decay`]). The state (step and the two moments per parameter) is
 //! keyed by that name, so it can be saved to safetensors and loaded into a fresh model.
