@@ -111,6 +111,23 @@ fn pretraining_on_shards_repeats_the_run_on_parquet() {
         refused.display()
     );
 
+    // So is a shard cut short (a copy that did not finish).
+    let cut = dir.path().join("cut");
+    std::fs::create_dir(&cut).unwrap();
+    let whole = std::fs::read(books_shards.join("train-00000-of-00001.bhtok")).unwrap();
+    std::fs::write(cut.join("books.bhtok"), &whole[..whole.len() / 2]).unwrap();
+    let args = pretrain([&wiki_shards, &cut], &refused, &[]);
+    let stderr = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(
+        stderr.contains("books.bhtok") && stderr.contains("truncated"),
+        "{stderr}"
+    );
+    assert!(
+        !refused.exists(),
+        "a refused run left {} behind",
+        refused.display()
+    );
+
     // A missing input is named before anything is written.
     let stderr = fails(&[
         "pretokenize",

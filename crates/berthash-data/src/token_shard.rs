@@ -124,6 +124,24 @@ impl Header {
         let ids = self.tokens.checked_mul(self.id_bytes)?;
         self.body.checked_add(offsets)?.checked_add(ids)
     }
+
+    /// Refuses a file whose length is not the one its header describes.
+    fn check_len(&self, path: &Path, len: u64) -> Result<()> {
+        if self.file_len().map(|n| n as u64) == Some(len) {
+            return Ok(());
+        }
+        Err(format_error(
+            path,
+            format!(
+                "{len} bytes, its header describes {} documents and {} tokens in {} bytes \
+                 (truncated or damaged)",
+                self.docs,
+                self.tokens,
+                self.file_len()
+                    .map_or("more".to_string(), |n| n.to_string())
+            ),
+        ))
+    }
 }
 
 /// A shard's counts and metadata, from its header.
@@ -134,8 +152,8 @@ pub struct ShardInfo {
     pub meta: ShardMeta,
 }
 
-/// Reads a shard's header and metadata (its first bytes only; [`TokenShard::open`] checks the
-/// rest).
+/// Reads a shard's header and metadata (its first bytes) and checks the file's length against
+/// them; [`TokenShard::open`] checks the rest.
 pub fn read_info(path: &Path) -> Result<ShardInfo> {
     let mut file = File::open(path).map_err(|e| DataError::reading(path, e))?;
     let mut head = [0u8; HEADER];
@@ -150,6 +168,8 @@ pub fn read_info(path: &Path) -> Result<ShardInfo> {
     std::io::Read::read_exact(&mut file, &mut bytes[HEADER..])
         .map_err(|_| format_error(path, "truncated inside its metadata"))?;
     let header = Header::parse(path, &bytes)?;
+    let len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    header.check_len(path, len)?;
     Ok(ShardInfo {
         docs: header.docs,
         tokens: header.tokens,
@@ -172,21 +192,7 @@ impl TokenShard {
         // (to a temporary name, then renamed) and never modified in place.
         let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
         let header = Header::parse(path, &map)?;
-        if header.file_len() != Some(map.len()) {
-            return Err(format_error(
-                path,
-                format!(
-                    "{} bytes, its header describes {} documents and {} tokens in {} bytes \
-                     (truncated or damaged)",
-                    map.len(),
-                    header.docs,
-                    header.tokens,
-                    header
-                        .file_len()
-                        .map_or("more".to_string(), |n| n.to_string())
-                ),
-            ));
-        }
+        header.check_len(path, map.len() as u64)?;
         let shard = TokenShard { map, header };
         let mut prev = 0;
         for d in 0..=shard.header.docs {
@@ -368,11 +374,15 @@ mod tests {
             let bytes = std::fs::read(&path).unwrap();
             let cut = dir.path().join("cut.bhtok");
             std::fs::write(&cut, &bytes[..bytes.len() - 2]).unwrap();
-            let err = TokenShard::open(&cut).err().unwrap().to_string();
-            assert!(
-                err.contains("cut.bhtok") && err.contains("truncated"),
-                "{err}"
-            );
+            for err in [
+                TokenShard::open(&cut).err().unwrap().to_string(),
+                read_info(&cut).unwrap_err().to_string(),
+            ] {
+                assert!(
+                    err.contains("cut.bhtok") && err.contains("truncated"),
+                    "{err}"
+                );
+            }
             let mut swapped = bytes.clone();
             let body = padded(HEADER + u64_at(&bytes, 32) as usize);
             swapped[body + 8..body + 16].copy_from_slice(&9u64.to_le_bytes());
