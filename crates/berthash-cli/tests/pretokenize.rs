@@ -95,20 +95,21 @@ fn pretraining_on_shards_repeats_the_run_on_parquet() {
     )
     .unwrap();
     let refused = dir.path().join("refused");
-    let args = pretrain(
-        [&wiki_shards, &books_shards],
-        &refused,
-        &["--tokenizer", s(&cased)],
-    );
-    let stderr = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // stderr of a pretrain run that must be refused before its run directory exists.
+    let refuse = |data: [&Path; 2], extra: &[&str]| {
+        let args = pretrain(data, &refused, extra);
+        let stderr = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(
+            !refused.exists(),
+            "a refused run left {}",
+            refused.display()
+        );
+        stderr
+    };
+    let stderr = refuse([&wiki_shards, &books_shards], &["--tokenizer", s(&cased)]);
     assert!(
         stderr.contains("train-00000-of-00001.bhtok") && stderr.contains("this run's tokenizer"),
         "{stderr}"
-    );
-    assert!(
-        !refused.exists(),
-        "a refused run left {} behind",
-        refused.display()
     );
 
     // So is a shard cut short (a copy that did not finish).
@@ -116,16 +117,10 @@ fn pretraining_on_shards_repeats_the_run_on_parquet() {
     std::fs::create_dir(&cut).unwrap();
     let whole = std::fs::read(books_shards.join("train-00000-of-00001.bhtok")).unwrap();
     std::fs::write(cut.join("books.bhtok"), &whole[..whole.len() / 2]).unwrap();
-    let args = pretrain([&wiki_shards, &cut], &refused, &[]);
-    let stderr = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = refuse([&wiki_shards, &cut], &[]);
     assert!(
         stderr.contains("books.bhtok") && stderr.contains("truncated"),
         "{stderr}"
-    );
-    assert!(
-        !refused.exists(),
-        "a refused run left {} behind",
-        refused.display()
     );
 
     // A missing input is named before anything is written.
