@@ -219,15 +219,22 @@ fn write_shard(
     rows_done: &mut dyn FnMut(u64),
 ) -> Result<ShardOutcome> {
     let path = &job.input;
-    let groups = row_groups(path, &options.text_column)?;
-    let rows: usize = groups.iter().sum();
+    // The first row of each row group, then the file's rows.
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(
+            row_groups(path, &options.text_column)?
+                .iter()
+                .scan(0, |n, rows| {
+                    *n += rows;
+                    Some(*n)
+                }),
+        )
+        .collect();
+    let rows = starts[starts.len() - 1];
     // The row a document was read from, from the cursor after it.
-    let row_of = |after: SourceCursor| {
-        let next = match after.file {
-            0 => groups[..after.row_group].iter().sum::<usize>() + after.row,
-            _ => rows,
-        };
-        next - 1
+    let row_of = |after: SourceCursor| match after.file {
+        0 => starts[after.row_group] + after.row - 1,
+        _ => rows - 1,
     };
     let skips = Arc::new(SkipCounter::default());
     let mut config = CorpusConfig::new(Vec::new());

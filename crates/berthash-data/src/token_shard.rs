@@ -297,29 +297,28 @@ impl ShardWriter {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         let meta_json = serde_json::to_vec(meta).expect("metadata serializes");
-        let mut out = Vec::with_capacity(
-            HEADER + padded(meta_json.len()) + 8 * self.offsets.len() + self.ids.len(),
-        );
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&(self.id_bytes as u32).to_le_bytes());
-        out.extend_from_slice(&(self.docs() as u64).to_le_bytes());
-        out.extend_from_slice(&self.tokens().to_le_bytes());
-        out.extend_from_slice(&(meta_json.len() as u64).to_le_bytes());
-        out.extend_from_slice(&meta_json);
-        out.resize(padded(out.len()), 0);
+        // The header, metadata and offsets are small; the ids go to the file as they are.
+        let mut head =
+            Vec::with_capacity(HEADER + padded(meta_json.len()) + 8 * self.offsets.len());
+        head.extend_from_slice(MAGIC);
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        head.extend_from_slice(&(self.id_bytes as u32).to_le_bytes());
+        head.extend_from_slice(&(self.docs() as u64).to_le_bytes());
+        head.extend_from_slice(&self.tokens().to_le_bytes());
+        head.extend_from_slice(&(meta_json.len() as u64).to_le_bytes());
+        head.extend_from_slice(&meta_json);
+        head.resize(padded(head.len()), 0);
         for o in &self.offsets {
-            out.extend_from_slice(&o.to_le_bytes());
+            head.extend_from_slice(&o.to_le_bytes());
         }
-        out.extend_from_slice(&self.ids);
         let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| DataError::io(dir, e))?;
-        tmp.write_all(&out).map_err(|e| DataError::io(path, e))?;
-        tmp.as_file()
-            .sync_all()
+        tmp.write_all(&head)
+            .and_then(|()| tmp.write_all(&self.ids))
+            .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| DataError::io(path, e))?;
         tmp.persist(path)
             .map_err(|e| DataError::io(path, e.error))?;
-        Ok(out.len() as u64)
+        Ok((head.len() + self.ids.len()) as u64)
     }
 }
 
