@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use burn::prelude::Backend;
 
-/// A part of the optimizer step (declared in the order of `PARTS`, which names them).
+/// A part of the optimizer step (declared in the order of [`PART_NAMES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
     /// The f32 master weights cast to the compute precision (bf16, f16).
@@ -23,13 +23,13 @@ pub enum Part {
     Optimizer,
 }
 
-/// The parts' names, indexed by `Part as usize`.
-const PARTS: [&str; 5] = ["cast", "forward", "backward", "clip", "optimizer"];
+/// The parts' names, in the order of the step, indexed by `Part as usize`.
+pub const PART_NAMES: [&str; 5] = ["cast", "forward", "backward", "clip", "optimizer"];
 
 /// Seconds spent in each part over `steps` timed steps.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PhaseTimes {
-    seconds: [f64; PARTS.len()],
+    seconds: [f64; PART_NAMES.len()],
     pub steps: u64,
 }
 
@@ -37,7 +37,7 @@ impl PhaseTimes {
     /// Milliseconds per step by part, and their `total`.
     pub fn per_step_ms(&self) -> BTreeMap<String, f64> {
         let per = |s: f64| s * 1e3 / self.steps.max(1) as f64;
-        let mut ms: BTreeMap<String, f64> = PARTS
+        let mut ms: BTreeMap<String, f64> = PART_NAMES
             .iter()
             .zip(self.seconds)
             .map(|(name, s)| (name.to_string(), per(s)))

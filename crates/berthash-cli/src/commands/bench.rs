@@ -112,7 +112,7 @@ fn print_table(rows: &[Measurement]) {
     }
     for m in rows {
         let Some(ms) = &m.phases_ms else { continue };
-        let parts: Vec<String> = ["cast", "forward", "backward", "clip", "optimizer"]
+        let parts: Vec<String> = berthash_train::phases::PART_NAMES
             .iter()
             .filter_map(|p| ms.get(*p).map(|v| format!("{p} {v:.2}")))
             .collect();
