@@ -4,7 +4,8 @@
 //! [`require`] checks that a backend can run on this machine before a command creates anything
 //! (a run directory, its inputs): on a machine without an NVIDIA driver CubeCL's CUDA runtime
 //! panics on its device thread, and the caller would otherwise see a `RecvError` panic after the
-//! run directory was already written.
+//! run directory was already written. The probe also names the device it found (logged once),
+//! and warns when wgpu's adapter is a software one.
 
 use berthash_kernels::TrainBackend;
 
@@ -88,6 +89,15 @@ mod gpu {
     static CUDA: OnceLock<Result<(), String>> = OnceLock::new();
     static WGPU: OnceLock<Result<(), String>> = OnceLock::new();
 
+    /// The device a backend's runtime started on.
+    pub(super) struct Device {
+        /// Its name and driver, as the user would look them up.
+        pub description: String,
+        /// A CPU implementation of the GPU API (Mesa's lavapipe, SwiftShader, WARP): it runs the
+        /// GPU kernels on the processor, far slower than the CPU backend's own kernels.
+        pub software: bool,
+    }
+
     pub(super) fn probe<B: Backend>(kind: BackendKind) -> anyhow::Result<()> {
         let cell = match kind {
             BackendKind::Cuda => &CUDA,
@@ -104,7 +114,16 @@ mod gpu {
                 BackendKind::Wgpu => super::linux::vulkan_loader()?,
                 _ => {}
             }
-            run_probe::<B>(kind)
+            let device = run_probe::<B>(kind)?;
+            tracing::info!("--backend {}: {}", kind.name(), device.description);
+            if device.software {
+                tracing::warn!(
+                    "--backend {} runs on a software adapter: the processor emulates the GPU, far \
+                     slower than --backend cpu",
+                    kind.name()
+                );
+            }
+            Ok(())
         });
         match outcome {
             Ok(()) => Ok(()),
@@ -119,10 +138,10 @@ mod gpu {
         }
     }
 
-    /// Starts the runtime and computes `2x + 1` on three values, with panics caught and their
-    /// messages (from any thread: the runtimes start on their own device threads) recorded instead
-    /// of printed.
-    fn run_probe<B: Backend>(kind: BackendKind) -> Result<(), String> {
+    /// Starts the runtime on the default device, names that device, and computes `2x + 1` on
+    /// three values, with panics caught and their messages (from any thread: the runtimes start
+    /// on their own device threads) recorded instead of printed.
+    fn run_probe<B: Backend>(kind: BackendKind) -> Result<Device, String> {
         let messages = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = Arc::clone(&messages);
         let previous = panic::take_hook();
@@ -138,17 +157,20 @@ mod gpu {
             }
         }));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            let found = start(kind);
             let device = B::Device::default();
             let x = Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], &device);
-            x.mul_scalar(2.0).add_scalar(1.0).try_into_data()
+            (found, x.mul_scalar(2.0).add_scalar(1.0).try_into_data())
         }));
         panic::set_hook(previous);
-        let values = match outcome {
-            Ok(Ok(data)) => data
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .map_err(|e| format!("{e:?}"))?,
-            Ok(Err(err)) => return Err(format!("its first kernel failed: {err:?}")),
+        let (found, values) = match outcome {
+            Ok((found, Ok(data))) => (
+                found,
+                data.convert::<f32>()
+                    .to_vec::<f32>()
+                    .map_err(|e| format!("{e:?}"))?,
+            ),
+            Ok((_, Err(err))) => return Err(format!("its first kernel failed: {err:?}")),
             Err(_) => {
                 let all = messages.lock().map(|m| m.clone()).unwrap_or_default();
                 // The first panic is the cause (the device thread's); later ones are its echo
@@ -162,7 +184,37 @@ mod gpu {
                 "a test kernel computed {values:?} instead of [3, 5, 7]"
             ));
         }
-        Ok(())
+        Ok(found)
+    }
+
+    /// Starts the runtime on the default device and says what that device is.
+    fn start(kind: BackendKind) -> Device {
+        match kind {
+            // wgpu's adapter is chosen here, with the options Burn's default device uses, so that
+            // its description can be read; the backend then runs on this runtime.
+            #[cfg(feature = "wgpu")]
+            BackendKind::Wgpu => {
+                use burn::backend::wgpu::{graphics::AutoGraphicsApi, init_setup, WgpuDevice};
+                let setup =
+                    init_setup::<AutoGraphicsApi>(&WgpuDevice::default(), Default::default());
+                let info = setup.adapter.get_info();
+                Device {
+                    description: format!(
+                        "{}; {:?}; {} {}",
+                        info.name, info.backend, info.driver, info.driver_info
+                    ),
+                    software: info.device_type == wgpu_types::DeviceType::Cpu,
+                }
+            }
+            _ => Device {
+                #[cfg(all(target_os = "linux", feature = "cuda"))]
+                description: super::linux::cuda_device()
+                    .unwrap_or_else(|| "device 0 (its name could not be read)".into()),
+                #[cfg(not(all(target_os = "linux", feature = "cuda")))]
+                description: "device 0".into(),
+                software: false,
+            },
+        }
     }
 
     /// A short reason for a runtime's panic message.
@@ -251,6 +303,55 @@ mod linux {
             }
         }
         Ok(())
+    }
+
+    /// Device 0 as the NVIDIA driver names it, with its memory and the driver's CUDA version
+    /// (after [`cuda_driver`] has initialised the driver).
+    #[cfg(feature = "cuda")]
+    pub(super) fn cuda_device() -> Option<String> {
+        let lib = open(&[c"libcuda.so.1", c"libcuda.so"])?;
+        // SAFETY: the CUDA driver API's C signatures: CUresult cuDeviceGet(CUdevice *, int),
+        // cuDeviceGetName(char *, int, CUdevice), cuDeviceTotalMem_v2(size_t *, CUdevice) and
+        // cuDriverGetVersion(int *), CUdevice being an int; each symbol is checked for null, the
+        // name buffer's length is passed and its last byte set to NUL before it is read.
+        unsafe {
+            let symbols = [
+                c"cuDeviceGet",
+                c"cuDeviceGetName",
+                c"cuDeviceTotalMem_v2",
+                c"cuDriverGetVersion",
+            ]
+            .map(|name| dlsym(lib, name.as_ptr()));
+            if symbols.iter().any(|s| s.is_null()) {
+                return None;
+            }
+            let get: extern "C" fn(*mut c_int, c_int) -> c_int = std::mem::transmute(symbols[0]);
+            let get_name: extern "C" fn(*mut c_char, c_int, c_int) -> c_int =
+                std::mem::transmute(symbols[1]);
+            let total_mem: extern "C" fn(*mut usize, c_int) -> c_int =
+                std::mem::transmute(symbols[2]);
+            let version: extern "C" fn(*mut c_int) -> c_int = std::mem::transmute(symbols[3]);
+            let mut device: c_int = 0;
+            if get(&mut device, 0) != 0 {
+                return None;
+            }
+            let mut name = [0 as c_char; 256];
+            if get_name(name.as_mut_ptr(), name.len() as c_int, device) != 0 {
+                return None;
+            }
+            name[name.len() - 1] = 0;
+            let name = CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
+            let mut bytes = 0usize;
+            let mut cuda: c_int = 0;
+            let mut description = name;
+            if total_mem(&mut bytes, device) == 0 {
+                description += &format!("; {:.1} GiB", bytes as f64 / (1u64 << 30) as f64);
+            }
+            if version(&mut cuda) == 0 {
+                description += &format!("; CUDA {}.{} driver", cuda / 1000, cuda % 1000 / 10);
+            }
+            Some(description)
+        }
     }
 
     /// wgpu's Linux backend is Vulkan: its loader must be there.

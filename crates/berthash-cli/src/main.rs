@@ -68,10 +68,12 @@ enum Command {
 }
 
 fn main() {
+    // berthash's own records at info; other crates (Burn, CubeCL's autotuner, which logs each
+    // kernel it tunes, wgpu) only from warn. RUST_LOG replaces this.
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,berthash=info")),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))

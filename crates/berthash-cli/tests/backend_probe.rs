@@ -8,7 +8,8 @@
 //! - built with `--features cuda` where an NVIDIA device exists: two femto steps must train.
 //!
 //! wgpu may find a software adapter (Mesa's lavapipe) on a machine without a GPU; a wgpu build
-//! therefore accepts either outcome, but never a panic or a half-made run directory.
+//! therefore accepts either outcome, but never a panic or a half-made run directory, unless
+//! `BERTHASH_REQUIRE_WGPU` is set (CI installs lavapipe and sets it): then both must train.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -17,9 +18,12 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// Runs in the temporary directory: CubeCL keeps its autotune results in `target/` beside the
+/// nearest `Cargo.toml` above the working directory, which would be this crate's.
 fn berthash(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_berthash"))
         .args(args)
+        .current_dir(std::env::temp_dir())
         .env("RUST_BACKTRACE", "1")
         .output()
         .unwrap()
@@ -175,8 +179,9 @@ fn cuda_fails_cleanly_without_a_gpu_and_trains_with_one() {
 #[cfg(feature = "wgpu")]
 #[test]
 fn wgpu_trains_or_fails_cleanly() {
+    let required = std::env::var_os("BERTHASH_REQUIRE_WGPU").is_some();
     both_commands("wgpu", |output, out| {
-        if output.status.success() {
+        if output.status.success() || required {
             assert_trained(output, out);
         } else {
             assert_clean_failure(

@@ -1,31 +1,18 @@
 //! `berthash info` and `berthash forward` from the shell, against the shipped golden case.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use berthash_model::weights::TensorFile;
+use common::{assert_golden_outputs, golden};
+
+mod common;
 
 fn berthash() -> Command {
     Command::new(env!("CARGO_BIN_EXE_berthash"))
 }
 
-fn golden() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/golden/tiny")
-}
-
-fn f32s(file: &TensorFile, key: &str) -> (Vec<usize>, Vec<f32>) {
-    let t = &file.tensors[key];
-    let values = t
-        .bytes
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (t.shape.clone(), values)
-}
-
 #[test]
 fn forward_writes_outputs_matching_the_reference() {
-    let expected = TensorFile::read(&golden().join("expected.safetensors")).unwrap();
     for (head, keys) in [
         ("cls", vec!["last_hidden_state", "pooler_output", "logits"]),
         ("mlm", vec!["last_hidden_state", "logits"]),
@@ -51,17 +38,7 @@ fn forward_writes_outputs_matching_the_reference() {
             "{head}: {:?}",
             written.tensors.keys()
         );
-        for key in keys {
-            let (shape, got) = f32s(&written, key);
-            let (want_shape, want) = f32s(&expected, &format!("{head}.{key}"));
-            assert_eq!(shape, want_shape, "{head}.{key}");
-            let diff = got
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
-            assert!(diff < 1e-4, "{head}.{key}: {diff}");
-        }
+        assert_golden_outputs(&written, head, &keys);
     }
 }
 

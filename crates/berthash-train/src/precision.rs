@@ -128,20 +128,27 @@ impl Default for LossScaler {
     }
 }
 
-/// Refuses a half precision the backend cannot compute in.
+/// Refuses a half precision the backend cannot compute in, naming the ones it can (wgpu's WGSL
+/// has f16 but no bf16, for one).
 pub fn check_precision<B: Backend>(precision: Precision, device: &B::Device) -> crate::Result<()> {
     use burn::tensor::backend::DTypeUsage;
-    if precision == Precision::F32 {
-        return Ok(());
-    }
-    let dtype: burn::tensor::DType = precision.dtype().into();
-    let usage = B::dtype_usage(device, dtype);
-    if !usage.is_superset(DTypeUsage::general()) {
+    let usable = |precision: Precision| {
+        let dtype: burn::tensor::DType = precision.dtype().into();
+        precision == Precision::F32
+            || B::dtype_usage(device, dtype).is_superset(DTypeUsage::general())
+    };
+    if !usable(precision) {
+        let can: Vec<&str> = [Precision::F32, Precision::Bf16, Precision::F16]
+            .into_iter()
+            .filter(|&p| usable(p))
+            .map(Precision::name)
+            .collect();
         return Err(crate::TrainError::Precision {
             precision: precision.to_string(),
             message: format!(
-                "backend {} cannot compute in {precision} on this device; {precision} needs a GPU backend (use precision = \"f32\" on CPU)",
-                B::name(device)
+                "backend {} cannot compute in {precision} on this device; it can in {}",
+                B::name(device),
+                can.join(", ")
             ),
         });
     }

@@ -1,12 +1,12 @@
-//! Helpers of the binary's tests (`embed.rs`, `train_embeddings.rs`, `pretokenize.rs`): running
-//! `berthash`, and a tiny model to run it on.
+//! Helpers of the binary's tests: running `berthash`, a tiny model to run it on, and reading the
+//! tensors it writes.
 #![allow(dead_code)] // each test binary uses a different subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use berthash_model::pretrained::{init_model, save};
-use berthash_model::weights::WeightLayout;
+use berthash_model::weights::{TensorFile, WeightLayout};
 use berthash_model::{BertHashConfig, BertHashForMaskedLM, ModelOptions};
 use burn::backend::Flex;
 
@@ -57,4 +57,38 @@ pub fn write_model(dir: &Path, vocab: Option<usize>) -> PathBuf {
     let model_dir = dir.join(format!("model-{}", config.vocab_size));
     save::<Flex, _>(&model_dir, &config, &model, &WeightLayout::default()).unwrap();
     model_dir
+}
+
+/// The golden case in this repo: a cls, an mlm and a base model, inputs with padded rows, and
+/// Hugging Face's outputs.
+pub fn golden() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/golden/tiny")
+}
+
+/// The `keys` that `berthash forward` wrote to `written` for the golden case's `head` model are
+/// Hugging Face's outputs, each within 1e-4.
+pub fn assert_golden_outputs(written: &TensorFile, head: &str, keys: &[&str]) {
+    let expected = TensorFile::read(&golden().join("expected.safetensors")).unwrap();
+    for key in keys {
+        let (shape, got) = f32s(written, key);
+        let (want_shape, want) = f32s(&expected, &format!("{head}.{key}"));
+        assert_eq!(shape, want_shape, "{head}.{key}");
+        let diff = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(diff < 1e-4, "{head}.{key}: max abs diff {diff}");
+    }
+}
+
+/// A little-endian f32 tensor of a safetensors file: its shape and values.
+pub fn f32s(file: &TensorFile, key: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = &file.tensors[key];
+    let values = t
+        .bytes
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    (t.shape.clone(), values)
 }

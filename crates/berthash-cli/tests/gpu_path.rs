@@ -1,0 +1,214 @@
+//! The GPU backends' code path, checked without a GPU. A `--features wgpu` build runs the model
+//! the way CUDA does: Burn's fusion and autotune over CubeCL kernels, and the composed kernels
+//! (attention, cross-entropy, dropout, AdamW) the GPU backends take where the CPU backend has its
+//! own. Where no GPU exists, wgpu can still find a software adapter (Mesa's lavapipe, which CI
+//! installs): slow, but it runs the same kernels, so their results can be compared:
+//! - inference on wgpu gives the Hugging Face outputs of the golden case, padded rows included;
+//! - f32 pre-training on wgpu logs the CPU backend's losses and gradient norms step by step
+//!   (dropout off: both then compute one function from the same weights and batches);
+//! - f16 compute over f32 master weights (the casts, the loss scale) on that path trains near
+//!   f32.
+//!
+//! Without a usable wgpu adapter the tests print why and pass, unless `BERTHASH_REQUIRE_WGPU` is
+//! set (CI sets it): then they fail.
+#![cfg(feature = "wgpu")]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use berthash_model::weights::TensorFile;
+use common::{assert_golden_outputs, golden, s};
+
+/// Runs in the temporary directory: CubeCL keeps its autotune results in `target/` beside the
+/// nearest `Cargo.toml` above the working directory, which would be this crate's.
+fn berthash(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_berthash"))
+        .args(args)
+        .current_dir(std::env::temp_dir())
+        .output()
+        .unwrap()
+}
+
+/// Whether wgpu starts here; a missing adapter fails the test where it is required.
+fn wgpu_usable() -> bool {
+    let probe = berthash(&[
+        "bench",
+        "--backend",
+        "wgpu",
+        "--size",
+        "femto",
+        "--phase",
+        "infer",
+        "--batch",
+        "1",
+        "--seq",
+        "8",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--in-process",
+        "--json",
+    ]);
+    if probe.status.success() {
+        return true;
+    }
+    let why = String::from_utf8_lossy(&probe.stderr).trim().to_string();
+    assert!(
+        std::env::var_os("BERTHASH_REQUIRE_WGPU").is_none(),
+        "BERTHASH_REQUIRE_WGPU is set and wgpu did not start: {why}"
+    );
+    eprintln!("skipped: wgpu did not start here ({why})");
+    false
+}
+
+#[test]
+fn inference_on_wgpu_matches_hugging_face() {
+    if !wgpu_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (head, keys) in [
+        ("cls", &["last_hidden_state", "pooler_output", "logits"][..]),
+        ("mlm", &["last_hidden_state", "logits"][..]),
+    ] {
+        let out = dir.path().join(format!("{head}.safetensors"));
+        let output = berthash(&[
+            "forward",
+            "--backend",
+            "wgpu",
+            "--model",
+            s(&golden().join(head)),
+            "--inputs",
+            s(&golden().join("inputs.json")),
+            "--output",
+            s(&out),
+        ]);
+        assert!(
+            output.status.success(),
+            "{head}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_golden_outputs(&TensorFile::read(&out).unwrap(), head, keys);
+    }
+}
+
+/// `pretrain` of femto for `steps` steps at batch 4, dropout off, every loss logged; returns its
+/// output and its run directory.
+fn pretrain(dir: &Path, backend: &str, precision: &str, steps: &str) -> (Output, PathBuf) {
+    let config = dir.join("no-dropout.toml");
+    std::fs::write(
+        &config,
+        "[model]\nhidden_dropout_prob = 0.0\nattention_probs_dropout_prob = 0.0\n",
+    )
+    .unwrap();
+    let out = dir.join(format!("{backend}-{precision}"));
+    let output = berthash(&[
+        "pretrain",
+        "--size",
+        "femto",
+        "--config",
+        s(&config),
+        "--backend",
+        backend,
+        "--precision",
+        precision,
+        "--max-steps",
+        steps,
+        "--batch-size",
+        "4",
+        "--warmup-steps",
+        "1",
+        "--log-every",
+        "1",
+        "--save-every",
+        "0",
+        "--eval-every",
+        "0",
+        "--out",
+        s(&out),
+    ]);
+    (output, out)
+}
+
+/// The (loss, gradient norm) of each step of an 8-step run.
+fn losses(dir: &Path, backend: &str, precision: &str) -> Vec<(f64, f64)> {
+    let (output, out) = pretrain(dir, backend, precision, "8");
+    assert!(
+        output.status.success(),
+        "{backend} {precision}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let metrics = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<(f64, f64)> = metrics
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["kind"] == "train")
+        .map(|record| {
+            (
+                record["loss"].as_f64().unwrap(),
+                record["grad_norm"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(steps.len(), 8, "{backend} {precision}: {metrics}");
+    steps
+}
+
+/// The largest relative difference between two runs' losses and between their gradient norms.
+fn max_rel_diff(a: &[(f64, f64)], b: &[(f64, f64)]) -> (f64, f64) {
+    let rel = |x: f64, y: f64| (x - y).abs() / y.abs();
+    a.iter().zip(b).fold((0.0, 0.0), |(loss, norm), (x, y)| {
+        (loss.max(rel(x.0, y.0)), norm.max(rel(x.1, y.1)))
+    })
+}
+
+#[test]
+fn pretraining_on_wgpu_follows_the_cpu_backend() {
+    if !wgpu_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cpu = losses(dir.path(), "cpu", "f32");
+    let f32 = losses(dir.path(), "wgpu", "f32");
+    let f16 = losses(dir.path(), "wgpu", "f16");
+    assert!(
+        f16.iter()
+            .all(|(loss, norm)| loss.is_finite() && norm.is_finite()),
+        "{f16:?}"
+    );
+    // Summation orders differ between the backends' kernels: about 1e-7 relative is seen.
+    let (loss, norm) = max_rel_diff(&f32, &cpu);
+    assert!(
+        loss < 1e-4 && norm < 1e-3,
+        "wgpu f32 vs cpu: loss {loss:e}, grad norm {norm:e}\n{f32:?}\n{cpu:?}"
+    );
+    // Half-precision activations: about 5e-5 relative on the loss over these steps.
+    let (loss, norm) = max_rel_diff(&f16, &f32);
+    assert!(
+        loss < 1e-3 && norm < 2e-2,
+        "wgpu f16 vs f32: loss {loss:e}, grad norm {norm:e}\n{f16:?}\n{f32:?}"
+    );
+    // The run learns: the last step's loss is below the first's in both.
+    assert!(f32[7].0 < f32[0].0 && f16[7].0 < f16[0].0);
+}
+
+/// wgpu's WGSL kernels have no bf16: the run is refused, naming the precisions that work, before
+/// its directory exists.
+#[test]
+fn bf16_on_wgpu_is_refused_before_the_run_starts() {
+    if !wgpu_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (output, out) = pretrain(dir.path(), "wgpu", "bf16", "1");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot compute in bf16 on this device; it can in f32"),
+        "{stderr}"
+    );
+    assert!(!out.exists(), "{} was created", out.display());
+}
