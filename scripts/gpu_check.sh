@@ -291,7 +291,7 @@ infer_pytorch() {
 }
 wgpu_rows() {
   local vk=$WORK/vulkan debs=("$ROOT"/vulkan/libvulkan1_*.deb)
-  if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1'; then
+  if ! ldconfig -p 2>/dev/null | grep 'libvulkan\.so\.1' >/dev/null; then
     [[ -f "${debs[0]}" ]] || { SKIPPED+=("wgpu (no Vulkan loader here or in the bundle)"); return 1; }
     mkdir -p "$vk" && dpkg -x "${debs[0]}" "$vk" || return 1
     export LD_LIBRARY_PATH="$vk/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
