@@ -88,6 +88,10 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub data_skipped: BTreeMap<String, u64>,
     pub precision: String,
+    /// The Burn backend that finished the run, as Burn names it (`autodiff<flex>`,
+    /// `autodiff<cubecl<wgpu<wgsl>>>`).
+    #[serde(default)]
+    pub backend: String,
     /// The final model (a Hugging Face directory).
     pub model_dir: PathBuf,
     /// The last checkpoint.

@@ -348,6 +348,7 @@ impl<B: TrainBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             skipped_steps: state.skipped_steps,
             data_skipped,
             precision: self.trainer.config.precision.to_string(),
+            backend: B::name(&self.trainer.device),
             model_dir,
             checkpoint: Some(checkpoint),
         };
