@@ -16,23 +16,30 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+use std::sync::OnceLock;
 
 use berthash_model::weights::TensorFile;
-use common::{assert_golden_outputs, golden, s};
+use common::{assert_golden_outputs, berthash, golden, s};
 
-/// Runs in the temporary directory: CubeCL keeps its autotune results in `target/` beside the
-/// nearest `Cargo.toml` above the working directory, which would be this crate's.
-fn berthash(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_berthash"))
-        .args(args)
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap()
+/// Whether wgpu starts here (asked once for all the tests); a missing adapter fails the test
+/// where it is required.
+fn wgpu_usable() -> bool {
+    static STARTED: OnceLock<Result<(), String>> = OnceLock::new();
+    let started = STARTED.get_or_init(probe_wgpu);
+    let Err(why) = started else {
+        return true;
+    };
+    assert!(
+        std::env::var_os("BERTHASH_REQUIRE_WGPU").is_none(),
+        "BERTHASH_REQUIRE_WGPU is set and wgpu did not start: {why}"
+    );
+    eprintln!("skipped: wgpu did not start here ({why})");
+    false
 }
 
-/// Whether wgpu starts here; a missing adapter fails the test where it is required.
-fn wgpu_usable() -> bool {
+/// One tiny inference on wgpu: its error output when it fails.
+fn probe_wgpu() -> Result<(), String> {
     let probe = berthash(&[
         "bench",
         "--backend",
@@ -53,15 +60,9 @@ fn wgpu_usable() -> bool {
         "--json",
     ]);
     if probe.status.success() {
-        return true;
+        return Ok(());
     }
-    let why = String::from_utf8_lossy(&probe.stderr).trim().to_string();
-    assert!(
-        std::env::var_os("BERTHASH_REQUIRE_WGPU").is_none(),
-        "BERTHASH_REQUIRE_WGPU is set and wgpu did not start: {why}"
-    );
-    eprintln!("skipped: wgpu did not start here ({why})");
-    false
+    Err(String::from_utf8_lossy(&probe.stderr).trim().to_string())
 }
 
 #[test]

@@ -10,9 +10,12 @@ use berthash_model::weights::{TensorFile, WeightLayout};
 use berthash_model::{BertHashConfig, BertHashForMaskedLM, ModelOptions};
 use burn::backend::Flex;
 
+/// Runs in the temporary directory, so nothing lands in the crate: CubeCL, for one, keeps its
+/// autotune results in `target/` beside the nearest `Cargo.toml` above the working directory.
 pub fn berthash(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_berthash"))
         .args(args)
+        .current_dir(std::env::temp_dir())
         .output()
         .unwrap()
 }
