@@ -2,7 +2,8 @@
 # Gathers what the GPU machine needs for scripts/gpu_check.sh into one ignored folder (default
 # gpu-bundle/), so the GPU machine gets that folder and runs one command:
 #
-#   scripts/gpu_bundle.sh [--features cuda,wgpu] [--no-fusion] [--vulkan] [--out DIR]
+#   scripts/gpu_bundle.sh [--features cuda,wgpu] [--no-fusion] [--no-autotune] [--vulkan]
+#                         [--kernel-cache FILE] [--out DIR]
 #   scripts/gpu_bundle.sh --dry-run [--out DIR]     # everything but the build (CI)
 #   # then, on the GPU machine (the folder carried): bash gpu-bundle/scripts/gpu_check.sh "$OUT"
 #
@@ -10,6 +11,12 @@
 #   berthash.xz            release build with --features (default cuda,wgpu), stripped, xz
 #   berthash-nofusion.xz   with --no-fusion: the same build without Burn's fusion (Burn 0.21 has
 #                          no run-time switch for it), for the fusion on/off rows
+#   berthash-notune.xz     with --no-autotune: the same build without Burn's autotune (each
+#                          operation takes CubeCL's default kernel): its kernels compile in
+#                          seconds where autotuning a cold cache takes many minutes
+#   kernel-cache.tar.xz    with --kernel-cache: the kernel cache an earlier GPU check returned
+#                          (compiled kernels and autotune results), so that the check goes on
+#                          from there
 #   scripts/               gpu_check.sh, bench_vs_pytorch.py, gpu/ (the report helper, the
 #                          dropout-off recipe, the CPU reference losses)
 #   python/                the model's remote code (the PyTorch side of the benchmark)
@@ -37,6 +44,8 @@ FEATURES=cuda,wgpu
 OUT_DIR="$REPO/gpu-bundle"
 DRY_RUN=0
 NO_FUSION=0
+NO_AUTOTUNE=0
+KERNEL_CACHE=
 VULKAN=0
 while (($#)); do
   case "$1" in
@@ -45,7 +54,9 @@ while (($#)); do
     --dry-run) DRY_RUN=1 ;;
     --no-fusion) NO_FUSION=1 ;;
     --vulkan) VULKAN=1 ;;
-    -h | --help) sed -n '2,29p' "$0"; exit 0 ;;
+    --no-autotune) NO_AUTOTUNE=1 ;;
+    --kernel-cache) KERNEL_CACHE=$2; shift ;;
+    -h | --help) sed -n '2,36p' "$0"; exit 0 ;;
     *) echo "gpu_bundle: unknown argument $1" >&2; exit 2 ;;
   esac
   shift
@@ -77,46 +88,67 @@ build() {
   echo "   $name.xz: $(du -m "$OUT_DIR/$name.xz" | cut -f1) MiB"
 }
 
-# The sources without fusion: a copy of the tree whose cuda/wgpu features leave out burn/fusion
-# (berthash-cli's and berthash-kernels'; nothing else turns it on).
-nofusion_tree() {
-  local dir=$1
+# variant_tree DIR FEATURE: a copy of the tree whose cuda/wgpu features leave out burn/FEATURE
+# (`fusion` or `autotune`; berthash-cli's and berthash-kernels' lists are the only ones naming
+# them), checked in the dependency tree.
+variant_tree() {
+  local dir=$1 feature=$2 crate
   rm -rf "$dir"
   mkdir -p "$dir"
   git ls-files -z --cached --others --exclude-standard | tar -C "$REPO" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$dir" -xf -
   local f
   for f in crates/berthash-cli/Cargo.toml crates/berthash-kernels/Cargo.toml; do
-    sed -i -E '/^(cuda|wgpu) = /{s/, "burn\/fusion"//;s/"burn\/fusion", //;s/"burn\/fusion"//}' "$dir/$f"
-    if grep -qE '^(cuda|wgpu) = .*burn/fusion' "$dir/$f"; then
-      echo "gpu_bundle: could not take burn/fusion out of $f" >&2
+    sed -i -E "/^(cuda|wgpu) = /{s/, \"burn\/$feature\"//;s/\"burn\/$feature\", //;s/\"burn\/$feature\"//}" "$dir/$f"
+    if grep -qE "^(cuda|wgpu) = .*burn/$feature" "$dir/$f"; then
+      echo "gpu_bundle: could not take burn/$feature out of $f" >&2
       exit 1
     fi
   done
-  # `cargo tree -i` prints the crates that pull burn-fusion in, and nothing when none does.
-  if [[ -n "$(cd "$dir" && cargo tree -q -p berthash-cli --features "$FEATURES" -e normal -i burn-fusion)" ]]; then
-    echo "gpu_bundle: burn-fusion is still in the no-fusion build's dependency tree" >&2
+  # Burn's fusion and autotune features reach the GPU kernels as burn-cubecl's of the same name:
+  # `cargo tree -e features -i burn-cubecl` lists `burn-cubecl feature "F"` for each one enabled.
+  crate=burn-cubecl
+  if (cd "$dir" && cargo tree -q -p berthash-cli --features "$FEATURES" -e features -i "$crate") \
+    | grep -F "$crate feature \"$feature\"" >/dev/null; then
+    echo "gpu_bundle: $crate's $feature feature is still on in the build without it" >&2
     exit 1
   fi
 }
 
 standin() { head -c "$((STANDIN_MIB * 1024 * 1024))" /dev/urandom >"$OUT_DIR/$1.xz"; }
 
+# The variants: NAME FEATURE, for each --no-FEATURE given.
+variants=()
+((NO_FUSION)) && variants+=("nofusion fusion")
+((NO_AUTOTUNE)) && variants+=("notune autotune")
 if ((DRY_RUN)); then
   echo "== dry run: $STANDIN_MIB MiB stand-in for each binary"
   standin berthash
-  if ((NO_FUSION)); then
-    standin berthash-nofusion
-    nofusion_tree "$TARGET/nofusion-src" # the feature edit and the dependency check, unbuilt
-    echo "   no-fusion sources: burn-fusion is out of the dependency tree"
-  fi
+  for v in "${variants[@]}"; do
+    read -r name feature <<<"$v"
+    standin "berthash-$name"
+    variant_tree "$TARGET/$name-src" "$feature" # the feature edit and the dependency check, unbuilt
+    echo "   $name sources: burn-cubecl's $feature feature is off"
+  done
 else
   command -v cargo >/dev/null || { echo "gpu_bundle: cargo not found" >&2; exit 2; }
   build "$REPO" "$TARGET" berthash
-  if ((NO_FUSION)); then
-    nofusion_tree "$TARGET/nofusion-src"
+  for v in "${variants[@]}"; do
+    read -r name feature <<<"$v"
+    variant_tree "$TARGET/$name-src" "$feature"
     # The same target folder: only the crates whose features change are built again.
-    build "$TARGET/nofusion-src" "$TARGET" berthash-nofusion
+    build "$TARGET/$name-src" "$TARGET" "berthash-$name"
+  done
+fi
+if [[ -n "$KERNEL_CACHE" ]]; then
+  [[ -f "$KERNEL_CACHE" ]] || { echo "gpu_bundle: --kernel-cache $KERNEL_CACHE: no such file" >&2; exit 2; }
+  # gpu_check.sh writes it as kernel-cache/ and unpacks it as such.
+  if tar -tJf "$KERNEL_CACHE" 2>/dev/null | grep -v '^kernel-cache/' | grep . >/dev/null \
+    || ! tar -tJf "$KERNEL_CACHE" >/dev/null 2>&1; then
+    echo "gpu_bundle: --kernel-cache $KERNEL_CACHE: not a tar.xz of kernel-cache/ (what gpu_check.sh returns)" >&2
+    exit 2
   fi
+  cp "$KERNEL_CACHE" "$OUT_DIR/kernel-cache.tar.xz"
+  echo "== kernel cache: $KERNEL_CACHE ($(du -m "$KERNEL_CACHE" | cut -f1) MiB)"
 fi
 
 # --- scripts, remote code, reference, shards ----------------------------------------------------
@@ -161,6 +193,8 @@ commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
     echo "binary: cargo build --release -p berthash-cli --features $FEATURES ($(cargo --version)), strip, xz -$XZ_LEVEL"
   fi
   ((NO_FUSION)) && echo "nofusion: the same, with burn/fusion taken out of the cuda and wgpu features"
+  ((NO_AUTOTUNE)) && echo "notune: the same, with burn/autotune taken out of the cuda and wgpu features"
+  [[ -n "$KERNEL_CACHE" ]] && echo "kernel-cache: $KERNEL_CACHE"
   echo "run: bash gpu-bundle/scripts/gpu_check.sh \"\$OUT\""
   echo "files:"
   (cd "$OUT_DIR" && find . -type f ! -name MANIFEST -printf '%P\n' | sort | while read -r f; do

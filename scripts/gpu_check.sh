@@ -7,7 +7,7 @@
 # From a checkout with a CUDA build instead:
 #   BERTHASH_BIN=target/release/berthash scripts/gpu_check.sh [OUT_DIR]
 #
-# OUT_DIR (default $OUT, else /tmp/berthash-gpu-check) receives three files:
+# OUT_DIR (default $OUT, else /tmp/berthash-gpu-check) receives four files:
 #   results.jsonl  one JSON line per measurement, appended as each finishes (a time-out keeps
 #                  what was done); every line has engine (berthash, pytorch-eager,
 #                  pytorch-compile), backend, precision (f32, bf16), size, batch, seq, phase,
@@ -16,40 +16,56 @@
 #                  {"engine":"berthash","check":"cuda-vs-cpu",...} from the correctness step.
 #   table.md       the rows as a table, the targets met or missed, the machine.
 #   gpu_check.log  everything the steps printed.
-# Run directories and the unpacked binaries go to /tmp/berthash-gpu. The exit status is 0 once
-# table.md is written (2 without a binary): the verdicts are in the table and the check line.
+#   kernel-cache.tar.xz  the kernel cache berthash filled (BERTHASH_KERNEL_CACHE: compiled
+#                  kernels and autotune results), written on exit; `scripts/gpu_bundle.sh
+#                  --kernel-cache FILE` carries it to the next check, which goes on from there.
+#                  On a cold cache, autotuning nano's training step takes many minutes (each
+#                  matrix-product shape 25-45 s on an H100), more than one check's budget.
+# Run directories, the unpacked binaries and the kernel cache go to WORK_DIR (default
+# /tmp/berthash-gpu). The exit
+# status is 0 once table.md is written (2 without a binary): the verdicts are in the table and
+# the check line.
+#
+# Binaries: berthash.xz (fusion and autotune, as users build it), and where the bundle has them
+# berthash-notune.xz (no autotune: CubeCL's default kernel for each operation, compiled in
+# seconds) and berthash-nofusion.xz. Rows say which ran them (`fusion`, `autotune`).
 #
 # Steps, in order, each in a time box (`timeout`), all within BUDGET_S (default 270 s):
 #   probe      the CUDA backend starts and runs a kernel (else the berthash CUDA steps are skipped)
-#   target     nano, bf16, masked-only training at 256 x 128 and 1024 x 128: berthash bench and
-#              PyTorch eager (SDPA attention, fused AdamW, bf16 autocast) on the same card;
-#              berthash's rows also time the parts of its step afterwards (`--breakdown`:
-#              cast, forward, backward, clip, optimizer, each ended by a device sync)
-#   fusion     the same berthash rows from a build without Burn's fusion, when the bundle has one
-#              (Burn 0.21 picks fusion at compile time: `Cuda` is `Fusion<CubeBackend<..>>` when
-#              burn's `fusion` feature is on, and no setting turns it off at run time)
+#   target     nano, bf16, masked-only training at 256 x 128 and 1024 x 128: PyTorch eager (SDPA
+#              attention, fused AdamW, bf16 autocast), then berthash bench (the no-autotune build
+#              where the bundle has one); berthash's rows also time the parts of its step
+#              (`--breakdown`: cast, forward, backward, clip, optimizer, each ended by a device
+#              sync) and its first step (compiling, and tuning where it does)
 #   check      300 nano pre-training steps on CUDA in f32 and in bf16 (dropout off, warm-up 30,
 #              --log-every 1) against the CPU run in scripts/gpu/cpu_reference.json: same initial
-#              weights and batches; one cuda-vs-cpu line
+#              weights and batches; one cuda-vs-cpu line (the no-autotune build where the bundle
+#              has it: every kernel the autotuner can choose computes the same products)
+#   tuned      the target's berthash rows from the autotuned build (what users build): the
+#              autotuner goes on from the kernel cache as far as the time box lets it
 #   loader     the pre-training loader over parquet shards it has not seen (a fresh process, so a
 #              cold tokenizer cache), on all cores, with the thread count; then `pretokenize`
 #              of the same shards (its rate) and the loader over the token shards it wrote
+#   fusion     the target's berthash rows from a build without Burn's fusion, when the bundle has
+#              one (Burn 0.21 picks fusion at compile time: `Cuda` is `Fusion<CubeBackend<..>>`
+#              when burn's `fusion` feature is on, and no setting turns it off at run time)
 #   f32        nano f32 masked training, both engines
 #   fullvocab  nano bf16 full-vocab training, both engines
 #   compile    PyTorch torch.compile (inductor) bf16, nano masked
 #   sizes      femto and pico bf16 masked training (berthash)
 #   infer      nano encoder forward, bf16 and f32, both engines
 #   wgpu       berthash on wgpu (Vulkan) with the carried Vulkan loader, nano f32
+# The berthash rows after `tuned` use the no-autotune build where the bundle has one.
 #
-# Environment: BUDGET_S (270), ONLY / SKIP (space-separated step names), BERTHASH_BIN,
-# BERTHASH_NOFUSION_BIN, PYTHON (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"),
+# Environment: WORK_DIR, BUDGET_S (270), ONLY / SKIP (space-separated step names), BERTHASH_BIN,
+# BERTHASH_NOTUNE_BIN, BERTHASH_NOFUSION_BIN, PYTHON (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"),
 # LOADER_BATCH (256).
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"   # the bundle, or the repository
 OUT_DIR="${1:-${OUT:-/tmp/berthash-gpu-check}}"
-WORK=/tmp/berthash-gpu
+WORK="${WORK_DIR:-/tmp/berthash-gpu}"
 BUDGET_S="${BUDGET_S:-270}"
 RESERVE_S=8                      # kept for the table at the end
 PYTHON="${PYTHON:-python3}"
@@ -122,10 +138,28 @@ NOFUSION_BIN="${BERTHASH_NOFUSION_BIN:-}"
 if [[ -z "$NOFUSION_BIN" && -f "$ROOT/berthash-nofusion.xz" ]]; then
   unpack "$ROOT/berthash-nofusion.xz" "$WORK/berthash-nofusion" && NOFUSION_BIN="$WORK/berthash-nofusion"
 fi
+NOTUNE_BIN="${BERTHASH_NOTUNE_BIN:-}"
+if [[ -z "$NOTUNE_BIN" && -f "$ROOT/berthash-notune.xz" ]]; then
+  unpack "$ROOT/berthash-notune.xz" "$WORK/berthash-notune" && NOTUNE_BIN="$WORK/berthash-notune"
+fi
 if [[ -z "$BIN" || ! -x "$BIN" ]]; then
   say "gpu_check: no berthash binary (gpu-bundle/berthash.xz, or set BERTHASH_BIN)"
   exit 2
 fi
+
+# The kernel cache: the bundle's (an earlier check's) unless this machine kept its own, and
+# packed into OUT_DIR on exit, whatever stopped the script.
+KCACHE="$WORK/kernel-cache"
+export BERTHASH_KERNEL_CACHE="$KCACHE"
+if [[ ! -d "$KCACHE" && -f "$ROOT/kernel-cache.tar.xz" ]]; then
+  tar -C "$WORK" -xJf "$ROOT/kernel-cache.tar.xz" || say "gpu_check: the bundle's kernel cache did not unpack"
+fi
+mkdir -p "$KCACHE"
+pack_cache() {
+  tar -C "$WORK" -cJf "$OUT_DIR/kernel-cache.tar.xz" kernel-cache 2>>"$LOG" \
+    && echo "gpu_check: kernel cache $(du -sh "$KCACHE" | cut -f1) -> $OUT_DIR/kernel-cache.tar.xz ($(du -h "$OUT_DIR/kernel-cache.tar.xz" | cut -f1))" | tee -a "$LOG"
+}
+trap pack_cache EXIT
 
 # CubeCL compiles kernels with NVRTC and includes the toolkit's headers: find the toolkit.
 if [[ -z "${CUDA_PATH:-}" ]]; then
@@ -168,13 +202,19 @@ say "gpu_check: $CARD, driver $DRIVER, $(nproc) cores, CUDA_PATH ${CUDA_PATH:-no
 say "gpu_check: binary $BIN${NOFUSION_BIN:+, no-fusion binary $NOFUSION_BIN}; results in $OUT_DIR"
 
 # berthash bench on CUDA: JSON lines, annotated, into results.jsonl as each finishes.
-BENCH_TIMING=(--steps 40 --warmup 10 --sync-every 10)
-bench() { # bench BINARY FUSION ARGS...
-  local bin=$1 fusion=$2
-  shift 2
+# One process for all the rows of a call: the kernels compiled for one row serve the next.
+BENCH_TIMING=(--steps 40 --warmup 10 --sync-every 10 --in-process)
+bench() { # bench BINARY ARGS...
+  local bin=$1 fusion=true autotune=true
+  shift
+  [[ "$bin" == "$NOFUSION_BIN" ]] && fusion=false
+  [[ "$bin" == "$NOTUNE_BIN" ]] && autotune=false
   timeout -k 5 "$TBOX" "$bin" bench --json "${BENCH_TIMING[@]}" "$@" 2>>"$LOG" \
-    | annotate "fusion=$fusion"
+    | annotate "fusion=$fusion" "autotune=$autotune"
 }
+# The build for the rows after the target's: compiled in seconds where the bundle has it.
+QUICK_BIN="${NOTUNE_BIN:-$BIN}"
+QUICK_AUTOTUNE=$([[ -n "$NOTUNE_BIN" ]] && echo false || echo true)
 torch_bench() { # torch_bench ARGS... (PyTorch side of scripts/bench_vs_pytorch.py, on CUDA)
   timeout -k 5 "$TBOX" "$PYTHON" "$TORCH_BENCH" --sides pytorch --device cuda --json \
     --steps 40 --warmup 10 --sync-every 10 --reps 3 "$@" 2>>"$LOG" | annotate
@@ -183,7 +223,7 @@ torch_bench() { # torch_bench ARGS... (PyTorch side of scripts/bench_vs_pytorch.
 # --- the steps ---------------------------------------------------------------------------------
 CUDA_OK=1
 probe() {
-  timeout -k 5 "$TBOX" "$BIN" bench --backend cuda --size femto --phase infer --batch 8 --seq 32 \
+  timeout -k 5 "$TBOX" "$QUICK_BIN" bench --backend cuda --size femto --phase infer --batch 8 --seq 32 \
     --steps 2 --warmup 1 --in-process --json >>"$LOG" 2>&1
   local rc=$?
   if ((rc != 0)); then
@@ -195,20 +235,23 @@ probe() {
 }
 need_cuda() { ((CUDA_OK)) || { SKIPPED+=("$1 (CUDA did not start)"); return 1; }; }
 
-target_berthash() {
+target_berthash() { # target_berthash BINARY
   need_cuda target || return 1
-  bench "$BIN" true --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" --seq 128 \
+  bench "$1" --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" --seq 128 \
     --phase train --breakdown
 }
+target_notune() {
+  [[ -n "$NOTUNE_BIN" ]] || { SKIPPED+=("target without autotune (no such binary in the bundle)"); return 1; }
+  target_berthash "$NOTUNE_BIN"
+}
+target_tuned() { target_berthash "$BIN"; }
 target_pytorch() {
   torch_bench --precision bf16 --attn sdpa --fused-adamw --losses masked --size nano \
     --batch "$TARGET_BATCHES" --seq 128
 }
 fusion_off() {
   [[ -n "$NOFUSION_BIN" ]] || { SKIPPED+=("fusion (no no-fusion binary in the bundle)"); return 1; }
-  need_cuda fusion || return 1
-  bench "$NOFUSION_BIN" false --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" \
-    --seq 128 --phase train --breakdown
+  target_berthash "$NOFUSION_BIN"
 }
 
 # The CPU reference's pretrain flags, replayed: one flag and one value per line.
@@ -223,7 +266,7 @@ check_run() { # check_run PRECISION
   [[ -f "$REFERENCE" ]] || { SKIPPED+=("check (no $REFERENCE)"); return 1; }
   mapfile -t args < <(reference_args)
   ((${#args[@]} >= 2)) || { say "   no pretrain flags in $REFERENCE"; return 1; }
-  timeout -k 5 "$TBOX" "$BIN" pretrain --size nano --backend cuda --precision "$1" \
+  timeout -k 5 "$TBOX" "$QUICK_BIN" pretrain --size nano --backend cuda --precision "$1" \
     --config "$HERE/gpu/pretrain-check.toml" "${args[@]}" --out "$WORK/check-$1" --overwrite \
     >>"$LOG" 2>&1
 }
@@ -233,7 +276,7 @@ check_bf16() { check_run bf16; }
 check_line() {
   [[ -f "$WORK/check-f32/metrics.jsonl" || -f "$WORK/check-bf16/metrics.jsonl" ]] || return 1
   "$PYTHON" "$REPORT" check --ref "$REFERENCE" --f32 "$WORK/check-f32" --bf16 "$WORK/check-bf16" \
-    --set "card=$CARD" --set "backend=cuda" 2>>"$LOG" | tee -a "$LOG" >>"$RESULTS"
+    --set "card=$CARD" --set "backend=cuda" --set "autotune=$QUICK_AUTOTUNE" 2>>"$LOG" | tee -a "$LOG" >>"$RESULTS"
 }
 
 loader() {
@@ -257,7 +300,7 @@ loader() {
 
 f32_berthash() {
   need_cuda f32 || return 1
-  bench "$BIN" true --backend cuda --precision f32 --size nano --batch "$TARGET_BATCHES" --seq 128 \
+  bench "$QUICK_BIN" --backend cuda --precision f32 --size nano --batch "$TARGET_BATCHES" --seq 128 \
     --phase train
 }
 f32_pytorch() {
@@ -266,7 +309,7 @@ f32_pytorch() {
 }
 fullvocab_berthash() {
   need_cuda fullvocab || return 1
-  bench "$BIN" true --backend cuda --precision bf16 --size nano --batch 256 --seq 128 --phase train \
+  bench "$QUICK_BIN" --backend cuda --precision bf16 --size nano --batch 256 --seq 128 --phase train \
     --full-vocab
 }
 fullvocab_pytorch() {
@@ -278,12 +321,12 @@ compile_rows() {
 }
 size_rows() {
   need_cuda sizes || return 1
-  bench "$BIN" true --backend cuda --precision bf16 --size femto,pico --batch "$TARGET_BATCHES" \
+  bench "$QUICK_BIN" --backend cuda --precision bf16 --size femto,pico --batch "$TARGET_BATCHES" \
     --seq 128 --phase train
 }
 infer_berthash() {
   need_cuda infer || return 1
-  bench "$BIN" true --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" --seq 128 \
+  bench "$QUICK_BIN" --backend cuda --precision bf16 --size nano --batch "$TARGET_BATCHES" --seq 128 \
     --phase infer
 }
 infer_pytorch() {
@@ -298,17 +341,18 @@ wgpu_rows() {
   fi
   local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
   [[ -f "$icd" && -z "${VK_DRIVER_FILES:-}" ]] && export VK_DRIVER_FILES=$icd
-  bench "$BIN" true --backend wgpu --precision f32 --size nano --batch 256 --seq 128 --phase train
+  bench "$QUICK_BIN" --backend wgpu --precision f32 --size nano --batch 256 --seq 128 --phase train
 }
 
-step probe 60 15 probe
-step target 100 25 target_berthash
-step target 100 30 target_pytorch
-step fusion 80 25 fusion_off
-step check 90 30 check_f32
-step check 90 30 check_bf16
+step probe 45 15 probe
+step target 60 25 target_pytorch
+step target 100 25 target_notune
+step check 80 30 check_f32
+step check 80 30 check_bf16
 step check 20 3 check_line
+step tuned 180 30 target_tuned
 step loader 45 15 loader
+step fusion 80 25 fusion_off
 step f32 60 20 f32_berthash
 step f32 60 25 f32_pytorch
 step fullvocab 45 20 fullvocab_berthash

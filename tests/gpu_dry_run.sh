@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI: the parts of the GPU check that run without a GPU.
-#   1. scripts/gpu_bundle.sh --dry-run gathers the bundle (stand-in binaries) under the size
-#      limit, and refuses a bundle over it;
+#   1. scripts/gpu_bundle.sh --dry-run gathers the bundle (stand-in binaries, the variants' feature
+#      edits checked, a kernel cache) under the size limit, and refuses a bundle over it;
 #   2. the bundle's gpu_check.sh runs here to the end: no CUDA, so every CUDA and PyTorch-CUDA
 #      step is skipped or fails inside its time box, and it still writes table.md, results.jsonl
 #      and its log; the loader step measures the bundle's shards on this machine's cores, as
@@ -25,8 +25,14 @@ fail() { echo "gpu_dry_run: FAIL: $*" >&2; exit 1; }
 T0=$SECONDS
 
 echo "-- 1. bundle (dry run)"
-scripts/gpu_bundle.sh --dry-run --no-fusion --out "$tmp/bundle"
-for f in berthash.xz berthash-nofusion.xz MANIFEST scripts/gpu_check.sh scripts/bench_vs_pytorch.py \
+mkdir -p "$tmp/kc/kernel-cache/cuda-x" "$tmp/bad/other" && echo cached >"$tmp/kc/kernel-cache/cuda-x/entry"
+tar -C "$tmp/kc" -cJf "$tmp/kc.tar.xz" kernel-cache && tar -C "$tmp/bad" -cJf "$tmp/bad.tar.xz" other
+if scripts/gpu_bundle.sh --dry-run --kernel-cache "$tmp/bad.tar.xz" --out "$tmp/b" >"$tmp/bad.log" 2>&1; then
+  fail "a kernel cache without kernel-cache/ was accepted"
+fi
+grep -q "not a tar.xz of kernel-cache/" "$tmp/bad.log" || fail "no reason given for refusing the kernel cache"
+scripts/gpu_bundle.sh --dry-run --no-fusion --no-autotune --kernel-cache "$tmp/kc.tar.xz" --out "$tmp/bundle"
+for f in berthash.xz berthash-nofusion.xz berthash-notune.xz kernel-cache.tar.xz MANIFEST scripts/gpu_check.sh scripts/bench_vs_pytorch.py \
     scripts/gpu/gpu_report.py scripts/gpu/pretrain-check.toml scripts/gpu/cpu_reference.json \
     python/modeling_bert_hash.py python/configuration_bert_hash.py; do
   [[ -s "$tmp/bundle/$f" ]] || fail "the bundle has no $f"
@@ -39,13 +45,16 @@ grep -q "over the 64 MiB" "$tmp/big.log" || fail "no reason given for refusing t
 
 echo "-- 2. gpu_check.sh without a GPU"
 start=$SECONDS
-BERTHASH_BIN="$BIN" PYTHON="$PY" BUDGET_S=150 SKIP="compile wgpu" LOADER_BATCH=32 \
+BERTHASH_BIN="$BIN" PYTHON="$PY" WORK_DIR="$tmp/work" BUDGET_S=150 SKIP="compile wgpu" LOADER_BATCH=32 \
   bash "$tmp/bundle/scripts/gpu_check.sh" "$tmp/out" >"$tmp/check.out" 2>&1 \
   || { cat "$tmp/check.out"; fail "gpu_check.sh exited $?"; }
 echo "   gpu_check.sh ran in $((SECONDS - start)) s"
-for f in results.jsonl table.md gpu_check.log; do
+for f in results.jsonl table.md gpu_check.log kernel-cache.tar.xz; do
   [[ -f "$tmp/out/$f" ]] || fail "gpu_check.sh wrote no $f"
 done
+# The kernel cache went in with the bundle and comes back out, for the next bundle.
+tar -xJOf "$tmp/out/kernel-cache.tar.xz" kernel-cache/cuda-x/entry | grep -q cached \
+  || fail "the bundle's kernel cache did not come back in kernel-cache.tar.xz"
 grep -q "^# GPU check" "$tmp/out/table.md" || fail "table.md has no title"
 grep -q "CUDA did not start" "$tmp/out/table.md" || { cat "$tmp/out/table.md"; fail "table.md does not say CUDA was skipped"; }
 grep -Eq "error: (this berthash was built without the cuda backend|--backend cuda cannot run on this machine)" \

@@ -124,6 +124,7 @@ def test_table():
             row("pytorch-eager", 256, 1.5e6),
             row("berthash", 1024, 4e6, True), row("pytorch-eager", 1024, 3e6),
             row("berthash", 256, 2e6, False),
+            {**row("berthash", 1024, 3.2e6, True), "autotune": False, "first_step_s": 12.34},
             {"engine": "berthash", "backend": "cpu", "precision": "f32", "size": "-", "batch": 256,
              "seq": 128, "phase": "data", "variant": "corpus", "tokens_per_s": 9e6, "threads": 16,
              "format": "parquet"},
@@ -146,8 +147,19 @@ def test_table():
     assert ("- step parts, berthash cuda bf16 nano 256 x 128, fusion True: cast 0.10, forward 1.00, "
             "backward 2.50, clip 0.20, optimizer 0.70 ms (total 4.50 ms with a sync after each part; "
             "4.00 ms per step without)") in table, table
+    assert "autotune off: 3,200,000 tokens/s (0.80x of on)" in table, table
+    assert "| autotune off, first step 12.3 s |" in table, table
     assert "wgpu (time)" in table
-    assert table.count("| berthash |") == 6 and table.count("| pytorch-eager |") == 2
+    assert table.count("| berthash |") == 7 and table.count("| pytorch-eager |") == 2
+
+    # Without an autotuned row, the target is judged on the row without autotune, said so.
+    untuned = [{**row("berthash", 256, 4.5e6, True), "autotune": False}, row("pytorch-eager", 256, 3e6)]
+    with tempfile.TemporaryDirectory() as d:
+        results = Path(d) / "results.jsonl"
+        results.write_text("\n".join(json.dumps(r) for r in untuned) + "\n")
+        table = report("table", str(results))
+    assert ("- nano bf16 masked 256 x 128: berthash (autotune off) 4,500,000 / PyTorch eager 3,000,000 "
+            "tokens/s = **1.50x** (target 1.5x: met)") in table, table
 
 
 if __name__ == "__main__":

@@ -89,6 +89,14 @@ mod gpu {
     static CUDA: OnceLock<Result<(), String>> = OnceLock::new();
     static WGPU: OnceLock<Result<(), String>> = OnceLock::new();
 
+    /// A device as its driver names it, before its runtime starts.
+    pub(super) struct Named {
+        /// The model, e.g. `NVIDIA H100 80GB HBM3`.
+        pub name: String,
+        /// The model with its memory and driver.
+        pub description: String,
+    }
+
     /// The device a backend's runtime started on.
     pub(super) struct Device {
         /// Its name and driver, as the user would look them up.
@@ -114,8 +122,37 @@ mod gpu {
                 BackendKind::Wgpu => super::linux::vulkan_loader()?,
                 _ => {}
             }
-            let device = run_probe::<B>(kind)?;
+            // CUDA's device can be named before its runtime starts, which reads the cache
+            // settings once.
+            #[cfg(all(target_os = "linux", feature = "cuda"))]
+            let named = match kind {
+                BackendKind::Cuda => super::linux::cuda_device(),
+                _ => None,
+            };
+            #[cfg(not(all(target_os = "linux", feature = "cuda")))]
+            let named: Option<Named> = None;
+            let cache_device = match (kind, &named) {
+                (BackendKind::Cuda, Some(named)) => named.name.as_str(),
+                (BackendKind::Cuda, None) => "device-0",
+                _ => "default-adapter",
+            };
+            let cache = crate::kernel_cache::configure(kind.name(), cache_device);
+            let device = run_probe::<B>(kind, named)?;
             tracing::info!("--backend {}: {}", kind.name(), device.description);
+            if let Some(dir) = cache {
+                tracing::info!(
+                    "--backend {}: kernels are compiled and tuned in the first steps of each new \
+                     model size, batch and precision ({}); kept in {} (set {} to move it)",
+                    kind.name(),
+                    if crate::kernel_cache::is_filled(&dir) {
+                        "fast for those cached there"
+                    } else {
+                        "this can take minutes: nothing is cached yet"
+                    },
+                    dir.display(),
+                    crate::kernel_cache::ENV
+                );
+            }
             if device.software {
                 tracing::warn!(
                     "--backend {} runs on a software adapter: the processor emulates the GPU, far \
@@ -141,7 +178,7 @@ mod gpu {
     /// Starts the runtime on the default device, names that device, and computes `2x + 1` on
     /// three values, with panics caught and their messages (from any thread: the runtimes start
     /// on their own device threads) recorded instead of printed.
-    fn run_probe<B: Backend>(kind: BackendKind) -> Result<Device, String> {
+    fn run_probe<B: Backend>(kind: BackendKind, named: Option<Named>) -> Result<Device, String> {
         let messages = Arc::new(Mutex::new(Vec::<String>::new()));
         let sink = Arc::clone(&messages);
         let previous = panic::take_hook();
@@ -157,7 +194,7 @@ mod gpu {
             }
         }));
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            let found = start(kind);
+            let found = start(kind, named);
             let device = B::Device::default();
             let x = Tensor::<B, 1>::from_floats([1.0, 2.0, 3.0], &device);
             (found, x.mul_scalar(2.0).add_scalar(1.0).try_into_data())
@@ -187,8 +224,10 @@ mod gpu {
         Ok(found)
     }
 
-    /// Starts the runtime on the default device and says what that device is.
-    fn start(kind: BackendKind) -> Device {
+    /// Starts the runtime on the default device and says what that device is (`named`, where
+    /// the driver named it before).
+    #[allow(unused_variables)]
+    fn start(kind: BackendKind, named: Option<Named>) -> Device {
         match kind {
             // wgpu's adapter is chosen here, with the options Burn's default device uses, so that
             // its description can be read; the backend then runs on this runtime.
@@ -207,11 +246,10 @@ mod gpu {
                 }
             }
             _ => Device {
-                #[cfg(all(target_os = "linux", feature = "cuda"))]
-                description: super::linux::cuda_device()
-                    .unwrap_or_else(|| "device 0 (its name could not be read)".into()),
-                #[cfg(not(all(target_os = "linux", feature = "cuda")))]
-                description: "device 0".into(),
+                description: named.map_or_else(
+                    || "device 0 (its name could not be read)".into(),
+                    |named| named.description,
+                ),
                 software: false,
             },
         }
@@ -308,7 +346,7 @@ mod linux {
     /// Device 0 as the NVIDIA driver names it, with its memory and the driver's CUDA version
     /// (after [`cuda_driver`] has initialised the driver).
     #[cfg(feature = "cuda")]
-    pub(super) fn cuda_device() -> Option<String> {
+    pub(super) fn cuda_device() -> Option<super::gpu::Named> {
         let lib = open(&[c"libcuda.so.1", c"libcuda.so"])?;
         // SAFETY: the CUDA driver API's C signatures: CUresult cuDeviceGet(CUdevice *, int),
         // cuDeviceGetName(char *, int, CUdevice), cuDeviceTotalMem_v2(size_t *, CUdevice) and
@@ -343,14 +381,14 @@ mod linux {
             let name = CStr::from_ptr(name.as_ptr()).to_string_lossy().into_owned();
             let mut bytes = 0usize;
             let mut cuda: c_int = 0;
-            let mut description = name;
+            let mut description = name.clone();
             if total_mem(&mut bytes, device) == 0 {
                 description += &format!("; {:.1} GiB", bytes as f64 / (1u64 << 30) as f64);
             }
             if version(&mut cuda) == 0 {
                 description += &format!("; CUDA {}.{} driver", cuda / 1000, cuda % 1000 / 10);
             }
-            Some(description)
+            Some(super::gpu::Named { name, description })
         }
     }
 

@@ -6,6 +6,8 @@
 mod assets;
 mod backend;
 mod commands;
+#[cfg(any(feature = "cuda", feature = "wgpu"))]
+mod kernel_cache;
 mod recipe;
 mod runs;
 mod tokenizer;

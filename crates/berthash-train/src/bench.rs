@@ -90,6 +90,10 @@ pub struct Measurement {
     /// ([`crate::phases`]); with `breakdown` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phases_ms: Option<std::collections::BTreeMap<String, f64>>,
+    /// Seconds of the first warm-up step, to its result on the host (train and infer): on a GPU
+    /// backend, the kernels' compilation and autotuning that a new shape costs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_step_s: Option<f64>,
 }
 
 fn peak_rss_mib() -> Option<f64> {
@@ -207,6 +211,7 @@ impl BenchConfig {
             threads: rayon::current_num_threads(),
             loss: None,
             phases_ms: None,
+            first_step_s: None,
         }
     }
 
@@ -283,8 +288,14 @@ fn bench_train<B: TrainBackend>(
         trainer.step(vec![tensors], tokens, loss_fn)?;
         Ok(())
     };
+    let mut first_step_s = None;
     for _ in 0..cfg.warmup {
+        let start = Instant::now();
         step(&mut trainer)?;
+        if first_step_s.is_none() {
+            trainer.flush()?;
+            first_step_s = Some(start.elapsed().as_secs_f64());
+        }
     }
     trainer.flush()?;
     let mut reps = Vec::new();
@@ -307,6 +318,7 @@ fn bench_train<B: TrainBackend>(
     };
     let mut m = summarize(cfg.base(variant), cfg.batch * cfg.seq, &reps);
     m.loss = loss;
+    m.first_step_s = first_step_s;
     if cfg.breakdown {
         trainer.time_phases();
         for _ in 0..cfg.steps {
@@ -342,8 +354,11 @@ fn bench_infer<B: TrainBackend>(
         // Keep the output alive until the sync.
         hidden.sum()
     };
+    let mut first_step_s = None;
     for _ in 0..cfg.warmup {
+        let start = Instant::now();
         forward().into_data();
+        first_step_s.get_or_insert(start.elapsed().as_secs_f64());
     }
     let mut reps = Vec::new();
     for n in cfg.repetitions() {
@@ -352,7 +367,9 @@ fn bench_infer<B: TrainBackend>(
         Tensor::cat(outs, 0).into_data();
         reps.push((n, start.elapsed().as_secs_f64()));
     }
-    Ok(summarize(cfg.base("encoder"), cfg.batch * cfg.seq, &reps))
+    let mut m = summarize(cfg.base("encoder"), cfg.batch * cfg.seq, &reps);
+    m.first_step_s = first_step_s;
+    Ok(m)
 }
 
 /// Batches per timed repetition of the data phase (the loader is fast: short repetitions would
