@@ -441,9 +441,9 @@ mod tests {
     use super::*;
     use burn::backend::{Autodiff, Flex};
 
-    #[test]
-    fn a_training_breakdown_names_each_part_of_the_step() {
-        let mut cfg = BenchConfig {
+    /// Two femto steps of 2 x 16 on the CPU, after one warm-up step.
+    fn femto() -> BenchConfig {
+        BenchConfig {
             size: "femto".into(),
             batch: 2,
             seq: 16,
@@ -456,7 +456,12 @@ mod tests {
             backend: "cpu".into(),
             data: None,
             breakdown: false,
-        };
+        }
+    }
+
+    #[test]
+    fn a_training_breakdown_names_each_part_of_the_step() {
+        let mut cfg = femto();
         let device = Default::default();
         let plain = measure::<Autodiff<Flex>>(&cfg, &device).unwrap();
         assert!(plain.phases_ms.is_none() && plain.tokens_per_s > 0.0);
@@ -475,5 +480,22 @@ mod tests {
             .map(|(_, v)| v)
             .sum();
         assert!((parts - ms["total"]).abs() < 1e-9 && ms["forward"] > 0.0 && ms["backward"] > 0.0);
+    }
+
+    #[test]
+    fn the_first_step_is_timed_where_there_is_a_warm_up() {
+        let mut cfg = femto();
+        let device = Default::default();
+        for phase in [Phase::Train, Phase::Infer] {
+            cfg.phase = phase;
+            cfg.warmup = 1;
+            let m = measure::<Autodiff<Flex>>(&cfg, &device).unwrap();
+            let first = m.first_step_s.expect("a first step");
+            assert!(first > 0.0 && first.is_finite(), "{phase:?}: {first}");
+            cfg.warmup = 0;
+            let m = measure::<Autodiff<Flex>>(&cfg, &device).unwrap();
+            assert!(m.first_step_s.is_none(), "{phase:?}");
+            assert!(!serde_json::to_string(&m).unwrap().contains("first_step_s"));
+        }
     }
 }
