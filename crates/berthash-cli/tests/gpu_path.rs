@@ -7,7 +7,8 @@
 //! - f32 pre-training on wgpu logs the CPU backend's losses and gradient norms step by step
 //!   (dropout off: both then compute one function from the same weights and batches);
 //! - f16 compute over f32 master weights (the casts, the loss scale) on that path trains near
-//!   f32.
+//!   f32;
+//! - the autotune results are kept in the kernel cache `BERTHASH_KERNEL_CACHE` names.
 //!
 //! Without a usable wgpu adapter the tests print why and pass, unless `BERTHASH_REQUIRE_WGPU` is
 //! set (CI sets it): then they fail.
@@ -38,27 +39,30 @@ fn wgpu_usable() -> bool {
     false
 }
 
-/// One tiny inference on wgpu: its error output when it fails.
+/// One tiny inference on wgpu.
+const TINY_INFERENCE: &[&str] = &[
+    "bench",
+    "--backend",
+    "wgpu",
+    "--size",
+    "femto",
+    "--phase",
+    "infer",
+    "--batch",
+    "1",
+    "--seq",
+    "8",
+    "--steps",
+    "1",
+    "--warmup",
+    "0",
+    "--in-process",
+    "--json",
+];
+
+/// [`TINY_INFERENCE`]'s error output when it fails.
 fn probe_wgpu() -> Result<(), String> {
-    let probe = berthash(&[
-        "bench",
-        "--backend",
-        "wgpu",
-        "--size",
-        "femto",
-        "--phase",
-        "infer",
-        "--batch",
-        "1",
-        "--seq",
-        "8",
-        "--steps",
-        "1",
-        "--warmup",
-        "0",
-        "--in-process",
-        "--json",
-    ]);
+    let probe = berthash(TINY_INFERENCE);
     if probe.status.success() {
         return Ok(());
     }
@@ -212,4 +216,42 @@ fn bf16_on_wgpu_is_refused_before_the_run_starts() {
         "{stderr}"
     );
     assert!(!out.exists(), "{} was created", out.display());
+}
+
+/// The autotune results land in `BERTHASH_KERNEL_CACHE`, in the directory of the backend and
+/// device, and the next run says it found them.
+#[test]
+fn tuned_kernels_are_kept_where_the_variable_says() {
+    if !wgpu_usable() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_berthash"))
+            .args(TINY_INFERENCE)
+            .env("BERTHASH_KERNEL_CACHE", dir.path())
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let first = run();
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    let cache = dir.path().join("wgpu-default-adapter");
+    assert!(
+        stderr.contains(&format!("kept in {}", cache.display()))
+            && stderr.contains("nothing is cached yet"),
+        "{stderr}"
+    );
+    assert!(
+        cache.join("autotune").is_dir(),
+        "no autotune results in {}",
+        cache.display()
+    );
+    let second = run();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        second.status.success() && stderr.contains("fast for those cached there"),
+        "{stderr}"
+    );
 }
