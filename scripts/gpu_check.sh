@@ -222,10 +222,22 @@ torch_bench() { # torch_bench ARGS... (PyTorch side of scripts/bench_vs_pytorch.
 
 # --- the steps ---------------------------------------------------------------------------------
 CUDA_OK=1
-probe() {
+probe_once() {
   timeout -k 5 "$TBOX" "$QUICK_BIN" bench --backend cuda --size femto --phase infer --batch 8 --seq 32 \
     --steps 2 --warmup 1 --in-process --json >>"$LOG" 2>&1
+}
+probe() {
+  probe_once
   local rc=$?
+  if ((rc != 0 && rc != 124)) \
+    && ! grep '^error' "$LOG" | tail -n 1 | grep -q 'cannot run on this machine\|built without'; then
+    # CUDA is there but the run failed: CubeCL's kernel cache (compiled PTX) is new to this
+    # check, so once more without it.
+    say "   the probe failed with the kernel cache; again without it (BERTHASH_KERNEL_CACHE=off)"
+    export BERTHASH_KERNEL_CACHE=off
+    probe_once
+    rc=$?
+  fi
   if ((rc != 0)); then
     CUDA_OK=0
     say "   the CUDA backend did not start: berthash's CUDA steps are skipped"
