@@ -57,9 +57,11 @@
 #   wgpu       berthash on wgpu (Vulkan) with the carried Vulkan loader, nano f32
 # The berthash rows after `tuned` use the no-autotune build where the bundle has one.
 #
-# Environment: WORK_DIR, BUDGET_S (270), ONLY / SKIP (space-separated step names), BERTHASH_BIN,
-# BERTHASH_NOTUNE_BIN, BERTHASH_NOFUSION_BIN, PYTHON (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"),
-# LOADER_BATCH (256).
+# Environment: WORK_DIR, BUDGET_S (270), TUNED_S (the `tuned` step's time box, 180), ONLY / SKIP
+# (space-separated step names), BERTHASH_BIN, BERTHASH_NOTUNE_BIN, BERTHASH_NOFUSION_BIN, PYTHON
+# (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"), LOADER_BATCH (256).
+# A second call on the same machine keeps WORK_DIR, the kernel cache included:
+#   ONLY=tuned TUNED_S=260 bash gpu-bundle/scripts/gpu_check.sh "$OUT"
 set -uo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -362,7 +364,7 @@ step target 100 25 target_notune
 step check 80 30 check_f32
 step check 80 30 check_bf16
 step check 20 3 check_line
-step tuned 180 30 target_tuned
+step tuned "${TUNED_S:-180}" 30 target_tuned
 step loader 45 15 loader
 step fusion 80 25 fusion_off
 step f32 60 20 f32_berthash
