@@ -43,9 +43,10 @@
 #              has it: every kernel the autotuner can choose computes the same products)
 #   tuned      the target's berthash rows from the autotuned build (what users build): the
 #              autotuner goes on from the kernel cache as far as the time box lets it
-#   loader     the pre-training loader over parquet shards it has not seen (a fresh process, so a
-#              cold tokenizer cache), on all cores, with the thread count; then `pretokenize`
-#              of the same shards (its rate) and the loader over the token shards it wrote
+#   loader     the pre-training loader over parquet shards it has not seen, one pass from a fresh
+#              loader (`bench --one-pass`: a cold tokenizer cache), on all cores, with the thread
+#              count; then `pretokenize` of the same shards (its rate) and one pass of the loader
+#              over the token shards it wrote
 #   fusion     the target's berthash rows from a build without Burn's fusion, when the bundle has
 #              one (Burn 0.21 picks fusion at compile time: `Cuda` is `Fusion<CubeBackend<..>>`
 #              when burn's `fusion` feature is on, and no setting turns it off at run time)
@@ -297,7 +298,7 @@ loader() {
   local shards=("$ROOT"/data/corpus/*.parquet) tokens="$WORK/token-shards" line rate
   [[ -f "${shards[0]}" ]] || { SKIPPED+=("loader (no shards in the bundle)"); return 1; }
   # `bench --phase data --data` is newer than some builds: a failure here is recorded, not fatal.
-  timeout -k 5 "$((TBOX / 2))" "$BIN" bench --json --phase data --data "${shards[@]}" \
+  timeout -k 5 "$((TBOX / 2))" "$BIN" bench --json --phase data --one-pass --data "${shards[@]}" \
     --batch "${LOADER_BATCH:-256}" --seq 128 \
     2>>"$LOG" | annotate "threads=$(nproc)" "shards=${#shards[@]}" "format=parquet"
   # The same shards tokenized once (`pretokenize`, its rate a row of its own), then read as ids.
@@ -307,7 +308,7 @@ loader() {
   rate=$(sed -E 's/.*\(([0-9]+) tokens\/s\).*/\1/' <<<"$line")
   printf '{"backend":"cpu","precision":"-","size":"-","batch":0,"seq":0,"phase":"pretokenize","variant":"corpus","tokens_per_s":%s}\n' \
     "$rate" | annotate "threads=$(nproc)" "shards=${#shards[@]}"
-  timeout -k 5 "$((TBOX / 4))" "$BIN" bench --json --phase data --data "$tokens" \
+  timeout -k 5 "$((TBOX / 4))" "$BIN" bench --json --phase data --one-pass --data "$tokens" \
     --batch "${LOADER_BATCH:-256}" --seq 128 \
     2>>"$LOG" | annotate "threads=$(nproc)" "shards=${#shards[@]}" "format=bhtok"
 }

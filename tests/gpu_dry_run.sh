@@ -69,8 +69,9 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 data = {r.get("format"): r for r in rows if r.get("phase") == "data"}
 assert set(data) == {"parquet", "bhtok"}, rows
 [pre] = [r for r in rows if r.get("phase") == "pretokenize"]
+assert all(r["variant"] == "corpus-one-pass" and r["repetitions"] == 1 for r in data.values()), data
 for r in [*data.values(), pre]:
-    assert r["engine"] == "berthash" and r["variant"] == "corpus" and r["threads"] >= 1, r
+    assert r["engine"] == "berthash" and r["variant"].startswith("corpus") and r["threads"] >= 1, r
     assert r["tokens_per_s"] > 0 and r["shards"] == 2, r
     assert isinstance(r["batch"], int) and isinstance(r["seq"], int), r
 print("   loader rows, tokens/s on", pre["threads"], "threads: parquet",

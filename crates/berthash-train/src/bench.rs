@@ -168,6 +168,10 @@ pub struct DataSource {
     pub corpus: Vec<String>,
     /// The `variant` of the measurement (`sample-corpus`, `corpus`).
     pub variant: String,
+    /// One pass over the corpus from a fresh loader, timed from its start to its last batch: the
+    /// rate from cold data (each word tokenized when first met), not the looping rate once the
+    /// tokenizer's word cache is hot. The variant then ends in `-one-pass`.
+    pub one_pass: bool,
 }
 
 /// One configuration to measure.
@@ -388,6 +392,9 @@ fn bench_data(cfg: &BenchConfig) -> Result<Measurement> {
     config.batch_size = cfg.batch;
     config.eval_documents = 0;
     config.epochs = None;
+    if source.one_pass {
+        return bench_data_one_pass(cfg, source, config);
+    }
     let prefetch = config.prefetch_batches;
     let mut loader = PretrainLoader::new(config, None)?;
     let mut next = || -> Result<usize> {
@@ -420,6 +427,34 @@ fn bench_data(cfg: &BenchConfig) -> Result<Measurement> {
     m.size = "-".into();
     let mut m = summarize(m, cfg.batch * cfg.seq, &reps);
     m.steps = reps.iter().map(|r| r.0).sum();
+    Ok(m)
+}
+
+/// [`DataSource::one_pass`]: every batch of one pass, from the loader's start.
+fn bench_data_one_pass(
+    cfg: &BenchConfig,
+    source: &DataSource,
+    mut config: PretrainStreamConfig,
+) -> Result<Measurement> {
+    config.epochs = Some(1);
+    let start = Instant::now();
+    let mut loader = PretrainLoader::new(config, None)?;
+    let (mut batches, mut tokens) = (0usize, 0usize);
+    for next in &mut loader {
+        let (batch, _) = next?;
+        batches += 1;
+        tokens += batch.real_tokens();
+    }
+    if tokens == 0 {
+        return Err(TrainError::config("data", "the corpus gave no tokens"));
+    }
+    // Rates per real token, as the looping measurement normalises them.
+    let full = (batches * cfg.batch * cfg.seq) as f64;
+    let secs = start.elapsed().as_secs_f64() * full / tokens as f64;
+    let mut m = cfg.base(&format!("{}-one-pass", source.variant));
+    m.size = "-".into();
+    let mut m = summarize(m, cfg.batch * cfg.seq, &[(batches, secs)]);
+    m.steps = batches;
     Ok(m)
 }
 

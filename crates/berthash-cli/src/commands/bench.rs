@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// built-in sample).
     #[arg(long, num_args = 1..)]
     pub data: Vec<String>,
+    /// The data phase reads the corpus once from a fresh loader, timed from its start (the rate
+    /// from cold data), instead of looping over it after a warm-up.
+    #[arg(long)]
+    pub one_pass: bool,
     /// One JSON object per measurement (one per line) instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -81,7 +85,7 @@ impl BackendTask for Bench {
 
 fn print_table(rows: &[Measurement]) {
     println!(
-        "{:<6} {:<5} {:<13} {:<5} {:<5} {:>5} {:>5} {:>11} {:>19} {:>9} {:>9}",
+        "{:<6} {:<5} {:<22} {:<5} {:<5} {:>5} {:>5} {:>11} {:>19} {:>9} {:>9}",
         "size",
         "phase",
         "variant",
@@ -96,7 +100,7 @@ fn print_table(rows: &[Measurement]) {
     );
     for m in rows {
         println!(
-            "{:<6} {:<5} {:<13} {:<5} {:<5} {:>5} {:>5} {:>11.0} {:>19} {:>9.1} {:>9}",
+            "{:<6} {:<5} {:<22} {:<5} {:<5} {:>5} {:>5} {:>11.0} {:>19} {:>9.1} {:>9}",
             m.size,
             m.phase.name(),
             m.variant,
@@ -209,6 +213,7 @@ fn data_source(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<DataSo
             tokenizer,
             corpus: args.data.clone(),
             variant: "corpus".into(),
+            one_pass: args.one_pass,
         });
     }
     let sample = assets::write_sample_corpus(&dir.join("sample"))
@@ -217,6 +222,7 @@ fn data_source(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<DataSo
         tokenizer,
         corpus: vec![sample.display().to_string()],
         variant: "sample-corpus".into(),
+        one_pass: args.one_pass,
     })
 }
 
@@ -268,6 +274,9 @@ fn run_child(args: &BenchArgs, cfg: &BenchConfig) -> anyhow::Result<Measurement>
     }
     if !args.data.is_empty() {
         cmd.arg("--data").args(&args.data);
+    }
+    if args.one_pass {
+        cmd.arg("--one-pass");
     }
     let output = cmd.output().context("running the bench child process")?;
     if !output.status.success() {
