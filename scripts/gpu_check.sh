@@ -7,7 +7,7 @@
 # From a checkout with a CUDA build instead:
 #   BERTHASH_BIN=target/release/berthash scripts/gpu_check.sh [OUT_DIR]
 #
-# OUT_DIR (default $OUT, else /tmp/berthash-gpu-check) receives four files:
+# OUT_DIR (default $OUT, else /tmp/berthash-gpu-check) receives five files:
 #   results.jsonl  one JSON line per measurement, appended as each finishes (a time-out keeps
 #                  what was done); every line has engine (berthash, pytorch-eager,
 #                  pytorch-compile), backend, precision (f32, bf16), size, batch, seq, phase,
@@ -16,6 +16,7 @@
 #                  {"engine":"berthash","check":"cuda-vs-cpu",...} from the correctness step.
 #   table.md       the rows as a table, the targets met or missed, the machine.
 #   gpu_check.log  everything the steps printed.
+#   kernels.md     the kernels of one training step and their GPU time (the `profile` step).
 #   kernel-cache.tar.xz  the kernel cache berthash filled (BERTHASH_KERNEL_CACHE: compiled
 #                  kernels and autotune results), written on exit; `scripts/gpu_bundle.sh
 #                  --kernel-cache FILE` carries it to the next check, which goes on from there.
@@ -41,6 +42,9 @@
 #              --log-every 1) against the CPU run in scripts/gpu/cpu_reference.json: same initial
 #              weights and batches; one cuda-vs-cpu line (the no-autotune build where the bundle
 #              has it: every kernel the autotuner can choose computes the same products)
+#   profile    one nano bf16 256 x 128 training step under CubeCL's profiler (each kernel timed
+#              alone): kernels.md, the kernels and their GPU time by part of the step and by
+#              kernel, beside the unprofiled breakdown of the target row
 #   tuned      the target's berthash rows from the autotuned build (what users build): the
 #              autotuner goes on from the kernel cache as far as the time box lets it
 #   loader     the pre-training loader over parquet shards it has not seen, one pass from a fresh
@@ -303,6 +307,30 @@ check_line() {
     --set "card=$CARD" --set "backend=cuda" --set "autotune=$QUICK_AUTOTUNE" 2>>"$LOG" | tee -a "$LOG" >>"$RESULTS"
 }
 
+# CubeCL reads its profiler's settings from cubecl.toml in the working directory (or above).
+profile() {
+  need_cuda profile || return 1
+  local dir=$WORK/profile unprofiled
+  rm -rf "$dir" && mkdir -p "$dir" || return 1
+  printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\n' "$dir/cubecl-profile.log" >"$dir/cubecl.toml"
+  (cd "$dir" && timeout -k 5 "$TBOX" "$QUICK_BIN" bench --backend cuda --precision bf16 --size nano \
+    --batch 256 --seq 128 --phase train --steps 1 --warmup 2 --sync-every 1 --breakdown --in-process \
+    --json >>"$LOG" 2>&1) || return $?
+  # The unprofiled row of the same configuration, from the target step.
+  unprofiled=$("$PYTHON" - "$RESULTS" "$QUICK_AUTOTUNE" <<'PY'
+import json, sys
+want = {"engine": "berthash", "backend": "cuda", "precision": "bf16", "size": "nano", "batch": 256,
+        "seq": 128, "phase": "train", "variant": "masked", "autotune": sys.argv[2] == "true"}
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+same = [r for r in rows if all(r.get(k) == v for k, v in want.items()) and r.get("phases_ms")]
+print(json.dumps(same[-1]) if same else "")
+PY
+)
+  "$PYTHON" "$REPORT" kernels "$dir/cubecl-profile.log" --row "$unprofiled" \
+    --title "berthash, CUDA, bf16, nano, 256 x 128, fusion on, autotune $QUICK_AUTOTUNE" \
+    >"$OUT_DIR/kernels.md" 2>>"$LOG"
+}
+
 loader() {
   local shards=("$ROOT"/data/corpus/*.parquet) tokens="$WORK/token-shards" line rate
   [[ -f "${shards[0]}" ]] || { SKIPPED+=("loader (no shards in the bundle)"); return 1; }
@@ -374,6 +402,7 @@ step target 100 25 target_notune
 step check 80 30 check_f32
 step check 80 30 check_bf16
 step check 20 3 check_line
+step profile 40 20 profile
 step tuned "${TUNED_S:-180}" 30 target_tuned
 step loader 45 15 loader
 step fusion 80 25 fusion_off

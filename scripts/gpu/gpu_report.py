@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Helpers of scripts/gpu_check.sh (standard library only): FLOP counts and MFU, the rows of
-results.jsonl, the CUDA-vs-CPU loss check, and table.md.
+results.jsonl, the CUDA-vs-CPU loss check, table.md, and kernels.md (a step's kernels from
+CubeCL's profiler).
 
   gpu_report.py flops --size nano --seq 128 --variant masked --phase train
   gpu_report.py annotate --engine berthash --set card="NVIDIA H100" < bench.jsonl >> results.jsonl
   gpu_report.py reference RUN_DIR --out scripts/gpu/cpu_reference.json --arg ... (once, on a CPU)
   gpu_report.py check --ref cpu_reference.json --f32 RUN_DIR --bf16 RUN_DIR
   gpu_report.py table results.jsonl --env env.json > table.md
+  gpu_report.py kernels cubecl-profile.log --title "..." --row '{...}' > kernels.md
 
 FLOPs per token (matrix products only, 2 FLOPs per multiply-add; layer norms, softmax, GELU,
 embedding gathers and the optimizer are left out). With hidden H, layers L, intermediate I,
@@ -29,6 +31,7 @@ full-vocab one 26,304,000. MFU = tokens/s x FLOPs per token / the card's bf16 ma
 import argparse
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -172,6 +175,81 @@ def check(args):
     print(json.dumps(line), flush=True)
 
 
+DURATION = re.compile(r"^([0-9.]+)(ns|µs|us|ms|s)$")
+TO_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def profile_tables(text):
+    """CubeCL's profile summaries in a log (one per device sync, oldest first), each a list of
+    (kernel, milliseconds, launches). A kernel's name may hold " | ": columns are split from the
+    right."""
+    tables, rows = [], None
+    for line in text.splitlines():
+        if line.startswith("| Name "):
+            rows = []
+            continue
+        if rows is None or not line.startswith("| "):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").rsplit(" | ", 3)]
+        if len(cells) != 4:
+            continue
+        name, duration, launches, _ratio = cells
+        if name == "Total":
+            tables.append(rows)
+            rows = None
+            continue
+        m = DURATION.match(duration)
+        if m and launches.isdigit():
+            rows.append((name, float(m[1]) * TO_MS[m[2]], int(launches)))
+    return tables
+
+
+def short_kernel(name):
+    """A kernel's name without its runtime and generic arguments: `KernelBinop MulOp`."""
+    parts = [p for p in name.split(" | ")
+             if not (p.startswith("__") or p.startswith("Dynamic") or p.endswith("Runtime"))]
+    return " ".join(parts[:2]) or name
+
+
+def kernels(args):
+    """kernels.md: the kernels of the last profiled training step, by part and by kernel."""
+    parts = args.parts.split(",")
+    tables = profile_tables(Path(args.log).read_text(errors="replace"))
+    if len(tables) < len(parts):
+        raise SystemExit(f"kernels: {len(tables)} profile tables in {args.log}, {len(parts)} parts expected")
+    step = dict(zip(parts, tables[-len(parts):]))
+    row = json.loads(args.row) if args.row else {}
+    wall = row.get("phases_ms") or {}
+    out = [f"# Kernels of one training step: {args.title}", "",
+           "CubeCL's profiler times each kernel alone (a sync around each launch): GPU time without "
+           "overlap. The parts end as `bench --breakdown` ends them; the wall-clock column is that "
+           "breakdown from an unprofiled run of the same configuration, where there is one.", "",
+           "| part | kernels | GPU ms | wall ms (breakdown) |", "|---|---|---|---|"]
+    total_n, total_ms = 0, 0.0
+    for part, rows in step.items():
+        n, ms = sum(r[2] for r in rows), sum(r[1] for r in rows)
+        total_n, total_ms = total_n + n, total_ms + ms
+        w = wall.get(part)
+        out.append(f"| {part} | {n} | {ms:.3f} | {'-' if w is None else format(w, '.3f')} |")
+    w = wall.get("total")
+    out.append(f"| **step** | **{total_n}** | **{total_ms:.3f}** | {'-' if w is None else format(w, '.3f')} |")
+    if row.get("ms_per_step") is not None:
+        out += ["", f"Unprofiled, without syncs between the parts: {row['ms_per_step']:.3f} ms per step."]
+    by_kernel = {}
+    for part, rows in step.items():
+        for name, ms, n in rows:
+            k = by_kernel.setdefault(short_kernel(name), [0.0, 0, set()])
+            k[0] += ms
+            k[1] += n
+            k[2].add(part)
+    out += ["", "## By kernel", "", "| kernel | launches | GPU ms | share | parts |", "|---|---|---|---|---|"]
+    for name, (ms, n, where) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[:args.top]:
+        share = 100 * ms / total_ms if total_ms else 0.0
+        out.append(f"| {name} | {n} | {ms:.3f} | {share:.1f}% | {', '.join(p for p in parts if p in where)} |")
+    print("\n".join(out))
+    print(f"kernels: {total_n} kernels, {total_ms:.3f} GPU ms in the step", file=sys.stderr)
+
+
 def fmt_rate(v):
     return "-" if v is None else f"{v:,.0f}"
 
@@ -310,6 +388,14 @@ def main():
     t.add_argument("--env")
     t.add_argument("--skipped", nargs="*", default=[])
 
+    k = sub.add_parser("kernels", help="kernels.md from a log of CubeCL's profiler (bench --breakdown)")
+    k.add_argument("log")
+    k.add_argument("--title", default="")
+    k.add_argument("--parts", default="cast,forward,backward,clip,optimizer",
+                   help="the step's parts, one profile table each, the last tables of the log")
+    k.add_argument("--row", help="the unprofiled bench row (JSON) of the same configuration")
+    k.add_argument("--top", type=int, default=20)
+
     args = p.parse_args()
     if args.cmd == "flops":
         print(int(flops_per_token(args.size, args.seq, args.variant, args.phase)))
@@ -322,6 +408,8 @@ def main():
         check(args)
     elif args.cmd == "table":
         table(args)
+    elif args.cmd == "kernels":
+        kernels(args)
 
 
 if __name__ == "__main__":

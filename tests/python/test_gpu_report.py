@@ -162,6 +162,47 @@ def test_table():
             "tokens/s = **1.50x** (target 1.5x: met)") in table, table
 
 
+def cubecl_table(rows):
+    """A profile summary as CubeCL writes one: padded columns, a kernel name may hold " | "."""
+    total = sum(r[2] for r in rows)
+    line = "|" + "⎼" * 60 + "| "
+    out = ["|" + "⎺" * 60 + "| ", "| Name | Duration | Num Computed | Ratio |", line]
+    out += [f"| {name:<40} | {dur:<12} | {n:<3} | {share} % |" for name, dur, n, share in rows]
+    out += [line, f"| Total | 1s | {total} | 100 % |", "|" + "⎯" * 60 + "| "]
+    return "\n".join(out)
+
+
+def test_kernels():
+    matmul = "MatmulEntry | TensorArgs | DynamicScalar | __Lhs | DynamicSize | CudaRuntime"
+    warmup = cubecl_table([("ElemwiseFuse | CudaRuntime", "2.5s", 900, 100)])
+    parts = [
+        [("CastElement | CudaRuntime", "20µs", 16, 80), ("ElemwiseFuse | CudaRuntime", "5µs", 5, 20)],
+        [(matmul, "1.5ms", 10, 75), ("ElemwiseFuse | CudaRuntime", "500µs", 20, 25)],
+        [(matmul, "3ms", 20, 90), ("ReduceKernel | TensorArgs | CudaRuntime", "333.3µs", 8, 10)],
+        [("ReduceKernel | TensorArgs | CudaRuntime", "100µs", 45, 100)],
+        [("ElemwiseFuse | CudaRuntime", "250µs", 45, 100)],
+    ]
+    trace = "| 75.762µs  | SliceAssignKernel | CudaRuntime"  # a per-kernel line, not a table
+    log = "\n".join([warmup, trace] + [cubecl_table(p) for p in parts]) + "\n"
+    tables = gpu_report.profile_tables(log)
+    assert len(tables) == 6 and tables[2][0] == (matmul, 1.5, 10), tables[2]
+    assert gpu_report.short_kernel(matmul) == "MatmulEntry TensorArgs"
+    assert gpu_report.short_kernel("KernelBinop | MulOp | CudaRuntime") == "KernelBinop MulOp"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "profile.log"
+        path.write_text(log)
+        row = {"ms_per_step": 7.5, "phases_ms": {"forward": 2.25, "total": 9.0}}
+        md = report("kernels", str(path), "--title", "nano", "--row", json.dumps(row))
+    # 21 + 30 + 28 + 45 + 45 kernels; 0.025 + 2 + 3.3333 + 0.1 + 0.25 ms.
+    assert "| cast | 21 | 0.025 | - |" in md, md
+    assert "| forward | 30 | 2.000 | 2.250 |" in md, md
+    assert "| **step** | **169** | **5.708** | 9.000 |" in md, md
+    assert "7.500 ms per step" in md, md
+    assert "| MatmulEntry TensorArgs | 30 | 4.500 | 78.8% | forward, backward |" in md, md
+    # The warm-up's table is not part of the step.
+    assert "900" not in md
+
+
 if __name__ == "__main__":
     for name, fn in list(globals().items()):
         if name.startswith("test_") and callable(fn):

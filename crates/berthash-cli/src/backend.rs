@@ -297,6 +297,7 @@ mod linux {
 
     extern "C" {
         fn dlopen(filename: *const c_char, flags: c_int) -> *mut c_void;
+        #[cfg(feature = "cuda")]
         fn dlsym(handle: *mut c_void, symbol: *const c_char) -> *mut c_void;
     }
     const RTLD_NOW: c_int = 2;

@@ -84,6 +84,35 @@ fn pretraining_on_shards_repeats_the_run_on_parquet() {
     assert_eq!(expected.len(), 4);
     assert_eq!(losses(&from_shards), expected);
 
+    // `bench --one-pass` reads the corpus once from a fresh loader: as many batches from the
+    // shards as from the parquet files.
+    let one_pass = |data: [&Path; 2]| -> serde_json::Value {
+        let stdout = ok(&[
+            "bench",
+            "--phase",
+            "data",
+            "--one-pass",
+            "--json",
+            "--batch",
+            "32",
+            "--seq",
+            "128",
+            "--data",
+            s(data[0]),
+            s(data[1]),
+        ]);
+        let line = stdout.lines().rev().find(|l| l.starts_with('{'));
+        serde_json::from_str(line.expect("a JSON row")).unwrap()
+    };
+    let (text, tokens) = (
+        one_pass([&wiki, &books]),
+        one_pass([&wiki_shards, &books_shards]),
+    );
+    assert_eq!(text["variant"], "corpus-one-pass", "{text}");
+    assert!(text["steps"].as_u64().unwrap() > 1, "{text}");
+    assert_eq!(text["steps"], tokens["steps"], "{text}\n{tokens}");
+    assert!(tokens["tokens_per_s"].as_f64().unwrap() > 0.0, "{tokens}");
+
     // Shards are read only with the tokenizer that made them, and that is checked up front.
     let json =
         std::fs::read_to_string(repo().join("data/tokenizer/bert-base-uncased/tokenizer.json"))

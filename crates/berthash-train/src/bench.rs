@@ -67,7 +67,7 @@ pub struct Measurement {
     pub seq: usize,
     pub phase: Phase,
     /// `masked` (logits at masked positions) or `full-vocab` for train; `encoder` for infer;
-    /// `sample-corpus` for data.
+    /// `sample-corpus` or `corpus` for data, ending in `-one-pass` for one cold pass.
     pub variant: String,
     /// Median over the repetitions.
     pub tokens_per_s: f64,

@@ -199,12 +199,16 @@ impl<B: AutodiffBackend> AdamW<B> {
         names
     }
 
-    /// One update of every parameter that has a gradient in `grads` (consumed), at `lr`.
+    /// One update of every parameter that has a gradient in `grads` (consumed), at `lr`, each
+    /// gradient multiplied by `grad_scale` first where given (the clip coefficient and a loss
+    /// scale's inverse: [`crate::clip::Clipped`]). The product is the first operation of each
+    /// parameter's update, so the GPU backends fuse it with the rest.
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
         lr: f64,
         module: M,
         mut grads: GradientsParams,
+        grad_scale: Option<Tensor<B::InnerBackend, 1>>,
     ) -> M
     where
         B::InnerBackend: Kernels,
@@ -225,6 +229,7 @@ impl<B: AutodiffBackend> AdamW<B> {
             params: &self.params,
             state: &mut self.state,
             grads: &mut grads,
+            grad_scale,
         };
         module.map(&mut mapper)
     }
@@ -359,6 +364,8 @@ struct Updater<'a, B: AutodiffBackend> {
     params: &'a HashMap<ParamId, ParamName>,
     state: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
     grads: &'a mut GradientsParams,
+    /// Every gradient's factor (`[1]`), where there is one.
+    grad_scale: Option<Tensor<B::InnerBackend, 1>>,
 }
 
 impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, B> {
@@ -374,7 +381,10 @@ impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, 
             Some(p) if is_no_decay(&p.name) => 0.0,
             _ => self.step.weight_decay,
         };
-        let grad = grad.reshape([n]);
+        let mut grad = grad.reshape([n]);
+        if let Some(factor) = &self.grad_scale {
+            grad = grad.mul(factor.clone());
+        }
         let Moments {
             exp_avg,
             exp_avg_sq,

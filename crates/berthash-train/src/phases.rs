@@ -17,9 +17,11 @@ pub enum Part {
     Forward,
     /// Each micro-batch's backward pass and its gradients added up.
     Backward,
-    /// Loss-scale removal, the padding row's gradient, the norm and the clipping.
+    /// The padding row's gradient, the gradient norm and the factor that removes a loss scale
+    /// and clips (applied in the optimizer's update).
     Clip,
-    /// The AdamW update (and the finite check, when a step makes one).
+    /// The AdamW update, each gradient multiplied by that factor first (and the finite check,
+    /// when a step makes one).
     Optimizer,
 }
 

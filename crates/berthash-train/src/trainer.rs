@@ -18,7 +18,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::DType;
 
 use crate::checkpoint::{Checkpoints, RunFiles, Snapshot, TrainState};
-use crate::clip::{clip_grad_norm, scale_grads};
+use crate::clip::{clip_grad_norm, Clipped};
 use crate::config::{OnNonFinite, TrainConfig};
 use crate::error::{Result, TrainError};
 use crate::log::StepRecord;
@@ -195,18 +195,13 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             self.lap(Part::Backward);
         }
         let mut grads = accumulator.grads();
-        if loss_scale != 1.0 {
-            let inverse = Tensor::<B::InnerBackend, 1>::from_floats(
-                [(1.0 / loss_scale) as f32],
-                &self.device,
-            );
-            scale_grads(&self.model, &mut grads, inverse);
-        }
         let loss = Tensor::cat(losses, 0).mean();
         if let Some(pad) = self.padding_idx {
             crate::padding_idx::zero_padding_grad(&self.model, &mut grads, pad);
         }
-        let norm = clip_grad_norm(&self.model, &mut grads, self.max_grad_norm);
+        // The loss scale's removal and the clipping are one factor the optimizer step applies.
+        let Clipped { norm, grad_scale } =
+            clip_grad_norm(&self.model, &grads, 1.0 / loss_scale, self.max_grad_norm);
         self.lap(Part::Clip);
 
         self.state.step += 1;
@@ -248,7 +243,7 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             return Ok(StepOutcome::Skipped);
         }
         let model = self.model.clone();
-        self.model = self.optimizer.step(lr, model, grads);
+        self.model = self.optimizer.step(lr, model, grads, grad_scale);
         self.lap(Part::Optimizer);
         Ok(StepOutcome::Updated)
     }

@@ -66,7 +66,7 @@ fn adamw_two_steps_by_hand() {
     // so the Adam update is lr * sign(g) = 0.1 (up to eps): w = (0.89, -2.08).
     // Bias: no decay, 0.5 - 0.1 = 0.4.
     let g = grads(&model, &device);
-    model = optim.step(0.1, model, g);
+    model = optim.step(0.1, model, g, None);
     assert_close(&values(model.weight.val()), &[0.89, -2.08]);
     assert_close(&values(model.bias.val()), &[0.4]);
 
@@ -75,7 +75,7 @@ fn adamw_two_steps_by_hand() {
     // (0.017991, 0.001999), correction 1 - 0.999^2 = 0.001999 -> v_hat = (9, 1): update 0.1 again.
     // w = (0.7811, -2.1592); bias 0.4 - 0.1 = 0.3.
     let g = grads(&model, &device);
-    model = optim.step(0.1, model, g);
+    model = optim.step(0.1, model, g, None);
     assert_close(&values(model.weight.val()), &[0.7811, -2.1592]);
     assert_close(&values(model.bias.val()), &[0.3]);
     assert_eq!(optim.step_count(), 2);
@@ -88,8 +88,8 @@ fn adamw_two_steps_by_hand() {
     let mut reloaded = AdamW::<B>::load(optim.config().clone(), &model, &path, &device).unwrap();
     assert_eq!(reloaded.step_count(), 2);
     let (a, b) = (
-        optim.step(0.1, model.clone(), grads(&model, &device)),
-        reloaded.step(0.1, model.clone(), grads(&model, &device)),
+        optim.step(0.1, model.clone(), grads(&model, &device), None),
+        reloaded.step(0.1, model.clone(), grads(&model, &device), None),
     );
     assert_eq!(values(a.weight.val()), values(b.weight.val()));
     assert_eq!(values(a.bias.val()), values(b.bias.val()));
@@ -102,7 +102,7 @@ fn lr_zero_still_counts_the_step_and_decays_nothing() {
     let mut model = toy(&device);
     let mut optim = AdamW::<B>::new(OptimizerConfig::pretraining(), &model);
     let g = grads(&model, &device);
-    model = optim.step(0.0, model, g);
+    model = optim.step(0.0, model, g, None);
     assert_eq!(values(model.weight.val()), vec![1.0, -2.0]);
     assert_eq!(optim.step_count(), 1);
 }
@@ -111,22 +111,57 @@ fn lr_zero_still_counts_the_step_and_decays_nothing() {
 fn clip_grad_norm_as_torch() {
     let device = Default::default();
     let model = toy(&device);
+    let scalar = |t: Tensor<Flex, 1>| f64::from(t.into_scalar());
     // |g| = sqrt(9 + 1 + 4) = sqrt(14).
-    let mut g = grads(&model, &device);
-    let norm = clip_grad_norm(&model, &mut g, Some(1.0));
-    let norm = norm.into_scalar();
-    assert!((f64::from(norm) - 14f64.sqrt()).abs() < 1e-5);
+    let g = grads(&model, &device);
+    let clipped = clip_grad_norm(&model, &g, 1.0, Some(1.0));
+    assert!((scalar(clipped.norm) - 14f64.sqrt()).abs() < 1e-5);
     let coef = 1.0 / (14f64.sqrt() + 1e-6);
+    assert!((scalar(clipped.grad_scale.unwrap()) - coef).abs() < 1e-7);
+
+    // Below the threshold the coefficient is clamped to 1; without max_norm there is none.
+    let clipped = clip_grad_norm(&model, &g, 1.0, Some(10.0));
+    assert_eq!(scalar(clipped.grad_scale.unwrap()), 1.0);
+    assert!(clip_grad_norm(&model, &g, 1.0, None).grad_scale.is_none());
+
+    // A loss scale's inverse: the norm of the unscaled gradients (sqrt(14) / 4 = 0.935, under
+    // the threshold), and a factor that removes the scale.
+    let clipped = clip_grad_norm(&model, &g, 0.25, Some(1.0));
+    assert!((scalar(clipped.norm) - 14f64.sqrt() / 4.0).abs() < 1e-6);
+    assert_eq!(scalar(clipped.grad_scale.unwrap()), 0.25);
+    let clipped = clip_grad_norm(&model, &g, 0.5, Some(1.0));
+    let expected = 0.5 / (14f64.sqrt() / 2.0 + 1e-6);
+    assert!((scalar(clipped.grad_scale.unwrap()) - expected).abs() < 1e-7);
+}
+
+#[test]
+fn the_step_applies_the_gradient_factor_as_scaled_gradients_would() {
+    // AdamW with the factor given equals AdamW on gradients scaled beforehand, bit for bit.
+    let device = Default::default();
+    let config = OptimizerConfig {
+        lr: 0.1,
+        betas: (0.9, 0.999),
+        eps: 1e-8,
+        weight_decay: 0.1,
+        max_grad_norm: None,
+    };
+    let model = toy(&device);
+    let factor = 1.0 / (14f32.sqrt() + 1e-6);
+    let mut scaled = GradientsParams::new();
+    let g = grads(&model, &device);
     let w: Tensor<Flex, 1> = g.get(model.weight.id).unwrap();
     let b: Tensor<Flex, 1> = g.get(model.bias.id).unwrap();
-    assert_close(&w.into_data().to_vec::<f32>().unwrap(), &[3.0 * coef, coef]);
-    assert_close(&b.into_data().to_vec::<f32>().unwrap(), &[2.0 * coef]);
-
-    // Below the threshold nothing changes (coefficient clamped to 1).
-    let mut g = grads(&model, &device);
-    clip_grad_norm(&model, &mut g, Some(10.0));
-    let w: Tensor<Flex, 1> = g.get(model.weight.id).unwrap();
-    assert_eq!(w.into_data().to_vec::<f32>().unwrap(), vec![3.0, 1.0]);
+    scaled.register(model.weight.id, w.mul_scalar(factor));
+    scaled.register(model.bias.id, b.mul_scalar(factor));
+    let (mut a, mut b) = (
+        AdamW::<B>::new(config.clone(), &model),
+        AdamW::<B>::new(config, &model),
+    );
+    let factor = Tensor::<Flex, 1>::from_floats([factor], &device);
+    let given = a.step(0.1, model.clone(), grads(&model, &device), Some(factor));
+    let before = b.step(0.1, model, scaled, None);
+    assert_eq!(values(given.weight.val()), values(before.weight.val()));
+    assert_eq!(values(given.bias.val()), values(before.bias.val()));
 }
 
 #[test]
