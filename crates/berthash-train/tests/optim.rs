@@ -46,16 +46,21 @@ fn assert_close(actual: &[f32], expected: &[f64]) {
     }
 }
 
-#[test]
-fn adamw_two_steps_by_hand() {
-    let device = Default::default();
-    let config = OptimizerConfig {
+/// lr 0.1, betas (0.9, 0.999), eps 1e-8, weight decay 0.1, no clipping.
+fn by_hand() -> OptimizerConfig {
+    OptimizerConfig {
         lr: 0.1,
         betas: (0.9, 0.999),
         eps: 1e-8,
         weight_decay: 0.1,
         max_grad_norm: None,
-    };
+    }
+}
+
+#[test]
+fn adamw_two_steps_by_hand() {
+    let device = Default::default();
+    let config = by_hand();
     let mut model = toy(&device);
     let mut optim = AdamW::<B>::new(config, &model);
     assert_eq!(optim.no_decay_names(), ["bias"]);
@@ -138,13 +143,7 @@ fn clip_grad_norm_as_torch() {
 fn the_step_applies_the_gradient_factor_as_scaled_gradients_would() {
     // AdamW with the factor given equals AdamW on gradients scaled beforehand, bit for bit.
     let device = Default::default();
-    let config = OptimizerConfig {
-        lr: 0.1,
-        betas: (0.9, 0.999),
-        eps: 1e-8,
-        weight_decay: 0.1,
-        max_grad_norm: None,
-    };
+    let config = by_hand();
     let model = toy(&device);
     let factor = 1.0 / (14f32.sqrt() + 1e-6);
     let mut scaled = GradientsParams::new();
