@@ -10,7 +10,9 @@
 # The folder holds:
 #   berthash.xz            release build with --features (default cuda,wgpu), stripped, xz
 #   berthash-nofusion.xz   with --no-fusion: the same build without Burn's fusion (Burn 0.21 has
-#                          no run-time switch for it), for the fusion on/off rows
+#                          no run-time switch for it) and without autotune, for the fusion on/off
+#                          rows beside the no-autotune build's (a cold autotune would take the
+#                          check's whole budget)
 #   berthash-notune.xz     with --no-autotune: the same build without Burn's autotune (each
 #                          operation takes CubeCL's default kernel): its kernels compile in
 #                          seconds where autotuning a cold cache takes many minutes
@@ -88,38 +90,38 @@ build() {
   echo "   $name.xz: $(du -m "$OUT_DIR/$name.xz" | cut -f1) MiB"
 }
 
-# variant_tree DIR FEATURE: a copy of the tree whose cuda/wgpu features leave out burn/FEATURE
-# (`fusion` or `autotune`; berthash-cli's and berthash-kernels' lists are the only ones naming
-# them), checked in the dependency tree.
+# variant_tree DIR FEATURES: a copy of the tree whose cuda/wgpu features leave out burn/FEATURE
+# for each of the comma-separated FEATURES (`fusion`, `autotune`; berthash-cli's and
+# berthash-kernels' lists are the only ones naming them), checked in the dependency tree.
 variant_tree() {
-  local dir=$1 feature=$2 crate
+  local dir=$1 features=$2 feature crate=burn-cubecl f
   rm -rf "$dir"
   mkdir -p "$dir"
   git ls-files -z --cached --others --exclude-standard | tar -C "$REPO" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$dir" -xf -
-  local f
-  for f in crates/berthash-cli/Cargo.toml crates/berthash-kernels/Cargo.toml; do
-    sed -i -E "/^(cuda|wgpu) = /{s/, \"burn\/$feature\"//;s/\"burn\/$feature\", //;s/\"burn\/$feature\"//}" "$dir/$f"
-    if grep -qE "^(cuda|wgpu) = .*burn/$feature" "$dir/$f"; then
-      echo "gpu_bundle: could not take burn/$feature out of $f" >&2
+  for feature in ${features//,/ }; do
+    for f in crates/berthash-cli/Cargo.toml crates/berthash-kernels/Cargo.toml; do
+      sed -i -E "/^(cuda|wgpu) = /{s/, \"burn\/$feature\"//;s/\"burn\/$feature\", //;s/\"burn\/$feature\"//}" "$dir/$f"
+      if grep -qE "^(cuda|wgpu) = .*burn/$feature" "$dir/$f"; then
+        echo "gpu_bundle: could not take burn/$feature out of $f" >&2
+        exit 1
+      fi
+    done
+    # Burn's fusion and autotune features reach the GPU kernels as burn-cubecl's of the same
+    # name: `cargo tree -e features -i burn-cubecl` lists `burn-cubecl feature "F"` for each one.
+    if (cd "$dir" && cargo tree -q -p berthash-cli --features "$FEATURES" -e features -i "$crate") \
+      | grep -F "$crate feature \"$feature\"" >/dev/null; then
+      echo "gpu_bundle: $crate's $feature feature is still on in the build without it" >&2
       exit 1
     fi
   done
-  # Burn's fusion and autotune features reach the GPU kernels as burn-cubecl's of the same name:
-  # `cargo tree -e features -i burn-cubecl` lists `burn-cubecl feature "F"` for each one enabled.
-  crate=burn-cubecl
-  if (cd "$dir" && cargo tree -q -p berthash-cli --features "$FEATURES" -e features -i "$crate") \
-    | grep -F "$crate feature \"$feature\"" >/dev/null; then
-    echo "gpu_bundle: $crate's $feature feature is still on in the build without it" >&2
-    exit 1
-  fi
 }
 
 standin() { head -c "$((STANDIN_MIB * 1024 * 1024))" /dev/urandom >"$OUT_DIR/$1.xz"; }
 
-# The variants: NAME FEATURE, for each --no-FEATURE given.
+# The variants: NAME FEATURES (those left out), for each --no-FEATURE given.
 variants=()
-((NO_FUSION)) && variants+=("nofusion fusion")
 ((NO_AUTOTUNE)) && variants+=("notune autotune")
+((NO_FUSION)) && variants+=("nofusion fusion,autotune")
 if ((DRY_RUN)); then
   echo "== dry run: $STANDIN_MIB MiB stand-in for each binary"
   standin berthash
@@ -127,7 +129,7 @@ if ((DRY_RUN)); then
     read -r name feature <<<"$v"
     standin "berthash-$name"
     variant_tree "$TARGET/$name-src" "$feature" # the feature edit and the dependency check, unbuilt
-    echo "   $name sources: burn-cubecl's $feature feature is off"
+    echo "   $name sources: burn-cubecl's $feature off"
   done
 else
   command -v cargo >/dev/null || { echo "gpu_bundle: cargo not found" >&2; exit 2; }
@@ -192,7 +194,7 @@ commit="$(git rev-parse HEAD 2>/dev/null || echo unknown)"
   else
     echo "binary: cargo build --release -p berthash-cli --features $FEATURES ($(cargo --version)), strip, xz -$XZ_LEVEL"
   fi
-  ((NO_FUSION)) && echo "nofusion: the same, with burn/fusion taken out of the cuda and wgpu features"
+  ((NO_FUSION)) && echo "nofusion: the same, with burn/fusion and burn/autotune taken out of the cuda and wgpu features"
   ((NO_AUTOTUNE)) && echo "notune: the same, with burn/autotune taken out of the cuda and wgpu features"
   [[ -n "$KERNEL_CACHE" ]] && echo "kernel-cache: $KERNEL_CACHE"
   echo "run: bash gpu-bundle/scripts/gpu_check.sh \"\$OUT\""

@@ -29,7 +29,8 @@
 #
 # Binaries: berthash.xz (fusion and autotune, as users build it), and where the bundle has them
 # berthash-notune.xz (no autotune: CubeCL's default kernel for each operation, compiled in
-# seconds) and berthash-nofusion.xz. Rows say which ran them (`fusion`, `autotune`).
+# seconds) and berthash-nofusion.xz (neither fusion nor autotune: compared with the no-autotune
+# build). Rows say which ran them (`fusion`, `autotune`).
 #
 # Steps, in order, each in a time box (`timeout`), all within BUDGET_S (default 270 s):
 #   probe      the CUDA backend starts and runs a kernel (else the berthash CUDA steps are skipped)
@@ -223,7 +224,7 @@ BENCH_TIMING=(--steps 40 --warmup 10 --sync-every 10 --in-process)
 bench() { # bench BINARY ARGS...
   local bin=$1 fusion=true autotune=true
   shift
-  [[ "$bin" == "$NOFUSION_BIN" ]] && fusion=false
+  [[ "$bin" == "$NOFUSION_BIN" ]] && fusion=false autotune=false
   [[ "$bin" == "$NOTUNE_BIN" ]] && autotune=false
   timeout -k 5 "$TBOX" "$bin" bench --json "${BENCH_TIMING[@]}" "$@" 2>>"$LOG" \
     | annotate "fusion=$fusion" "autotune=$autotune"

@@ -17,10 +17,8 @@ fn forward_writes_outputs_matching_the_reference() {
         ("cls", vec!["last_hidden_state", "pooler_output", "logits"]),
         ("mlm", vec!["last_hidden_state", "logits"]),
     ] {
-        let out = std::env::temp_dir().join(format!(
-            "berthash-forward-{}-{head}.safetensors",
-            std::process::id()
-        ));
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join(format!("{head}.safetensors"));
         let status = berthash()
             .args(["forward", "--model"])
             .arg(golden().join(head))
@@ -44,8 +42,8 @@ fn forward_writes_outputs_matching_the_reference() {
 
 #[test]
 fn forward_refuses_out_of_vocabulary_ids_naming_row_and_column() {
-    let inputs =
-        std::env::temp_dir().join(format!("berthash-bad-inputs-{}.json", std::process::id()));
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = dir.path().join("inputs.json");
     std::fs::write(&inputs, r#"{"input_ids": [[101, 5, 7], [101, 99999, 3]]}"#).unwrap();
     let output = berthash()
         .args(["forward", "--model"])

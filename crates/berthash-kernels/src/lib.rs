@@ -14,7 +14,7 @@
 //!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
-//!   use these);
+//!   use these; the dense layer's backward sums over rows block by block, [`row_blocks`]);
 //! - the CPU backend (`Flex`) overrides them with SIMD loops over rows on rayon threads;
 //! - `Autodiff<B>` records one graph node whose backward calls `B`'s fused backward
 //!   (`autodiff.rs`).
@@ -41,6 +41,7 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
+pub mod row_blocks;
 mod simd;
 mod softmax;
 
@@ -166,14 +167,15 @@ pub trait Kernels: Backend {
 
     /// The gradients of `x W + b` from the output's `grad` `[rows, out]`: the input's
     /// (`grad Wᵀ`, when `weight` is given), the weight's (`xᵀ grad`, when `x` is given) and the
-    /// bias's (the column sums of `grad`, when `bias`).
+    /// bias's (the column sums of `grad`, when `bias`). The default sums over blocks of rows
+    /// ([`row_blocks`]).
     fn dense_backward(
         x: Option<FloatTensor<Self>>,
         weight: Option<FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         bias: bool,
     ) -> DenseGrads<FloatTensor<Self>> {
-        dense_backward_composed::<Self>(x, weight, grad, bias)
+        row_blocks::dense_backward_in_blocks::<Self>(x, weight, grad, bias)
     }
 
     /// One AdamW update of a parameter from its gradient (all flat, `[n]`), as

@@ -152,3 +152,63 @@ fn without_autodiff_it_is_the_same_layer() {
         .into_data()
         .assert_approx_eq::<f32>(&want.into_data(), tolerance());
 }
+
+#[test]
+fn rows_are_cut_into_equal_blocks_of_at_least_256() {
+    use berthash_kernels::row_blocks::row_blocks;
+    for (rows, blocks) in [
+        (32768, 64),
+        (4096, 16),
+        (4915, 5),
+        (1000, 2),
+        (511, 1),
+        (255, 1),
+    ] {
+        assert_eq!(row_blocks(rows), blocks, "{rows} rows");
+    }
+}
+
+/// The GPU backends' backward, run on the CPU: the weight's and bias's gradients summed block
+/// by block equal one product and one column sum over all the rows.
+#[test]
+fn the_backward_in_blocks_equals_the_one_over_all_rows() {
+    use berthash_kernels::row_blocks::dense_backward_in_blocks;
+    let device = Default::default();
+    for rows in [4096, 4915, 100] {
+        let case = Case::new([rows, 24, 40]);
+        let tensor = |data: &TensorData| Tensor::<Flex, 2>::from_data(data.clone(), &device);
+        let (x, weight, grad) = (
+            tensor(&case.x),
+            tensor(&case.weight),
+            tensor(&case.residual),
+        );
+        let got = dense_backward_in_blocks::<Flex>(
+            Some(x.clone().into_primitive().tensor()),
+            Some(weight.clone().into_primitive().tensor()),
+            grad.clone().into_primitive().tensor(),
+            true,
+        );
+        let data = |t: Option<_>| {
+            Tensor::<Flex, 2>::from_primitive(burn::tensor::TensorPrimitive::Float(t.unwrap()))
+                .into_data()
+        };
+        let bias = Tensor::<Flex, 1>::from_primitive(burn::tensor::TensorPrimitive::Float(
+            got.bias.unwrap(),
+        ));
+        assert_close(
+            &data(got.weight),
+            &x.transpose().matmul(grad.clone()).into_data(),
+            &format!("{rows} rows: weight"),
+        );
+        assert_close(
+            &bias.into_data(),
+            &grad.clone().sum_dim(0).reshape([40]).into_data(),
+            &format!("{rows} rows: bias"),
+        );
+        assert_close(
+            &data(got.x),
+            &grad.matmul(weight.transpose()).into_data(),
+            &format!("{rows} rows: input"),
+        );
+    }
+}

@@ -64,20 +64,36 @@ impl<B: Backend> BertEmbeddings<B> {
 }
 
 impl<B: Kernels> BertEmbeddings<B> {
+    /// `token_type_ids` `None` is type 0 everywhere. The position and type-0 vectors are added
+    /// as rows broadcast over the batch rather than looked up per token: the same sum, whose
+    /// gradient is a sum over the batch instead of a scatter of every token's gradient into the
+    /// same few rows (on a GPU, atomic additions that all wait on one address).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
         token_type_ids: Option<Tensor<B, 2, Int>>,
     ) -> Tensor<B, 3> {
-        let [batch, seq] = input_ids.dims();
-        let device = input_ids.device();
-        let positions = Tensor::<B, 1, Int>::arange(0..seq as i64, &device)
-            .unsqueeze::<2>()
-            .expand([batch, seq]);
-        let token_types = token_type_ids.unwrap_or_else(|| Tensor::zeros([batch, seq], &device));
-        let embeddings = self.word_embeddings.forward(input_ids)
-            + self.position_embeddings.forward(positions)
-            + self.token_type_embeddings.forward(token_types);
+        let seq = input_ids.dims()[1];
+        let [_, hidden] = self.position_embeddings.weight.dims();
+        let positions = self
+            .position_embeddings
+            .weight
+            .val()
+            .narrow(0, 0, seq)
+            .reshape([1, seq, hidden]);
+        let words_and_positions = self.word_embeddings.forward(input_ids) + positions;
+        let embeddings = match token_type_ids {
+            Some(types) => words_and_positions + self.token_type_embeddings.forward(types),
+            None => {
+                let type_zero = self
+                    .token_type_embeddings
+                    .weight
+                    .val()
+                    .narrow(0, 0, 1)
+                    .reshape([1, 1, hidden]);
+                words_and_positions + type_zero
+            }
+        };
         dropout(self.layer_norm.forward(embeddings), &self.dropout)
     }
 }

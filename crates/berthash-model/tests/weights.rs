@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use tempfile::TempDir;
+
 use berthash_model::pretrained::{init_model, CONFIG_FILE, WEIGHTS_FILE};
 use berthash_model::weights::{RawTensor, TensorFile, WeightLayout};
 use berthash_model::{
@@ -20,18 +22,19 @@ fn tiny(head: &str) -> PathBuf {
         .join(head)
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("berthash-weights-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// An empty directory, removed when dropped.
+fn scratch(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("berthash-weights-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A copy of a golden dir whose safetensors file is replaced by `bytes`.
-fn dir_with_weights(name: &str, bytes: &[u8]) -> PathBuf {
+fn dir_with_weights(name: &str, bytes: &[u8]) -> TempDir {
     let dir = scratch(name);
-    std::fs::copy(tiny("mlm").join(CONFIG_FILE), dir.join(CONFIG_FILE)).unwrap();
-    std::fs::write(dir.join(WEIGHTS_FILE), bytes).unwrap();
+    std::fs::copy(tiny("mlm").join(CONFIG_FILE), dir.path().join(CONFIG_FILE)).unwrap();
+    std::fs::write(dir.path().join(WEIGHTS_FILE), bytes).unwrap();
     dir
 }
 
@@ -39,8 +42,8 @@ fn mlm_file() -> TensorFile {
     TensorFile::read(&tiny("mlm").join(WEIGHTS_FILE)).unwrap()
 }
 
-fn load_mlm_error(dir: &Path) -> String {
-    load::<B, BertHashForMaskedLM<B>>(dir, None, 0, &Default::default())
+fn load_mlm_error(dir: impl AsRef<Path>) -> String {
+    load::<B, BertHashForMaskedLM<B>>(dir.as_ref(), None, 0, &Default::default())
         .unwrap_err()
         .to_string()
 }
@@ -60,11 +63,12 @@ fn load_then_save_is_bit_identical_for_every_head() {
             "{head}: {:?}",
             loaded.report
         );
-        let out = scratch(&format!("roundtrip-{head}"));
+        let out_tmp = scratch(&format!("roundtrip-{head}"));
+        let out = out_tmp.path();
         match &loaded.model {
-            AnyModel::Base(m) => save(&out, &loaded.config, m, &loaded.layout).unwrap(),
-            AnyModel::MaskedLm(m) => save(&out, &loaded.config, m, &loaded.layout).unwrap(),
-            AnyModel::Classifier(m) => save(&out, &loaded.config, m, &loaded.layout).unwrap(),
+            AnyModel::Base(m) => save(out, &loaded.config, m, &loaded.layout).unwrap(),
+            AnyModel::MaskedLm(m) => save(out, &loaded.config, m, &loaded.layout).unwrap(),
+            AnyModel::Classifier(m) => save(out, &loaded.config, m, &loaded.layout).unwrap(),
         }
         let original = std::fs::read(tiny(head).join(WEIGHTS_FILE)).unwrap();
         let written = std::fs::read(out.join(WEIGHTS_FILE)).unwrap();
@@ -86,8 +90,9 @@ fn the_mlm_bias_is_written_under_both_names() {
     let device = Default::default();
     let config = BertHashConfig::from_file(&tiny("mlm").join(CONFIG_FILE)).unwrap();
     let model: BertHashForMaskedLM<B> = init_model(&config, ModelOptions::default(), 7, &device);
-    let out = scratch("mlm-bias");
-    save(&out, &config, &model, &WeightLayout::default()).unwrap();
+    let out_tmp = scratch("mlm-bias");
+    let out = out_tmp.path();
+    save(out, &config, &model, &WeightLayout::default()).unwrap();
     let file = TensorFile::read(&out.join(WEIGHTS_FILE)).unwrap();
     assert_eq!(
         file.tensors["cls.predictions.bias"],
@@ -143,12 +148,14 @@ fn the_projection_is_found_by_shape_under_another_name_and_saved_back_under_it()
         .unwrap();
     file.tensors
         .insert("bert.embeddings.word_embeddings.proj.weight".into(), t);
-    let dir = dir_with_weights("proj-renamed", &file.to_bytes().unwrap());
+    let dir_tmp = dir_with_weights("proj-renamed", &file.to_bytes().unwrap());
+    let dir = dir_tmp.path();
     let device = Default::default();
-    let loaded = load::<B, BertHashForMaskedLM<B>>(&dir, None, 0, &device).unwrap();
+    let loaded = load::<B, BertHashForMaskedLM<B>>(dir, None, 0, &device).unwrap();
     assert_eq!(loaded.layout.projection, "embeddings.word_embeddings.proj");
-    let out = scratch("proj-renamed-out");
-    save(&out, &loaded.config, &loaded.model, &loaded.layout).unwrap();
+    let out_tmp = scratch("proj-renamed-out");
+    let out = out_tmp.path();
+    save(out, &loaded.config, &loaded.model, &loaded.layout).unwrap();
     assert_eq!(
         std::fs::read(out.join(WEIGHTS_FILE)).unwrap(),
         std::fs::read(dir.join(WEIGHTS_FILE)).unwrap()
@@ -162,7 +169,7 @@ fn a_wrong_shape_names_the_tensor_and_both_shapes() {
         "bert.encoder.layer.1.intermediate.dense.weight".into(),
         RawTensor::from_f32(vec![63, 32], &vec![0.0; 63 * 32]),
     );
-    let err = load_mlm_error(&dir_with_weights("bad-shape", &file.to_bytes().unwrap()));
+    let err = load_mlm_error(dir_with_weights("bad-shape", &file.to_bytes().unwrap()));
     assert!(
         err.contains("bert.encoder.layer.1.intermediate.dense.weight"),
         "{err}"
@@ -182,7 +189,7 @@ fn a_wrong_dtype_is_named() {
         .get_mut("bert.embeddings.LayerNorm.weight")
         .unwrap();
     t.dtype = safetensors::Dtype::I32;
-    let err = load_mlm_error(&dir_with_weights("bad-dtype", &file.to_bytes().unwrap()));
+    let err = load_mlm_error(dir_with_weights("bad-dtype", &file.to_bytes().unwrap()));
     assert!(
         err.contains("bert.embeddings.LayerNorm.weight") && err.contains("I32"),
         "{err}"
@@ -202,10 +209,12 @@ fn half_precision_files_load_and_save_back_in_their_dtype() {
         t.bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
     }
     let bytes = file.to_bytes().unwrap();
-    let dir = dir_with_weights("f16", &bytes);
-    let loaded = load::<B, BertHashForMaskedLM<B>>(&dir, None, 0, &Default::default()).unwrap();
-    let out = scratch("f16-out");
-    save(&out, &loaded.config, &loaded.model, &loaded.layout).unwrap();
+    let dir_tmp = dir_with_weights("f16", &bytes);
+    let dir = dir_tmp.path();
+    let loaded = load::<B, BertHashForMaskedLM<B>>(dir, None, 0, &Default::default()).unwrap();
+    let out_tmp = scratch("f16-out");
+    let out = out_tmp.path();
+    save(out, &loaded.config, &loaded.model, &loaded.layout).unwrap();
     assert_eq!(std::fs::read(out.join(WEIGHTS_FILE)).unwrap(), bytes);
 }
 
@@ -214,7 +223,7 @@ fn a_missing_encoder_tensor_is_an_error_not_an_initialisation() {
     let mut file = mlm_file();
     file.tensors
         .remove("bert.encoder.layer.0.attention.self.key.bias");
-    let err = load_mlm_error(&dir_with_weights("missing", &file.to_bytes().unwrap()));
+    let err = load_mlm_error(dir_with_weights("missing", &file.to_bytes().unwrap()));
     assert!(
         err.contains("bert.encoder.layer.0.attention.self.key.bias") && err.contains("missing"),
         "{err}"
@@ -251,7 +260,7 @@ fn truncated_and_corrupt_files_are_refused_with_a_reason() {
         ),
     ];
     for (name, bytes, expected) in cases {
-        let err = load_mlm_error(&dir_with_weights(name, &bytes));
+        let err = load_mlm_error(dir_with_weights(name, &bytes));
         assert!(
             err.contains(expected) && err.contains("model.safetensors"),
             "{name}: {err}"
@@ -261,11 +270,12 @@ fn truncated_and_corrupt_files_are_refused_with_a_reason() {
 
 #[test]
 fn missing_files_and_bad_configs_are_reported_with_the_path() {
-    let dir = scratch("no-weights");
-    let err = load_mlm_error(&dir);
+    let dir_tmp = scratch("no-weights");
+    let dir = dir_tmp.path();
+    let err = load_mlm_error(dir);
     assert!(err.contains("config.json"), "{err}");
     std::fs::write(dir.join(CONFIG_FILE), "{\"hidden_size\": 30,").unwrap();
-    let err = load_mlm_error(&dir);
+    let err = load_mlm_error(dir);
     assert!(
         err.contains("config.json") && err.contains("line 1"),
         "{err}"
@@ -273,13 +283,13 @@ fn missing_files_and_bad_configs_are_reported_with_the_path() {
     let mut config = BertHashConfig::from_file(&tiny("mlm").join(CONFIG_FILE)).unwrap();
     config.num_attention_heads = 5;
     std::fs::write(dir.join(CONFIG_FILE), config.to_json_string()).unwrap();
-    let err = load_mlm_error(&dir);
+    let err = load_mlm_error(dir);
     assert!(
         err.contains("config.json") && err.contains("not divisible"),
         "{err}"
     );
     std::fs::copy(tiny("mlm").join(CONFIG_FILE), dir.join(CONFIG_FILE)).unwrap();
-    let err = load_mlm_error(&dir);
+    let err = load_mlm_error(dir);
     assert!(
         err.contains("model.safetensors") && err.contains("No such file"),
         "{err}"

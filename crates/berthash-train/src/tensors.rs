@@ -26,13 +26,26 @@ pub struct MlmTensors<B: Backend> {
     pub tokens: usize,
 }
 
+/// The token types, or `None` (type 0 everywhere, which the model adds without a lookup) when
+/// every one is 0, as in single-segment rows.
+fn token_types<B: Backend>(
+    types: &[u32],
+    shape: [usize; 2],
+    device: &B::Device,
+) -> Option<Tensor<B, 2, Int>> {
+    types
+        .iter()
+        .any(|&t| t != 0)
+        .then(|| ints(types, shape, device))
+}
+
 pub fn mlm_tensors<B: Backend>(batch: &MlmBatch, device: &B::Device) -> MlmTensors<B> {
     let shape = [batch.batch_size, batch.seq_len];
     let masked = batch.masked_positions.len();
     MlmTensors {
         input: BertInput {
             input_ids: ints(&batch.input_ids, shape, device),
-            token_type_ids: Some(ints(&batch.token_type_ids, shape, device)),
+            token_type_ids: token_types(&batch.token_type_ids, shape, device),
             attention_mask: batch
                 .attention_mask
                 .as_ref()
@@ -77,7 +90,7 @@ pub fn classification_tensors<B: Backend>(
     ClassificationTensors {
         input: BertInput {
             input_ids: ints(&batch.input_ids, shape, device),
-            token_type_ids: Some(ints(&batch.token_type_ids, shape, device)),
+            token_type_ids: token_types(&batch.token_type_ids, shape, device),
             attention_mask: Some(ints(&batch.attention_mask, shape, device)),
         },
         targets,
