@@ -81,6 +81,15 @@ pub fn mode(out: &Path, flags: &RunFlags) -> anyhow::Result<RunMode> {
     Ok(mode)
 }
 
+/// A temporary directory `berthash-<purpose>-*`, removed on drop (an error return included).
+pub fn scratch_dir(purpose: &str) -> anyhow::Result<tempfile::TempDir> {
+    let dir = std::env::temp_dir();
+    tempfile::Builder::new()
+        .prefix(&format!("berthash-{purpose}-"))
+        .tempdir_in(&dir)
+        .with_context(|| format!("creating a scratch directory in {}", dir.display()))
+}
+
 /// Where a command writes the inputs it generates (built-in corpus, tokenizer): the run
 /// directory, or, when it only prints its config, a scratch directory removed on drop.
 pub struct Inputs {
@@ -91,10 +100,7 @@ pub struct Inputs {
 impl Inputs {
     pub fn new(out: &Path, print_only: bool) -> anyhow::Result<Self> {
         if print_only {
-            let scratch = tempfile::Builder::new()
-                .prefix("berthash-config-")
-                .tempdir()
-                .context("creating a scratch directory for --print-config")?;
+            let scratch = scratch_dir("config")?;
             Ok(Self {
                 path: scratch.path().to_path_buf(),
                 _scratch: Some(scratch),

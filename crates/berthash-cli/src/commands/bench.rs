@@ -153,7 +153,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         (true, _) => &[false, true],
         (false, full) => &[full][..],
     };
-    let data_dir = std::env::temp_dir().join(format!("berthash-bench-{}", std::process::id()));
+    let data_dir = crate::runs::scratch_dir("bench")?;
     let mut configs = Vec::new();
     for &phase in &args.phase {
         let sizes = match phase {
@@ -161,7 +161,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             _ => &args.size[..],
         };
         let data = match phase {
-            Phase::Data => Some(data_source(&args, &data_dir)?),
+            Phase::Data => Some(data_source(&args, data_dir.path())?),
             _ => None,
         };
         let variants = if phase == Phase::Train {
@@ -196,7 +196,6 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--child runs exactly one configuration");
     }
     let rows = measure_all(&args, configs);
-    let _ = std::fs::remove_dir_all(&data_dir);
     let rows = rows?;
     if !args.json {
         print_table(&rows);

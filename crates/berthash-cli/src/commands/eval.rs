@@ -28,13 +28,12 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let dir = resolve_model(&args.model)?;
-    let scratch = std::env::temp_dir().join(format!("berthash-eval-{}", std::process::id()));
+    let scratch = crate::runs::scratch_dir("eval")?;
     let tokenizer_file =
-        crate::tokenizer::file(args.task.tokenizer.as_deref(), Some(&dir), &scratch)?;
+        crate::tokenizer::file(args.task.tokenizer.as_deref(), Some(&dir), scratch.path())?;
     let init = Init::Model(dir.clone());
     let config = resolve_task(&args.task, init, &tokenizer_file, toml::Table::new())?;
     let tokenizer = TokenizerHandle::from_file(&tokenizer_file)?;
-    let _ = std::fs::remove_dir_all(&scratch);
     let device = Default::default();
     let loaded = load_trained::<B, BertHashForSequenceClassification<B>>(&dir, &device)?;
     check_labels(&loaded.config, &config)?;

@@ -131,8 +131,9 @@ fn predict_test(args: &PredictArgs, dir: &std::path::Path) -> anyhow::Result<()>
     let (Some(config), Some(out)) = (&args.config, &args.out) else {
         bail!("--split needs --config and --out");
     };
-    let scratch = std::env::temp_dir().join(format!("berthash-predict-{}", std::process::id()));
-    let tokenizer_file = crate::tokenizer::file(args.tokenizer.as_deref(), Some(dir), &scratch)?;
+    let scratch = crate::runs::scratch_dir("predict")?;
+    let tokenizer_file =
+        crate::tokenizer::file(args.tokenizer.as_deref(), Some(dir), scratch.path())?;
     let task = TaskArgs {
         config: config.clone(),
         data_dir: args.data_dir.clone(),
@@ -143,7 +144,6 @@ fn predict_test(args: &PredictArgs, dir: &std::path::Path) -> anyhow::Result<()>
     let init = Init::Model(dir.to_path_buf());
     let config = resolve_task(&task, init, &tokenizer_file, toml::Table::new())?;
     let tokenizer = TokenizerHandle::from_file(&tokenizer_file)?;
-    let _ = std::fs::remove_dir_all(&scratch);
     let device = Default::default();
     let loaded = load_trained::<B, BertHashForSequenceClassification<B>>(dir, &device)?;
     check_labels(&loaded.config, &config)?;
