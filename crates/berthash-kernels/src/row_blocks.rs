@@ -2,10 +2,10 @@
 //! [`Kernels::dense_backward`], which the GPU backends run (the CPU has its own).
 //!
 //! Both are sums over all the rows of a batch (`xᵀ grad`, the column sums of `grad`): tens of
-//! thousands of rows into a few thousand outputs. CubeCL's kernels without autotune (the
-//! build whose kernels compile in seconds) give each output one thread, or each output tile one
-//! block, that walks every row: a few hundred threads on a GPU of a hundred thousand, and the
-//! step's backward spent most of its time there. Cut into blocks of rows, the same sums are a
+//! thousands of rows into as few as 128 outputs (a bias) or one output tile per 128 x 128 of a
+//! weight. CubeCL's kernels without autotune (the build whose kernels compile in seconds) give
+//! each output one thread, or each output tile one block, that walks every row: a few hundred
+//! threads on a GPU that runs a hundred thousand, which made these sums most of the backward. Cut into blocks of rows, the same sums are a
 //! batched product (one output tile per block) and a reduction over one short axis each, which
 //! fill the GPU; the totals add the blocks' partial sums.
 
