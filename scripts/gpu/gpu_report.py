@@ -180,27 +180,35 @@ TO_MS = {"ns": 1e-6, "µs": 1e-3, "us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
 def profile_tables(text):
-    """CubeCL's profile summaries in a log (one per device sync, oldest first), each a list of
-    (kernel, milliseconds, launches). A kernel's name may hold " | ": columns are split from the
-    right."""
-    tables, rows = [], None
+    """CubeCL's profile summaries in a log (one per device sync, oldest first), each a pair: the
+    table's rows (kernel, milliseconds, launches), and the launches logged since the previous
+    table, in order (kernel, milliseconds). A kernel's name may hold " | ": a table's columns are
+    split from the right."""
+    tables, rows, launches = [], None, []
     for line in text.splitlines():
         if line.startswith("| Name "):
             rows = []
             continue
-        if rows is None or not line.startswith("| "):
+        if rows is None:
+            # One launch: "| 12.3µs     | Kernel | Args".
+            cells = line.split(" | ", 1)
+            m = DURATION.match(cells[0].removeprefix("| ").strip()) if len(cells) == 2 else None
+            if m and line.startswith("| "):
+                launches.append((cells[1].strip(), float(m[1]) * TO_MS[m[2]]))
+            continue
+        if not line.startswith("| "):
             continue
         cells = [c.strip() for c in line.strip().strip("|").rsplit(" | ", 3)]
         if len(cells) != 4:
             continue
-        name, duration, launches, _ratio = cells
+        name, duration, count, _ratio = cells
         if name == "Total":
-            tables.append(rows)
-            rows = None
+            tables.append((rows, launches))
+            rows, launches = None, []
             continue
         m = DURATION.match(duration)
-        if m and launches.isdigit():
-            rows.append((name, float(m[1]) * TO_MS[m[2]], int(launches)))
+        if m and count.isdigit():
+            rows.append((name, float(m[1]) * TO_MS[m[2]], int(count)))
     return tables
 
 
@@ -217,7 +225,9 @@ def kernels(args):
     tables = profile_tables(Path(args.log).read_text(errors="replace"))
     if len(tables) < len(parts):
         raise SystemExit(f"kernels: {len(tables)} profile tables in {args.log}, {len(parts)} parts expected")
-    step = dict(zip(parts, tables[-len(parts):]))
+    step = {part: rows for part, (rows, _) in zip(parts, tables[-len(parts):])}
+    launches = [(part, i, name, ms) for part, (_, ls) in zip(parts, tables[-len(parts):])
+                for i, (name, ms) in enumerate(ls, 1)]
     row = json.loads(args.row) if args.row else {}
     wall = row.get("phases_ms") or {}
     out = [f"# Kernels of one training step: {args.title}", "",
@@ -246,6 +256,12 @@ def kernels(args):
     for name, (ms, n, where) in sorted(by_kernel.items(), key=lambda kv: -kv[1][0])[:args.top]:
         share = 100 * ms / total_ms if total_ms else 0.0
         out.append(f"| {name} | {n} | {ms:.3f} | {share:.1f}% | {', '.join(p for p in parts if p in where)} |")
+    if launches:
+        out += ["", "## Slowest launches", "",
+                "Launch `n` of a part is its n-th kernel, in the order the step ran them.", "",
+                "| part | n | kernel | GPU ms |", "|---|---|---|---|"]
+        for part, i, name, ms in sorted(launches, key=lambda l: -l[3])[:args.top]:
+            out.append(f"| {part} | {i} | {short_kernel(name)} | {ms:.3f} |")
     print("\n".join(out))
     print(f"kernels: {total_n} kernels, {total_ms:.3f} GPU ms in the step", file=sys.stderr)
 

@@ -182,10 +182,16 @@ def test_kernels():
         [("ReduceKernel | TensorArgs | CudaRuntime", "100µs", 45, 100)],
         [("ElemwiseFuse | CudaRuntime", "250µs", 45, 100)],
     ]
-    trace = "| 75.762µs  | SliceAssignKernel | CudaRuntime"  # a per-kernel line, not a table
-    log = "\n".join([warmup, trace] + [cubecl_table(p) for p in parts]) + "\n"
+    # Per-launch lines come before the table of their part; the warm-up's are not the step's.
+    trace = "| 75.762µs  | SliceAssignKernel | CudaRuntime"
+    backward = [f"| 2.5ms      | {matmul}", "| 333.3µs    | ReduceKernel | TensorArgs | CudaRuntime",
+                f"| 0.5ms      | {matmul}"]
+    log = "\n".join([trace, warmup] + [cubecl_table(p) for p in parts[:2]] + backward
+                     + [cubecl_table(p) for p in parts[2:]]) + "\n"
     tables = gpu_report.profile_tables(log)
-    assert len(tables) == 6 and tables[2][0] == (matmul, 1.5, 10), tables[2]
+    assert len(tables) == 6 and tables[2][0][0] == (matmul, 1.5, 10), tables[2]
+    assert tables[0][1] == [("SliceAssignKernel | CudaRuntime", 0.075762)], tables[0]
+    assert [round(ms, 4) for _, ms in tables[3][1]] == [2.5, 0.3333, 0.5], tables[3]
     assert gpu_report.short_kernel(matmul) == "MatmulEntry TensorArgs"
     assert gpu_report.short_kernel("KernelBinop | MulOp | CudaRuntime") == "KernelBinop MulOp"
     with tempfile.TemporaryDirectory() as tmp:
@@ -201,6 +207,9 @@ def test_kernels():
     assert "| MatmulEntry TensorArgs | 30 | 4.500 | 78.8% | forward, backward |" in md, md
     # The warm-up's table is not part of the step.
     assert "900" not in md
+    slowest = md[md.index("## Slowest launches"):]
+    assert "| backward | 1 | MatmulEntry TensorArgs | 2.500 |\n| backward | 3 | MatmulEntry TensorArgs | 0.500 |" in slowest, slowest
+    assert "SliceAssign" not in slowest
 
 
 if __name__ == "__main__":

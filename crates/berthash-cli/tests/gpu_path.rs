@@ -8,6 +8,9 @@
 //!   (dropout off: both then compute one function from the same weights and batches);
 //! - f16 compute over f32 master weights (the casts, the loss scale) on that path trains near
 //!   f32;
+//! - one masked-LM step's gradients on wgpu equal the CPU backend's parameter by parameter (the
+//!   GPU backends' own gradients: sums cut into blocks, rows picked by index scattered in
+//!   parallel);
 //! - the autotune results are kept in the kernel cache `BERTHASH_KERNEL_CACHE` names.
 //!
 //! Without a usable wgpu adapter the tests print why and pass, unless `BERTHASH_REQUIRE_WGPU` is
@@ -254,4 +257,107 @@ fn tuned_kernels_are_kept_where_the_variable_says() {
         second.status.success() && stderr.contains("fast for those cached there"),
         "{stderr}"
     );
+}
+
+/// Every parameter's gradient of one masked-LM loss without dropout, in the model's order, from
+/// weights seeded on the host (the same on every backend) and one batch: token ids from a small range (each
+/// repeated many times), both token types, padded rows, masked positions in no order.
+fn mlm_gradients<B: berthash_kernels::TrainBackend>(device: &B::Device) -> Vec<Vec<f32>> {
+    use berthash_model::init::Initializer;
+    use berthash_model::{BertHashConfig, BertHashForMaskedLM, BertInput};
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::prelude::*;
+
+    struct Grads<'a, B: burn::tensor::backend::AutodiffBackend> {
+        grads: &'a B::Gradients,
+        out: Vec<Vec<f32>>,
+    }
+    impl<B: burn::tensor::backend::AutodiffBackend> ModuleVisitor<B> for Grads<'_, B> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            let grad = param
+                .val()
+                .grad(self.grads)
+                .expect("every parameter has a gradient");
+            self.out
+                .push(grad.into_data().convert::<f32>().to_vec().unwrap());
+        }
+    }
+
+    // Dropout off: the backends draw their masks differently.
+    let config = BertHashConfig {
+        hidden_dropout_prob: 0.0,
+        attention_probs_dropout_prob: 0.0,
+        ..BertHashConfig::femto()
+    };
+    let model: BertHashForMaskedLM<B> = BertHashForMaskedLM::new(
+        &config,
+        Default::default(),
+        &mut Initializer::new(7, config.initializer_range, device),
+    );
+    let [batch, seq] = [4, 16];
+    let ids: Vec<i64> = (0..batch * seq).map(|i| 1 + (i * 7 % 23) as i64).collect();
+    let types: Vec<i64> = (0..batch * seq).map(|i| ((i % seq) >= 9) as i64).collect();
+    let mask: Vec<i64> = (0..batch * seq)
+        .map(|i| (i / seq != 2 || i % seq < 11) as i64)
+        .collect();
+    let positions: Vec<i64> = vec![60, 3, 17, 40, 8, 33, 51, 26, 1, 47];
+    let labels: Vec<i64> = positions.iter().map(|p| p * 131 % 30000).collect();
+    let int2 =
+        |v: Vec<i64>| Tensor::<B, 2, Int>::from_data(TensorData::new(v, [batch, seq]), device);
+    let int1 = |v: Vec<i64>| {
+        let n = v.len();
+        Tensor::<B, 1, Int>::from_data(TensorData::new(v, [n]), device)
+    };
+    let input = BertInput {
+        input_ids: int2(ids),
+        token_type_ids: Some(int2(types)),
+        attention_mask: Some(int2(mask)),
+    };
+    let (loss, _) = model.loss(input, int1(positions), int1(labels));
+    let grads = loss.backward();
+    let mut visitor = Grads::<B> {
+        grads: &grads,
+        out: Vec::new(),
+    };
+    model.visit(&mut visitor);
+    visitor.out
+}
+
+#[test]
+fn one_steps_gradients_on_wgpu_equal_the_cpus() {
+    if !wgpu_usable() {
+        return;
+    }
+    use burn::backend::{Autodiff, Flex, Wgpu};
+    use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+    // CubeCL would keep its autotune results under `target/` of the crate being tested.
+    let cache = tempfile::tempdir().unwrap();
+    {
+        let mut storage = CubeClRuntimeConfig::storage().lock();
+        if storage.is_none() {
+            let mut config = CubeClRuntimeConfig::default();
+            config.autotune.cache = CacheConfig::File(cache.path().to_path_buf());
+            *storage = Some(std::sync::Arc::new(config));
+        }
+    }
+    let cpu = mlm_gradients::<Autodiff<Flex>>(&Default::default());
+    let gpu = mlm_gradients::<Autodiff<Wgpu>>(&Default::default());
+    assert_eq!(cpu.len(), gpu.len());
+    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
+        // Relative to the gradient's largest element (sums of many terms cancel in places), at
+        // least 1e-6: the key projection's bias has a gradient of 0 in exact arithmetic (softmax
+        // ignores what is added to every score of a row), rounding noise of 1e-12 here. The
+        // backends' summation orders differ by up to 1e-4 of that; a lost or doubled term, 1e-2.
+        let scale = c.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let diff = c.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        eprintln!(
+            "parameter {i} ({} values): {diff:e} at scale {scale:e}",
+            c.len()
+        );
+        assert!(
+            diff <= 1e-3 * scale,
+            "parameter {i} ({} values): differs by {diff} at scale {scale}",
+            c.len()
+        );
+    }
 }

@@ -7,8 +7,9 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{unary, Backward, Ops, OpsKind};
 use burn::backend::Autodiff;
 use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
+use burn::tensor::TensorMetadata;
 
-use crate::{dropout, AttentionConfig, DenseThen, Kernels};
+use crate::{dropout, AttentionConfig, DenseThen, Kernels, RowIndices};
 
 /// The node of `x W + b`: two parents (input, weight) or three (and the bias).
 #[derive(Debug)]
@@ -170,6 +171,45 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 prep.finish(x.primitive, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(x.primitive)),
+        }
+    }
+
+    fn select_rows(
+        x: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        kind: RowIndices,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct SelectRows;
+
+        impl<B: Kernels> Backward<B, 1> for SelectRows {
+            /// The indices, the rows of the input and whether indices repeat.
+            type State = (IntTensor<B>, usize, RowIndices);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 1>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let (indices, rows, kind) = ops.state;
+                unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+                    B::select_rows_backward(grad, indices, rows, kind)
+                });
+            }
+        }
+
+        let rows = x.primitive.shape()[0];
+        match SelectRows
+            .prepare::<C>([x.node.clone()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(
+                (indices.clone(), rows, kind),
+                B::select_rows(x.primitive, indices, kind),
+            ),
+            OpsKind::UnTracked(prep) => prep.finish(B::select_rows(x.primitive, indices, kind)),
         }
     }
 

@@ -1,11 +1,12 @@
 //! The CPU backend's kernels, on f32 tensors (other float types take the composed path):
 //! cross-entropy with one rayon task per row and SIMD `exp` ([`crate::exp`]), dropout with a
 //! hashed mask ([`crate::hash_mask`]), GELU, dense layers ([`crate::dense`]), multi-head attention
-//! ([`crate::cpu_attention`]) and the AdamW update ([`crate::adamw`]).
+//! ([`crate::cpu_attention`]) and the AdamW update ([`crate::adamw`]). The gradient of rows
+//! picked by index is Burn's own.
 
 use burn::backend::Flex;
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
-use burn::tensor::{DType, Distribution, FloatDType, Shape, TensorData};
+use burn::tensor::{DType, Distribution, FloatDType, Shape, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -17,7 +18,7 @@ use crate::dense;
 use crate::exp::{exp_shifted_scaled, log_sum_exp};
 use crate::gelu;
 use crate::hash_mask::{self, MaskKey};
-use crate::{AttentionConfig, DenseGrads, DenseThen, Kernels, CHUNK};
+use crate::{AttentionConfig, DenseGrads, DenseThen, Kernels, RowIndices, CHUNK};
 
 /// `tensor` with a contiguous buffer this handle alone owns when it was the only handle: the
 /// buffer can then be written in place.
@@ -143,6 +144,22 @@ fn f32_tensor(values: Vec<f32>, shape: [usize; 1]) -> FlexTensor {
 }
 
 impl Kernels for Flex {
+    /// Burn's: one pass over the indices adding rows, which is what a CPU core does best.
+    fn select_rows_backward(
+        grad: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        rows: usize,
+        _kind: RowIndices,
+    ) -> FloatTensor<Self> {
+        let width = grad.shape()[1];
+        let zeros = Flex::float_zeros(
+            [rows, width].into(),
+            &Default::default(),
+            grad.dtype().into(),
+        );
+        Flex::float_select_add(zeros, 0, indices, grad)
+    }
+
     fn gelu_erf(x: FloatTensor<Self>) -> FloatTensor<Self> {
         if x.dtype() != DType::F32 {
             return <Self as ActivationOps<Self>>::gelu(x);

@@ -14,7 +14,9 @@
 //!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
-//!   use these; the dense layer's backward sums over rows block by block, [`row_blocks`]);
+//!   use these; the dense layer's backward sums over rows block by block, [`sum_blocks`], and
+//!   the gradient of rows picked by index, embeddings included, is scattered by one thread per
+//!   element or per block of indices, [`select_rows`](mod@select_rows));
 //! - the CPU backend (`Flex`) overrides them with SIMD loops over rows on rayon threads;
 //! - `Autodiff<B>` records one graph node whose backward calls `B`'s fused backward
 //!   (`autodiff.rs`).
@@ -26,6 +28,7 @@ use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor, ModuleOps};
 use burn::tensor::TensorPrimitive;
 
 pub use adamw::{AdamWState, AdamWStep};
+pub use select_rows::{embedding, select_rows, RowIndices};
 
 pub mod adamw;
 pub mod attention;
@@ -41,9 +44,10 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
-pub mod row_blocks;
+pub mod select_rows;
 mod simd;
 mod softmax;
+pub mod sum_blocks;
 
 /// Elements per rayon task of the CPU element-wise kernels.
 const CHUNK: usize = 1 << 15;
@@ -167,15 +171,38 @@ pub trait Kernels: Backend {
 
     /// The gradients of `x W + b` from the output's `grad` `[rows, out]`: the input's
     /// (`grad Wᵀ`, when `weight` is given), the weight's (`xᵀ grad`, when `x` is given) and the
-    /// bias's (the column sums of `grad`, when `bias`). The default sums over blocks of rows
-    /// ([`row_blocks`]).
+    /// bias's (the column sums of `grad`, when `bias`). The default sums over blocks of rows,
+    /// and over blocks of a vocabulary's outputs ([`sum_blocks`]).
     fn dense_backward(
         x: Option<FloatTensor<Self>>,
         weight: Option<FloatTensor<Self>>,
         grad: FloatTensor<Self>,
         bias: bool,
     ) -> DenseGrads<FloatTensor<Self>> {
-        row_blocks::dense_backward_in_blocks::<Self>(x, weight, grad, bias)
+        sum_blocks::dense_backward_in_blocks::<Self>(x, weight, grad, bias)
+    }
+
+    /// `x.select(0, indices)`: the rows of `x` `[rows, width]` at `indices` `[n]`, `[n, width]`.
+    /// `Autodiff` overrides it to record one node whose backward is
+    /// [`Kernels::select_rows_backward`].
+    fn select_rows(
+        x: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        _kind: RowIndices,
+    ) -> FloatTensor<Self> {
+        Self::float_select(x, 0, indices)
+    }
+
+    /// The gradient of [`Kernels::select_rows`] with respect to `x`: zeros `[rows, width]` with
+    /// row `i` of `grad` `[n, width]` added into row `indices[i]`. The default puts every
+    /// element, or every block of indices, on a thread of its own ([`select_rows`](mod@select_rows)).
+    fn select_rows_backward(
+        grad: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        rows: usize,
+        kind: RowIndices,
+    ) -> FloatTensor<Self> {
+        select_rows::backward_in_parallel::<Self>(grad, indices, rows, kind)
     }
 
     /// One AdamW update of a parameter from its gradient (all flat, `[n]`), as

@@ -110,3 +110,40 @@ fn a_target_out_of_range_is_named() {
     let ids = Tensor::<Flex, 1, Int>::from_data([0, 5], &device);
     cross_entropy(logits, ids);
 }
+
+#[test]
+fn the_composed_loss_in_class_blocks_matches_log_softmax() {
+    // The composed path (the GPU backends') reduces each row in blocks of classes: 30,522 is 6
+    // blocks of 5,087, 1,000 is 2 of 500, and 3 classes stay one block.
+    use berthash_kernels::cross_entropy::{backward_composed, forward_composed};
+    use berthash_kernels::sum_blocks::sum_blocks;
+    assert_eq!([30522, 1000, 32000, 3, 2].map(sum_blocks), [6, 2, 64, 1, 1]);
+    let device = Default::default();
+    for (rows, classes) in [(5, 2), (37, 3), (64, 1000), (13, 30522)] {
+        let (logits, targets) = case(rows, classes, 100 + rows as u64);
+        let plain = || Tensor::<Flex, 2>::from_data(logits.clone(), &device);
+        let ids = || Tensor::<Flex, 1, Int>::from_data(targets.clone(), &device);
+        let (loss, log_sum_exp) =
+            forward_composed::<Flex>(plain().into_primitive().tensor(), ids().into_primitive());
+        let loss = Tensor::<Flex, 1>::from_primitive(burn::tensor::TensorPrimitive::Float(loss));
+        loss.into_data().assert_approx_eq::<f32>(
+            &reference(plain(), ids()).into_data(),
+            Tolerance::relative(1e-5),
+        );
+        let one = Tensor::<Flex, 1>::ones([1], &device)
+            .into_primitive()
+            .tensor();
+        let grad = backward_composed::<Flex>(
+            plain().into_primitive().tensor(),
+            log_sum_exp,
+            ids().into_primitive(),
+            one,
+        );
+        Tensor::<Flex, 2>::from_primitive(burn::tensor::TensorPrimitive::Float(grad))
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &exact_gradient(&logits, &targets, 1.0, 1.0),
+                Tolerance::absolute(2e-6).set_relative(1e-4),
+            );
+    }
+}

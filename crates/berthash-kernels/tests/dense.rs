@@ -154,8 +154,8 @@ fn without_autodiff_it_is_the_same_layer() {
 }
 
 #[test]
-fn rows_are_cut_into_equal_blocks_of_at_least_256() {
-    use berthash_kernels::row_blocks::row_blocks;
+fn sums_are_cut_into_equal_blocks_of_at_least_256() {
+    use berthash_kernels::sum_blocks::sum_blocks;
     for (rows, blocks) in [
         (32768, 64),
         (4096, 16),
@@ -164,18 +164,19 @@ fn rows_are_cut_into_equal_blocks_of_at_least_256() {
         (511, 1),
         (255, 1),
     ] {
-        assert_eq!(row_blocks(rows), blocks, "{rows} rows");
+        assert_eq!(sum_blocks(rows), blocks, "{rows} rows");
     }
 }
 
 /// The GPU backends' backward, run on the CPU: the weight's and bias's gradients summed block
-/// by block equal one product and one column sum over all the rows.
+/// by block of rows, and the input's by block of outputs where there are 8,192 or more, equal
+/// one product and one column sum over all the rows.
 #[test]
 fn the_backward_in_blocks_equals_the_one_over_all_rows() {
-    use berthash_kernels::row_blocks::dense_backward_in_blocks;
+    use berthash_kernels::sum_blocks::dense_backward_in_blocks;
     let device = Default::default();
-    for rows in [4096, 4915, 100] {
-        let case = Case::new([rows, 24, 40]);
+    for [rows, outputs] in [[4096, 40], [4915, 40], [100, 40], [300, 8192], [37, 9000]] {
+        let case = Case::new([rows, 24, outputs]);
         let tensor = |data: &TensorData| Tensor::<Flex, 2>::from_data(data.clone(), &device);
         let (x, weight, grad) = (
             tensor(&case.x),
@@ -202,7 +203,7 @@ fn the_backward_in_blocks_equals_the_one_over_all_rows() {
         );
         assert_close(
             &bias.into_data(),
-            &grad.clone().sum_dim(0).reshape([40]).into_data(),
+            &grad.clone().sum_dim(0).reshape([outputs]).into_data(),
             &format!("{rows} rows: bias"),
         );
         assert_close(

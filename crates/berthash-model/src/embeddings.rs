@@ -2,7 +2,7 @@
 //! `[vocab, projections]` table ("like a hash") followed by a bias-free projection to
 //! `hidden_size`, so the vocabulary costs `vocab * projections` instead of `vocab * hidden`.
 
-use berthash_kernels::{dropout, Kernels};
+use berthash_kernels::{dropout, embedding, Kernels};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
 use burn::prelude::*;
 
@@ -33,7 +33,10 @@ impl<B: Backend> HashedWordEmbeddings<B> {
 impl<B: Kernels> HashedWordEmbeddings<B> {
     /// `[batch, seq]` token ids -> `[batch, seq, hidden]`.
     pub fn forward(&self, input_ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
-        dense(&self.projection, self.embeddings.forward(input_ids))
+        dense(
+            &self.projection,
+            embedding(self.embeddings.weight.val(), input_ids),
+        )
     }
 }
 
@@ -83,7 +86,9 @@ impl<B: Kernels> BertEmbeddings<B> {
             .reshape([1, seq, hidden]);
         let words_and_positions = self.word_embeddings.forward(input_ids) + positions;
         let embeddings = match token_type_ids {
-            Some(types) => words_and_positions + self.token_type_embeddings.forward(types),
+            Some(types) => {
+                words_and_positions + embedding(self.token_type_embeddings.weight.val(), types)
+            }
             None => {
                 let type_zero = self
                     .token_type_embeddings

@@ -1,0 +1,119 @@
+//! Long sums cut into blocks: the default [`Kernels::dense_backward`], which the GPU backends
+//! run (the CPU has its own), and the block count the composed cross-entropy's row reductions
+//! use.
+//!
+//! CubeCL's kernels without autotune (the build whose kernels compile in seconds) give each
+//! output of a reduction one thread, and each output tile of a product one block, which walks
+//! the whole summed axis. Where that axis is long and the outputs few, a few hundred threads
+//! run on a GPU that runs a hundred thousand:
+//! - the weight's and bias's gradients sum all the rows of a batch (tens of thousands) into
+//!   128 x 128 to 128 x 512 outputs, or 128 (a bias);
+//! - the input's gradient of the vocabulary decoder sums 30,522 outputs into each
+//!   `[masked rows, 128]` element;
+//! - the cross-entropy's row max and sum walk 30,522 logits per masked row.
+//!
+//! Cut into equal blocks, each is a batched product (one output tile per block) or a reduction
+//! over a shorter axis, then a short sum over the blocks: the same totals, with the GPU full.
+
+use burn::tensor::ops::{FloatTensor, ModuleOps};
+use burn::tensor::{Tensor, TensorPrimitive};
+
+use crate::{DenseGrads, Kernels};
+
+/// The most blocks a sum is cut into.
+const MAX_BLOCKS: usize = 64;
+/// The fewest terms a block keeps: below that, one sum over the whole axis fills the GPU.
+const MIN_BLOCK_LEN: usize = 256;
+/// The fewest outputs of a dense layer whose input gradient is summed in blocks: a
+/// vocabulary, not a hidden layer (whose rows give the product enough output tiles).
+const MIN_WIDE_OUTPUTS: usize = 8192;
+
+/// The number of equal blocks a sum over `len` terms is cut into: the largest divisor of `len`
+/// up to 64 whose blocks keep 256 terms, or 1.
+pub fn sum_blocks(len: usize) -> usize {
+    (1..=MAX_BLOCKS.min(len / MIN_BLOCK_LEN))
+        .rev()
+        .find(|&blocks| len.is_multiple_of(blocks))
+        .unwrap_or(1)
+}
+
+fn float<const D: usize, B: Kernels>(tensor: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(tensor))
+}
+
+/// [`Kernels::dense_backward`] with the weight's and the bias's gradients summed block by block
+/// of [`sum_blocks`] rows, and the input's over blocks of outputs where there are at least
+/// 8,192 of them.
+pub fn dense_backward_in_blocks<B: Kernels>(
+    x: Option<FloatTensor<B>>,
+    weight: Option<FloatTensor<B>>,
+    grad: FloatTensor<B>,
+    bias: bool,
+) -> DenseGrads<FloatTensor<B>> {
+    let grad = float::<2, B>(grad);
+    let [rows, outputs] = grad.dims();
+    let row_blocks = sum_blocks(rows);
+    let per_block = rows / row_blocks;
+    let grad_blocks = grad.clone().reshape([row_blocks, per_block, outputs]);
+    let bias = bias.then(|| {
+        if row_blocks == 1 {
+            return <B as ModuleOps<B>>::linear_bias_backward(
+                grad.clone().into_primitive().tensor(),
+            );
+        }
+        grad_blocks
+            .clone()
+            .sum_dim(1)
+            .sum_dim(0)
+            .reshape([outputs])
+            .into_primitive()
+            .tensor()
+    });
+    let weight_grad = x.map(|x| {
+        if row_blocks == 1 {
+            return <B as ModuleOps<B>>::linear_weight_backward(
+                x,
+                grad.clone().into_primitive().tensor(),
+            );
+        }
+        let x = float::<2, B>(x);
+        let inputs = x.dims()[1];
+        x.reshape([row_blocks, per_block, inputs])
+            .swap_dims(1, 2)
+            .matmul(grad_blocks)
+            .sum_dim(0)
+            .reshape([inputs, outputs])
+            .into_primitive()
+            .tensor()
+    });
+    let x_grad = weight.map(|w| {
+        let output_blocks = if outputs >= MIN_WIDE_OUTPUTS {
+            sum_blocks(outputs)
+        } else {
+            1
+        };
+        if output_blocks == 1 {
+            return <B as ModuleOps<B>>::linear_x_backward(w, grad.into_primitive().tensor());
+        }
+        let w = float::<2, B>(w);
+        let inputs = w.dims()[0];
+        let per_block = outputs / output_blocks;
+        // `grad Wᵀ` as a sum over blocks of outputs: `[blocks, rows, per] x [blocks, per, in]`.
+        let grad = grad
+            .reshape([rows, output_blocks, per_block])
+            .swap_dims(0, 1);
+        let w = w
+            .reshape([inputs, output_blocks, per_block])
+            .permute([1, 2, 0]);
+        grad.matmul(w)
+            .sum_dim(0)
+            .reshape([rows, inputs])
+            .into_primitive()
+            .tensor()
+    });
+    DenseGrads {
+        bias,
+        weight: weight_grad,
+        x: x_grad,
+    }
+}
