@@ -16,7 +16,8 @@
 #                  {"engine":"berthash","check":"cuda-vs-cpu",...} from the correctness step.
 #   table.md       the rows as a table, the targets met or missed, the machine.
 #   gpu_check.log  everything the steps printed.
-#   kernels.md     the kernels of one training step and their GPU time (the `profile` step).
+#   kernels.md     the kernels of one training step and their GPU time, and its slowest single
+#                  launches in the order the step ran them (the `profile` step).
 #   kernel-cache.tar.xz  the kernel cache berthash filled (BERTHASH_KERNEL_CACHE: compiled
 #                  kernels and autotune results), written on exit; `scripts/gpu_bundle.sh
 #                  --kernel-cache FILE` carries it to the next check, which goes on from there.
@@ -45,7 +46,8 @@
 #              has it: every kernel the autotuner can choose computes the same products)
 #   profile    one nano bf16 256 x 128 training step under CubeCL's profiler (each kernel timed
 #              alone): kernels.md, the kernels and their GPU time by part of the step and by
-#              kernel, beside the unprofiled breakdown of the target row
+#              kernel, beside the unprofiled breakdown of the target row, then the slowest
+#              launches
 #   tuned      the target's berthash rows from the autotuned build (what users build): the
 #              autotuner goes on from the kernel cache as far as the time box lets it
 #   loader     the pre-training loader over parquet shards it has not seen, one pass from a fresh
