@@ -7,7 +7,8 @@ use burn::tensor::{IndexingUpdateOp, TensorPrimitive};
 
 use crate::sum_blocks::sum_blocks;
 
-fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
+/// A float primitive as a tensor.
+pub(crate) fn float<B: Backend, const D: usize>(tensor: FloatTensor<B>) -> Tensor<B, D> {
     Tensor::from_primitive(TensorPrimitive::Float(tensor))
 }
 

@@ -16,8 +16,8 @@
 //! over a shorter axis, then a short sum over the blocks: the same totals, with the GPU full.
 
 use burn::tensor::ops::{FloatTensor, ModuleOps};
-use burn::tensor::{Tensor, TensorPrimitive};
 
+use crate::cross_entropy::float;
 use crate::{DenseGrads, Kernels};
 
 /// The most blocks a sum is cut into.
@@ -37,10 +37,6 @@ pub fn sum_blocks(len: usize) -> usize {
         .unwrap_or(1)
 }
 
-fn float<const D: usize, B: Kernels>(tensor: FloatTensor<B>) -> Tensor<B, D> {
-    Tensor::from_primitive(TensorPrimitive::Float(tensor))
-}
-
 /// [`Kernels::dense_backward`] with the weight's and the bias's gradients summed block by block
 /// of [`sum_blocks`] rows, and the input's over blocks of outputs where there are at least
 /// 8,192 of them.
@@ -50,7 +46,7 @@ pub fn dense_backward_in_blocks<B: Kernels>(
     grad: FloatTensor<B>,
     bias: bool,
 ) -> DenseGrads<FloatTensor<B>> {
-    let grad = float::<2, B>(grad);
+    let grad = float::<B, 2>(grad);
     let [rows, outputs] = grad.dims();
     let row_blocks = sum_blocks(rows);
     let per_block = rows / row_blocks;
@@ -76,7 +72,7 @@ pub fn dense_backward_in_blocks<B: Kernels>(
                 grad.clone().into_primitive().tensor(),
             );
         }
-        let x = float::<2, B>(x);
+        let x = float::<B, 2>(x);
         let inputs = x.dims()[1];
         x.reshape([row_blocks, per_block, inputs])
             .swap_dims(1, 2)
@@ -95,7 +91,7 @@ pub fn dense_backward_in_blocks<B: Kernels>(
         if output_blocks == 1 {
             return <B as ModuleOps<B>>::linear_x_backward(w, grad.into_primitive().tensor());
         }
-        let w = float::<2, B>(w);
+        let w = float::<B, 2>(w);
         let inputs = w.dims()[0];
         let per_block = outputs / output_blocks;
         // `grad Wᵀ` as a sum over blocks of outputs: `[blocks, rows, per] x [blocks, per, in]`.

@@ -70,7 +70,7 @@ impl<B: Kernels> BertEmbeddings<B> {
     /// `token_type_ids` `None` is type 0 everywhere. The position and type-0 vectors are added
     /// as rows broadcast over the batch rather than looked up per token: the same sum, whose
     /// gradient is a sum over the batch instead of a scatter of every token's gradient into the
-    /// same few rows (on a GPU, atomic additions that all wait on one address).
+    /// same few rows (on a GPU, a kernel whose threads each walk every token).
     pub fn forward(
         &self,
         input_ids: Tensor<B, 2, Int>,
