@@ -7,7 +7,7 @@
 # From a checkout with a CUDA build instead:
 #   BERTHASH_BIN=target/release/berthash scripts/gpu_check.sh [OUT_DIR]
 #
-# OUT_DIR (default $OUT, else /tmp/berthash-gpu-check) receives five files:
+# OUT_DIR (default $OUT, else /tmp/berthash-gpu-check) receives six files:
 #   results.jsonl  one JSON line per measurement, appended as each finishes (a time-out keeps
 #                  what was done); every line has engine (berthash, pytorch-eager,
 #                  pytorch-compile), backend, precision (f32, bf16), size, batch, seq, phase,
@@ -17,7 +17,8 @@
 #   table.md       the rows as a table, the targets met or missed, the machine.
 #   gpu_check.log  everything the steps printed.
 #   kernels.md     the kernels of one training step and their GPU time, and its slowest single
-#                  launches in the order the step ran them (the `profile` step).
+#                  launches in the order the step ran them (the `profile` step, 256 x 128);
+#                  kernels-1024.md the same at 1024 x 128.
 #   kernel-cache.tar.xz  the kernel cache berthash filled (BERTHASH_KERNEL_CACHE: compiled
 #                  kernels and autotune results), written on exit; `scripts/gpu_bundle.sh
 #                  --kernel-cache FILE` carries it to the next check, which goes on from there.
@@ -44,8 +45,9 @@
 #              --log-every 1) against the CPU run in scripts/gpu/cpu_reference.json: same initial
 #              weights and batches; one cuda-vs-cpu line (the no-autotune build where the bundle
 #              has it: every kernel the autotuner can choose computes the same products)
-#   profile    one nano bf16 256 x 128 training step under CubeCL's profiler (each kernel timed
-#              alone): kernels.md, the kernels and their GPU time by part of the step and by
+#   profile    one nano bf16 training step under CubeCL's profiler (each kernel timed alone) at
+#              each batch of PROFILE_BATCHES ("256 1024"), seq 128: kernels.md (the first) and
+#              kernels-1024.md, the kernels and their GPU time by part of the step and by
 #              kernel, beside the unprofiled breakdown of the target row, then the slowest
 #              launches
 #   tuned      the target's berthash rows from the autotuned build (what users build): the
@@ -67,7 +69,8 @@
 #
 # Environment: WORK_DIR, BUDGET_S (270), TUNED_S (the `tuned` step's time box, 180), ONLY / SKIP
 # (space-separated step names), BERTHASH_BIN, BERTHASH_NOTUNE_BIN, BERTHASH_NOFUSION_BIN, PYTHON
-# (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"), LOADER_BATCH (256).
+# (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"), PROFILE_BATCHES ("256 1024"),
+# LOADER_BATCH (256).
 # A second call on the same machine keeps WORK_DIR, the kernel cache included:
 #   ONLY=tuned TUNED_S=260 bash gpu-bundle/scripts/gpu_check.sh "$OUT"
 set -uo pipefail
@@ -311,27 +314,39 @@ check_line() {
 }
 
 # CubeCL reads its profiler's settings from cubecl.toml in the working directory (or above).
+# One step per batch of PROFILE_BATCHES: kernels.md for the first, kernels-BATCH.md for the rest
+# (side by side they show which kernels' time grows with the batch and which does not).
 profile() {
   need_cuda profile || return 1
-  local dir=$WORK/profile unprofiled
+  local batch first=1 name
+  for batch in ${PROFILE_BATCHES:-256 1024}; do
+    name=kernels-$batch.md
+    ((first)) && name=kernels.md
+    first=0
+    profile_batch "$batch" "$OUT_DIR/$name" || return $?
+  done
+}
+profile_batch() { # profile_batch BATCH OUT_FILE
+  local dir=$WORK/profile-$1 unprofiled
   rm -rf "$dir" && mkdir -p "$dir" || return 1
   printf '[profiling.logger]\nlevel = "basic"\nfile = "%s"\n' "$dir/cubecl-profile.log" >"$dir/cubecl.toml"
   (cd "$dir" && timeout -k 5 "$TBOX" "$QUICK_BIN" bench --backend cuda --precision bf16 --size nano \
-    --batch 256 --seq 128 --phase train --steps 1 --warmup 2 --sync-every 1 --breakdown --in-process \
+    --batch "$1" --seq 128 --phase train --steps 1 --warmup 2 --sync-every 1 --breakdown --in-process \
     --json >>"$LOG" 2>&1) || return $?
   # The unprofiled row of the same configuration, from the target step.
-  unprofiled=$("$PYTHON" - "$RESULTS" "$QUICK_AUTOTUNE" <<'PY'
+  unprofiled=$("$PYTHON" - "$RESULTS" "$QUICK_AUTOTUNE" "$1" <<'PY'
 import json, sys
-want = {"engine": "berthash", "backend": "cuda", "precision": "bf16", "size": "nano", "batch": 256,
-        "seq": 128, "phase": "train", "variant": "masked", "autotune": sys.argv[2] == "true"}
+want = {"engine": "berthash", "backend": "cuda", "precision": "bf16", "size": "nano",
+        "batch": int(sys.argv[3]), "seq": 128, "phase": "train", "variant": "masked",
+        "autotune": sys.argv[2] == "true"}
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 same = [r for r in rows if all(r.get(k) == v for k, v in want.items()) and r.get("phases_ms")]
 print(json.dumps(same[-1]) if same else "")
 PY
 )
   "$PYTHON" "$REPORT" kernels "$dir/cubecl-profile.log" --row "$unprofiled" \
-    --title "berthash, CUDA, bf16, nano, 256 x 128, fusion on, autotune $QUICK_AUTOTUNE" \
-    >"$OUT_DIR/kernels.md" 2>>"$LOG"
+    --title "berthash, CUDA, bf16, nano, $1 x 128, fusion on, autotune $QUICK_AUTOTUNE" \
+    >"$2" 2>>"$LOG"
 }
 
 loader() {
@@ -405,7 +420,7 @@ step target 100 25 target_notune
 step check 80 30 check_f32
 step check 80 30 check_bf16
 step check 20 3 check_line
-step profile 40 20 profile
+step profile 60 20 profile
 step tuned "${TUNED_S:-180}" 30 target_tuned
 step loader 45 15 loader
 step fusion 80 25 fusion_off
