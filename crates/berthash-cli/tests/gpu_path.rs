@@ -260,8 +260,8 @@ fn tuned_kernels_are_kept_where_the_variable_says() {
 }
 
 /// Every parameter's gradient of one masked-LM loss without dropout, in the model's order, from
-/// weights seeded on the host (the same on every backend) and one batch: token ids from a small range (each
-/// repeated many times), both token types, padded rows, masked positions in no order.
+/// weights seeded on the host (the same on every backend) and one batch: token ids from a small
+/// range (each repeated many times), both token types, padded rows, masked positions in no order.
 fn mlm_gradients<B: berthash_kernels::TrainBackend>(device: &B::Device) -> Vec<Vec<f32>> {
     use berthash_model::init::Initializer;
     use berthash_model::{BertHashConfig, BertHashForMaskedLM, BertInput};

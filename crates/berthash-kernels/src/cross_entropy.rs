@@ -16,6 +16,21 @@ fn primitive<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> FloatTensor<B>
     tensor.into_primitive().tensor()
 }
 
+/// `reduce` (a max or a sum along an axis) over each row of `t` `[rows, classes]`, as
+/// `[rows, 1]`: within each of `blocks` equal blocks of classes, then over the blocks.
+fn reduce_rows<B: Backend>(
+    t: Tensor<B, 2>,
+    blocks: usize,
+    reduce: fn(Tensor<B, 2>, usize) -> Tensor<B, 2>,
+) -> Tensor<B, 2> {
+    if blocks == 1 {
+        return reduce(t, 1);
+    }
+    let [rows, classes] = t.dims();
+    let partial = reduce(t.reshape([rows * blocks, classes / blocks]), 1);
+    reduce(partial.reshape([rows, blocks]), 1)
+}
+
 /// `(mean loss [1], log-sum-exp [rows])`, with the max shift for stability. The row max and
 /// sum run over blocks of classes ([`sum_blocks`]: a vocabulary's 30,522 are 6 of 5,087), then
 /// over the blocks.
@@ -27,15 +42,12 @@ pub fn forward_composed<B: Backend>(
     let [rows, classes] = logits.dims();
     let targets = Tensor::<B, 1, Int>::from_primitive(targets).reshape([rows, 1]);
     let blocks = sum_blocks(classes);
-    let in_blocks = |t: Tensor<B, 2>| t.reshape([rows, blocks, classes / blocks]);
-    let max = in_blocks(logits.clone())
-        .max_dim(2)
-        .max_dim(1)
-        .reshape([rows, 1]);
-    let sum_exp = in_blocks((logits.clone() - max.clone()).exp())
-        .sum_dim(2)
-        .sum_dim(1)
-        .reshape([rows, 1]);
+    let max = reduce_rows(logits.clone(), blocks, Tensor::max_dim::<usize>);
+    let sum_exp = reduce_rows(
+        (logits.clone() - max.clone()).exp(),
+        blocks,
+        Tensor::sum_dim::<usize>,
+    );
     let log_sum_exp = sum_exp.log() + max;
     let picked = logits.gather(1, targets);
     let loss = (log_sum_exp.clone() - picked).mean();

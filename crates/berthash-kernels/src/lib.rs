@@ -195,7 +195,8 @@ pub trait Kernels: Backend {
 
     /// The gradient of [`Kernels::select_rows`] with respect to `x`: zeros `[rows, width]` with
     /// row `i` of `grad` `[n, width]` added into row `indices[i]`. The default puts every
-    /// element, or every block of indices, on a thread of its own ([`select_rows`](mod@select_rows)).
+    /// element, or every block of indices, on a thread of its own
+    /// ([`select_rows`](mod@select_rows)).
     fn select_rows_backward(
         grad: FloatTensor<Self>,
         indices: IntTensor<Self>,

@@ -80,8 +80,7 @@ pub fn backward_in_parallel<B: Backend>(
                 .reshape([blocks, per_block, 1])
                 .swap_dims(0, 1)
                 .expand([per_block, blocks, width]);
-            let tables = zeros([rows * blocks, width]).reshape([rows, blocks, width]);
-            tables
+            Tensor::<B, 3>::zeros([rows, blocks, width], (&device, dtype))
                 .scatter(0, indices, values, IndexingUpdateOp::Add)
                 .sum_dim(1)
                 .reshape([rows, width])

@@ -50,37 +50,34 @@ pub fn dense_backward_in_blocks<B: Kernels>(
     let [rows, outputs] = grad.dims();
     let row_blocks = sum_blocks(rows);
     let per_block = rows / row_blocks;
-    let grad_blocks = grad.clone().reshape([row_blocks, per_block, outputs]);
-    let bias = bias.then(|| {
-        if row_blocks == 1 {
-            return <B as ModuleOps<B>>::linear_bias_backward(
-                grad.clone().into_primitive().tensor(),
-            );
-        }
-        grad_blocks
+    // `[blocks, per_block, outputs]`, where the rows are cut into more than one block.
+    let grad_blocks =
+        (row_blocks > 1).then(|| grad.clone().reshape([row_blocks, per_block, outputs]));
+    let bias = bias.then(|| match &grad_blocks {
+        None => <B as ModuleOps<B>>::linear_bias_backward(grad.clone().into_primitive().tensor()),
+        Some(blocks) => blocks
             .clone()
             .sum_dim(1)
             .sum_dim(0)
             .reshape([outputs])
             .into_primitive()
-            .tensor()
+            .tensor(),
     });
-    let weight_grad = x.map(|x| {
-        if row_blocks == 1 {
-            return <B as ModuleOps<B>>::linear_weight_backward(
-                x,
-                grad.clone().into_primitive().tensor(),
-            );
+    let weight_grad = x.map(|x| match grad_blocks {
+        None => {
+            <B as ModuleOps<B>>::linear_weight_backward(x, grad.clone().into_primitive().tensor())
         }
-        let x = float::<B, 2>(x);
-        let inputs = x.dims()[1];
-        x.reshape([row_blocks, per_block, inputs])
-            .swap_dims(1, 2)
-            .matmul(grad_blocks)
-            .sum_dim(0)
-            .reshape([inputs, outputs])
-            .into_primitive()
-            .tensor()
+        Some(blocks) => {
+            let x = float::<B, 2>(x);
+            let inputs = x.dims()[1];
+            x.reshape([row_blocks, per_block, inputs])
+                .swap_dims(1, 2)
+                .matmul(blocks)
+                .sum_dim(0)
+                .reshape([inputs, outputs])
+                .into_primitive()
+                .tensor()
+        }
     });
     let x_grad = weight.map(|w| {
         let output_blocks = if outputs >= MIN_WIDE_OUTPUTS {
