@@ -5,7 +5,9 @@ use berthash_kernels::cross_entropy;
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Distribution, Tolerance};
+use burn::tensor::Tolerance;
+
+mod common;
 
 type Ad = Autodiff<Flex>;
 
@@ -45,13 +47,10 @@ fn exact_gradient(
 }
 
 fn case(rows: usize, classes: usize, seed: u64) -> (TensorData, TensorData) {
-    let device = Default::default();
-    Flex::seed(&device, seed);
-    let logits =
-        Tensor::<Flex, 2>::random([rows, classes], Distribution::Normal(0.0, 4.0), &device);
-    let targets =
-        Tensor::<Flex, 1, Int>::random([rows], Distribution::Uniform(0.0, classes as f64), &device);
-    (logits.into_data(), targets.into_data())
+    (
+        common::normal(&[rows, classes], 0.0, 4.0, 2 * seed),
+        common::below(rows, classes, 2 * seed + 1),
+    )
 }
 
 #[test]

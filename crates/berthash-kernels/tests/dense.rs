@@ -6,9 +6,8 @@ use berthash_kernels::{dense, DenseThen};
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use burn::tensor::{activation, module, Tolerance};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
+
+mod common;
 
 type Ad = Autodiff<Flex>;
 
@@ -41,21 +40,14 @@ struct Case {
 }
 
 impl Case {
-    /// Standard normal draws from a ChaCha stream seeded with `seed`: the same case on every
-    /// machine and in every order the tests run in.
     fn new([rows, inputs, outputs]: [usize; 3], seed: u64) -> Self {
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let mut draw = |shape: Vec<usize>| {
-            let values: Vec<f32> = (0..shape.iter().product::<usize>())
-                .map(|_| StandardNormal.sample(&mut rng))
-                .collect();
-            TensorData::new(values, shape)
-        };
+        let draw =
+            |shape: &[usize], stream: u64| common::normal(shape, 0.0, 1.0, 4 * seed + stream);
         Self {
-            x: draw(vec![rows, inputs]),
-            weight: draw(vec![inputs, outputs]),
-            bias: draw(vec![outputs]),
-            residual: draw(vec![rows, outputs]),
+            x: draw(&[rows, inputs], 0),
+            weight: draw(&[inputs, outputs], 1),
+            bias: draw(&[outputs], 2),
+            residual: draw(&[rows, outputs], 3),
         }
     }
 }

@@ -7,14 +7,14 @@ use berthash_kernels::{embedding, select_rows, RowIndices};
 use burn::backend::{Autodiff, Flex};
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensorOps;
-use burn::tensor::{Distribution, TensorPrimitive, Tolerance};
+use burn::tensor::{TensorPrimitive, Tolerance};
+
+mod common;
 
 type Ad = Autodiff<Flex>;
 
 fn random(shape: [usize; 2], seed: u64) -> Tensor<Flex, 2> {
-    let device = Default::default();
-    Flex::seed(&device, seed);
-    Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device)
+    Tensor::from_data(common::normal(&shape, 0.0, 1.0, seed), &Default::default())
 }
 
 /// Burn's gradient of `select`: each row of `grad` added in index order.
@@ -67,10 +67,8 @@ fn repeated_indices_sum_like_burns_loop() {
     // 1,000 indices make 8 blocks of 125; 1,001 make 8 of 126 with 7 padding entries at row 0.
     for (picked, rows, width) in [(1000, 7, 5), (1001, 7, 5), (300, 40, 3), (50, 3, 4)] {
         let grad = random([picked, width], picked as u64);
-        Flex::seed(&device, 7 + picked as u64);
-        let indices = Tensor::<Flex, 1, Int>::random(
-            [picked],
-            Distribution::Uniform(0.0, rows as f64),
+        let indices = Tensor::<Flex, 1, Int>::from_data(
+            common::below(picked, rows, 7 + picked as u64),
             &device,
         );
         parallel_backward(&grad, &indices, rows, RowIndices::Repeated).assert_approx_eq::<f32>(
