@@ -171,7 +171,7 @@ pub trait Kernels: Backend {
 
     /// The gradients of `x W + b` from the output's `grad` `[rows, out]`: the input's
     /// (`grad Wᵀ`, when `weight` is given), the weight's (`xᵀ grad`, when `x` is given) and the
-    /// bias's (the column sums of `grad`, when `bias`). The default sums over blocks of rows,
+    /// bias's (the column sums of `grad`, when `bias`). The default sums over blocks of rows
     /// and over blocks of a vocabulary's outputs ([`sum_blocks`]).
     fn dense_backward(
         x: Option<FloatTensor<Self>>,

@@ -14,7 +14,12 @@
 //!
 //! Cut into equal blocks, each is a batched product (one output tile per block) or a reduction
 //! over a shorter axis, then a short sum over the blocks: the same totals, with the GPU full.
+//! Rows are padded with zero rows up to a whole number of blocks ([`row_blocks`]): the masked
+//! rows of an MLM batch vary in number from batch to batch, and a count without a good divisor
+//! must fill the GPU as well. The vocabulary is cut by a divisor ([`sum_blocks`]): padding it
+//! would copy the logits.
 
+use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, ModuleOps};
 
 use crate::cross_entropy::float;
@@ -37,8 +42,15 @@ pub fn sum_blocks(len: usize) -> usize {
         .unwrap_or(1)
 }
 
+/// `(blocks, rows per block)` for the weight's and bias's gradients over `rows` rows: up to 64
+/// blocks of at least 256 rows, the last filled up with zero rows.
+pub fn row_blocks(rows: usize) -> (usize, usize) {
+    let blocks = (rows / MIN_BLOCK_LEN).clamp(1, MAX_BLOCKS);
+    (blocks, rows.div_ceil(blocks))
+}
+
 /// [`Kernels::dense_backward`] with the weight's and the bias's gradients summed block by block
-/// of [`sum_blocks`] rows, and the input's over blocks of outputs where there are at least
+/// of [`row_blocks`] rows, and the input's over blocks of outputs where there are at least
 /// 8,192 of them.
 pub fn dense_backward_in_blocks<B: Kernels>(
     x: Option<FloatTensor<B>>,
@@ -48,11 +60,21 @@ pub fn dense_backward_in_blocks<B: Kernels>(
 ) -> DenseGrads<FloatTensor<B>> {
     let grad = float::<B, 2>(grad);
     let [rows, outputs] = grad.dims();
-    let row_blocks = sum_blocks(rows);
-    let per_block = rows / row_blocks;
-    // `[blocks, per_block, outputs]`, where the rows are cut into more than one block.
-    let grad_blocks =
-        (row_blocks > 1).then(|| grad.clone().reshape([row_blocks, per_block, outputs]));
+    let (row_blocks, per_block) = row_blocks(rows);
+    // `t` `[rows, width]` as `[blocks, per_block, width]`; zero rows add nothing to the sums.
+    let in_blocks = |t: Tensor<B, 2>| {
+        let [_, width] = t.dims();
+        let padding = row_blocks * per_block - rows;
+        let t = if padding == 0 {
+            t
+        } else {
+            let zeros = Tensor::zeros([padding, width], (&t.device(), t.dtype()));
+            Tensor::cat(vec![t, zeros], 0)
+        };
+        t.reshape([row_blocks, per_block, width])
+    };
+    // Where the rows are cut into more than one block.
+    let grad_blocks = (row_blocks > 1).then(|| in_blocks(grad.clone()));
     let bias = bias.then(|| match &grad_blocks {
         None => <B as ModuleOps<B>>::linear_bias_backward(grad.clone().into_primitive().tensor()),
         Some(blocks) => blocks
@@ -70,7 +92,7 @@ pub fn dense_backward_in_blocks<B: Kernels>(
         Some(blocks) => {
             let x = float::<B, 2>(x);
             let inputs = x.dims()[1];
-            x.reshape([row_blocks, per_block, inputs])
+            in_blocks(x)
                 .swap_dims(1, 2)
                 .matmul(blocks)
                 .sum_dim(0)

@@ -151,7 +151,7 @@ fn without_autodiff_it_is_the_same_layer() {
 #[test]
 fn sums_are_cut_into_equal_blocks_of_at_least_256() {
     use berthash_kernels::sum_blocks::sum_blocks;
-    for (rows, blocks) in [
+    for (len, blocks) in [
         (32768, 64),
         (4096, 16),
         (4915, 5),
@@ -159,7 +159,23 @@ fn sums_are_cut_into_equal_blocks_of_at_least_256() {
         (511, 1),
         (255, 1),
     ] {
-        assert_eq!(sum_blocks(rows), blocks, "{rows} rows");
+        assert_eq!(sum_blocks(len), blocks, "{len} terms");
+    }
+}
+
+#[test]
+fn rows_are_cut_into_up_to_64_blocks_of_at_least_256_the_last_padded() {
+    use berthash_kernels::sum_blocks::row_blocks;
+    for (rows, blocks) in [
+        (32768, (64, 512)),
+        (65536, (64, 1024)),
+        (4096, (16, 256)),
+        (4919, (19, 259)),
+        (1000, (3, 334)),
+        (511, (1, 511)),
+        (1, (1, 1)),
+    ] {
+        assert_eq!(row_blocks(rows), blocks, "{rows} rows");
     }
 }
 
@@ -190,15 +206,15 @@ fn exact_sum(n: usize, term: impl Fn(usize) -> f64) -> (f64, f64) {
 }
 
 /// The GPU backends' backward, run on the CPU: the weight's and bias's gradients summed block
-/// by block of rows, and the input's by block of outputs where there are 8,192 or more, equal
-/// the sums over all rows taken in f64.
+/// by block of rows (a prime number of rows padded), and the input's by block of outputs where
+/// there are 8,192 or more, equal the sums over all rows taken in f64.
 #[test]
 fn the_backward_in_blocks_equals_the_one_over_all_rows() {
     use berthash_kernels::sum_blocks::dense_backward_in_blocks;
     let device = Default::default();
     let inputs = 24;
     let mut worst = 0f64;
-    for (seed, [rows, outputs]) in [[4096, 40], [4915, 40], [100, 40], [300, 8192], [37, 9000]]
+    for (seed, [rows, outputs]) in [[4096, 40], [4919, 40], [100, 40], [300, 8192], [37, 9000]]
         .into_iter()
         .enumerate()
     {
