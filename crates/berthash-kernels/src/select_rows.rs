@@ -14,6 +14,7 @@ use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, IntTensor};
 use burn::tensor::{IndexingUpdateOp, TensorPrimitive};
 
+use crate::sum_blocks::MAX_PARTIAL_ELEMENTS;
 use crate::Kernels;
 
 /// Whether an index may appear more than once among those that pick rows.
@@ -27,11 +28,10 @@ pub enum RowIndices {
 
 /// The indices one thread walks in the repeated case.
 const BLOCK_INDICES: usize = 128;
-/// The most elements the blocks' tables take together (`blocks x rows x width`).
-const MAX_PARTIAL_ELEMENTS: usize = 1 << 25;
 
 /// The blocks `indices` repeated indices are cut into, for a table of `rows x width`: enough
-/// that each holds about 128 indices, as long as the blocks' tables fit in 2^25 elements.
+/// that each holds about 128 indices, as long as the blocks' tables (`blocks x rows x width`)
+/// fit in [`MAX_PARTIAL_ELEMENTS`].
 pub fn index_blocks(indices: usize, rows: usize, width: usize) -> usize {
     let by_work = indices.div_ceil(BLOCK_INDICES);
     let by_memory = MAX_PARTIAL_ELEMENTS / (rows * width).max(1);

@@ -29,6 +29,9 @@ use crate::{DenseGrads, Kernels};
 const MAX_BLOCKS: usize = 64;
 /// The fewest terms a block keeps: below that, one sum over the whole axis fills the GPU.
 const MIN_BLOCK_LEN: usize = 256;
+/// The most elements the blocks' partial sums take together (`blocks x outputs`): 2^25, 64 MiB
+/// in bf16. A vocabulary decoder's weight gradient (128 x 30,522) is cut into at most 8 blocks.
+pub const MAX_PARTIAL_ELEMENTS: usize = 1 << 25;
 /// The fewest outputs of a dense layer whose input gradient is summed in blocks: a
 /// vocabulary, not a hidden layer (whose rows give the product enough output tiles).
 const MIN_WIDE_OUTPUTS: usize = 8192;
@@ -42,10 +45,14 @@ pub fn sum_blocks(len: usize) -> usize {
         .unwrap_or(1)
 }
 
-/// `(blocks, rows per block)` for the weight's and bias's gradients over `rows` rows: up to 64
-/// blocks of at least 256 rows, the last filled up with zero rows.
-pub fn row_blocks(rows: usize) -> (usize, usize) {
-    let blocks = (rows / MIN_BLOCK_LEN).clamp(1, MAX_BLOCKS);
+/// `(blocks, rows per block)` for sums over `rows` rows into `outputs` values: up to 64 blocks
+/// of at least 256 rows, no more than keep the blocks' partial sums within
+/// [`MAX_PARTIAL_ELEMENTS`], the last block filled up with zero rows.
+pub fn row_blocks(rows: usize, outputs: usize) -> (usize, usize) {
+    let blocks = (rows / MIN_BLOCK_LEN)
+        .min(MAX_BLOCKS)
+        .min(MAX_PARTIAL_ELEMENTS / outputs.max(1))
+        .max(1);
     (blocks, rows.div_ceil(blocks))
 }
 
@@ -60,7 +67,10 @@ pub fn dense_backward_in_blocks<B: Kernels>(
 ) -> DenseGrads<FloatTensor<B>> {
     let grad = float::<B, 2>(grad);
     let [rows, outputs] = grad.dims();
-    let (row_blocks, per_block) = row_blocks(rows);
+    let x = x.map(float::<B, 2>);
+    // The weight's gradient, where there is one, has the larger partial sums.
+    let inputs = x.as_ref().map_or(1, |x| x.dims()[1]);
+    let (row_blocks, per_block) = row_blocks(rows, inputs * outputs);
     // `t` `[rows, width]` as `[blocks, per_block, width]`; zero rows add nothing to the sums.
     let in_blocks = |t: Tensor<B, 2>| {
         let [_, width] = t.dims();
@@ -86,20 +96,17 @@ pub fn dense_backward_in_blocks<B: Kernels>(
             .tensor(),
     });
     let weight_grad = x.map(|x| match grad_blocks {
-        None => {
-            <B as ModuleOps<B>>::linear_weight_backward(x, grad.clone().into_primitive().tensor())
-        }
-        Some(blocks) => {
-            let x = float::<B, 2>(x);
-            let inputs = x.dims()[1];
-            in_blocks(x)
-                .swap_dims(1, 2)
-                .matmul(blocks)
-                .sum_dim(0)
-                .reshape([inputs, outputs])
-                .into_primitive()
-                .tensor()
-        }
+        None => <B as ModuleOps<B>>::linear_weight_backward(
+            x.into_primitive().tensor(),
+            grad.clone().into_primitive().tensor(),
+        ),
+        Some(blocks) => in_blocks(x)
+            .swap_dims(1, 2)
+            .matmul(blocks)
+            .sum_dim(0)
+            .reshape([inputs, outputs])
+            .into_primitive()
+            .tensor(),
     });
     let x_grad = weight.map(|w| {
         let output_blocks = if outputs >= MIN_WIDE_OUTPUTS {

@@ -166,16 +166,24 @@ fn sums_are_cut_into_equal_blocks_of_at_least_256() {
 #[test]
 fn rows_are_cut_into_up_to_64_blocks_of_at_least_256_the_last_padded() {
     use berthash_kernels::sum_blocks::row_blocks;
-    for (rows, blocks) in [
-        (32768, (64, 512)),
-        (65536, (64, 1024)),
-        (4096, (16, 256)),
-        (4919, (19, 259)),
-        (1000, (3, 334)),
-        (511, (1, 511)),
-        (1, (1, 1)),
+    for (rows, outputs, blocks) in [
+        (32768, 128 * 512, (64, 512)),
+        (65536, 128, (64, 1024)),
+        (4096, 128 * 128, (16, 256)),
+        (4919, 128 * 128, (19, 259)),
+        (1000, 128, (3, 334)),
+        (511, 128, (1, 511)),
+        (1, 128, (1, 1)),
+        // A vocabulary decoder's weight: the partial sums kept within 2^25 elements.
+        (19660, 128 * 30522, (8, 2458)),
+        (4919, 1 << 25, (1, 4919)),
+        (4919, 1 << 26, (1, 4919)),
     ] {
-        assert_eq!(row_blocks(rows), blocks, "{rows} rows");
+        assert_eq!(
+            row_blocks(rows, outputs),
+            blocks,
+            "{rows} rows into {outputs}"
+        );
     }
 }
 
