@@ -14,10 +14,10 @@
 //!
 //! Cut into equal blocks, each is a batched product (one output tile per block) or a reduction
 //! over a shorter axis, then a short sum over the blocks: the same totals, with the GPU full.
-//! Rows are padded with zero rows up to a whole number of blocks ([`row_blocks`]): the masked
-//! rows of an MLM batch vary in number from batch to batch, and a count without a good divisor
-//! must fill the GPU as well. The vocabulary is cut by a divisor ([`sum_blocks`]): padding it
-//! would copy the logits.
+//! Narrow rows are padded with zero rows up to a whole number of blocks ([`row_blocks`]): the
+//! masked rows of an MLM batch vary in number from batch to batch, and a count without a good
+//! divisor must fill the GPU as well. Anything as wide as a vocabulary (the logits, their
+//! gradient) is cut by a divisor ([`sum_blocks`]): padding it would copy it whole.
 
 use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, ModuleOps};
@@ -39,21 +39,31 @@ const MIN_WIDE_OUTPUTS: usize = 8192;
 /// The number of equal blocks a sum over `len` terms is cut into: the largest divisor of `len`
 /// up to 64 whose blocks keep 256 terms, or 1.
 pub fn sum_blocks(len: usize) -> usize {
-    (1..=MAX_BLOCKS.min(len / MIN_BLOCK_LEN))
+    largest_divisor_up_to(len, MAX_BLOCKS.min(len / MIN_BLOCK_LEN))
+}
+
+fn largest_divisor_up_to(len: usize, most: usize) -> usize {
+    (1..=most)
         .rev()
         .find(|&blocks| len.is_multiple_of(blocks))
         .unwrap_or(1)
 }
 
-/// `(blocks, rows per block)` for sums over `rows` rows into `outputs` values: up to 64 blocks
-/// of at least 256 rows, no more than keep the blocks' partial sums within
-/// [`MAX_PARTIAL_ELEMENTS`], the last block filled up with zero rows.
-pub fn row_blocks(rows: usize, outputs: usize) -> (usize, usize) {
-    let blocks = (rows / MIN_BLOCK_LEN)
+/// `(blocks, rows per block)` for sums over `rows` rows of `width` columns into `partial`
+/// values per block: up to 64 blocks of at least 256 rows, no more than keep the partial sums
+/// within [`MAX_PARTIAL_ELEMENTS`]. Narrow rows fill the last block up with zero rows; rows as
+/// wide as a vocabulary are cut by a divisor, since padding would copy them all.
+pub fn row_blocks(rows: usize, width: usize, partial: usize) -> (usize, usize) {
+    let most = (rows / MIN_BLOCK_LEN)
         .min(MAX_BLOCKS)
-        .min(MAX_PARTIAL_ELEMENTS / outputs.max(1))
+        .min(MAX_PARTIAL_ELEMENTS / partial.max(1))
         .max(1);
-    (blocks, rows.div_ceil(blocks))
+    if width < MIN_WIDE_OUTPUTS {
+        (most, rows.div_ceil(most))
+    } else {
+        let blocks = largest_divisor_up_to(rows, most);
+        (blocks, rows / blocks)
+    }
 }
 
 /// [`Kernels::dense_backward`] with the weight's and the bias's gradients summed block by block
@@ -70,7 +80,7 @@ pub fn dense_backward_in_blocks<B: Kernels>(
     let x = x.map(float::<B, 2>);
     // The weight's gradient, where there is one, has the larger partial sums.
     let inputs = x.as_ref().map_or(1, |x| x.dims()[1]);
-    let (row_blocks, per_block) = row_blocks(rows, inputs * outputs);
+    let (row_blocks, per_block) = row_blocks(rows, outputs, inputs * outputs);
     // `t` `[rows, width]` as `[blocks, per_block, width]`; zero rows add nothing to the sums.
     let in_blocks = |t: Tensor<B, 2>| {
         let [_, width] = t.dims();
