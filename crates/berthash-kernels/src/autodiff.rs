@@ -9,7 +9,7 @@ use burn::backend::Autodiff;
 use burn::tensor::ops::{FloatTensor, FloatTensorOps, IntTensor};
 use burn::tensor::TensorMetadata;
 
-use crate::{dropout, AttentionConfig, DenseThen, Kernels, RowIndices};
+use crate::{dropout, AttentionConfig, DenseThen, Kernels, LayerNormSaved, RowIndices};
 
 /// The node of `x W + b`: two parents (input, weight) or three (and the bias).
 #[derive(Debug)]
@@ -171,6 +171,49 @@ impl<B: Kernels, C: CheckpointStrategy> Kernels for Autodiff<B, C> {
                 prep.finish(x.primitive, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::gelu_erf(x.primitive)),
+        }
+    }
+
+    fn layer_norm_training(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct LayerNorm;
+
+        impl<B: Kernels> Backward<B, 3> for LayerNorm {
+            /// What the forward saved, and the weight.
+            type State = (LayerNormSaved<FloatTensor<B>>, FloatTensor<B>);
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                _checkpointer: &mut Checkpointer,
+            ) {
+                let grad = grads.consume::<B>(&ops.node);
+                let (saved, gamma) = ops.state;
+                let out = B::layer_norm_backward(saved, gamma, grad);
+                for (node, grad) in ops.parents.into_iter().zip([out.x, out.gamma, out.beta]) {
+                    if let Some(node) = node {
+                        grads.register::<B>(node.id, grad);
+                    }
+                }
+            }
+        }
+
+        let nodes = [x.node.clone(), gamma.node.clone(), beta.node.clone()];
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.primitive);
+        match LayerNorm.prepare::<C>(nodes).compute_bound().stateful() {
+            OpsKind::Tracked(prep) => {
+                let (y, saved) = B::layer_norm_forward(x, gamma.clone(), beta, epsilon);
+                prep.finish((saved, gamma), y)
+            }
+            OpsKind::UnTracked(prep) => {
+                prep.finish(B::layer_norm_forward(x, gamma, beta, epsilon).0)
+            }
         }
     }
 

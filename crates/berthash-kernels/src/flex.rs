@@ -1,8 +1,8 @@
 //! The CPU backend's kernels, on f32 tensors (other float types take the composed path):
 //! cross-entropy with one rayon task per row and SIMD `exp` ([`crate::exp`]), dropout with a
 //! hashed mask ([`crate::hash_mask`]), GELU, dense layers ([`crate::dense`]), multi-head attention
-//! ([`crate::cpu_attention`]) and the AdamW update ([`crate::adamw`]). The gradient of rows
-//! picked by index is Burn's own.
+//! ([`crate::cpu_attention`]), the layer norm ([`crate::cpu_layer_norm`]) and the AdamW update
+//! ([`crate::adamw`]). The gradient of rows picked by index is Burn's own.
 
 use burn::backend::Flex;
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
@@ -13,12 +13,16 @@ use rayon::prelude::*;
 
 use crate::adamw::{self, AdamWState, AdamWStep};
 use crate::cpu_attention;
+use crate::cpu_layer_norm;
 use crate::cross_entropy::{backward_composed, forward_composed};
 use crate::dense;
 use crate::exp::{exp_shifted_scaled, log_sum_exp};
 use crate::gelu;
 use crate::hash_mask::{self, MaskKey};
-use crate::{AttentionConfig, DenseGrads, DenseThen, Kernels, RowIndices, CHUNK};
+use crate::{
+    AttentionConfig, DenseGrads, DenseThen, Kernels, LayerNormGrads, LayerNormSaved, RowIndices,
+    CHUNK,
+};
 
 /// `tensor` with a contiguous buffer this handle alone owns when it was the only handle: the
 /// buffer can then be written in place.
@@ -305,6 +309,49 @@ impl Kernels for Flex {
             x: input_grad,
             weight: weight_grad,
             bias: bias_grad,
+        }
+    }
+
+    fn layer_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, LayerNormSaved<FloatTensor<Self>>) {
+        if !all_f32([&x, &gamma, &beta]) {
+            return crate::layer_norm::forward_composed::<Self>(x, gamma, beta, epsilon);
+        }
+        let [x, gamma, beta] = [x, gamma, beta].map(|t| t.to_contiguous());
+        let shape = x.layout().shape().clone();
+        let out = cpu_layer_norm::forward(f32s(&x), f32s(&gamma), f32s(&beta), epsilon as f32);
+        let mut row_shape = shape.clone();
+        row_shape[shape.num_dims() - 1] = 1;
+        let saved = LayerNormSaved {
+            normalized: FlexTensor::from_data(TensorData::new(out.normalized, shape.clone())),
+            std: FlexTensor::from_data(TensorData::new(out.std, row_shape)),
+        };
+        (FlexTensor::from_data(TensorData::new(out.y, shape)), saved)
+    }
+
+    fn layer_norm_backward(
+        saved: LayerNormSaved<FloatTensor<Self>>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> LayerNormGrads<FloatTensor<Self>> {
+        if !all_f32([&saved.normalized, &saved.std, &gamma, &grad]) {
+            return crate::layer_norm::backward_composed::<Self>(saved, gamma, grad);
+        }
+        let [normalized, std, gamma] =
+            [saved.normalized, saved.std, gamma].map(|t| t.to_contiguous());
+        let width = f32s(&gamma).len();
+        // The output's gradient is dead after this: the input's is written over it.
+        let mut x = into_contiguous(grad);
+        let (gamma, beta) =
+            cpu_layer_norm::backward(f32s(&normalized), f32s(&std), f32s(&gamma), x.storage_mut());
+        LayerNormGrads {
+            x,
+            gamma: f32_tensor(gamma, [width]),
+            beta: f32_tensor(beta, [width]),
         }
     }
 

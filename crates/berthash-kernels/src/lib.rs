@@ -7,6 +7,7 @@
 //! | dropout | the mask drawn element by element from a ChaCha RNG on one thread, then two multiplies | the element index hashed with a per-call key (drawn from the backend's seeded RNG, so runs stay reproducible), one parallel pass | recomputes the mask from the key instead of storing it |
 //! | GELU | a scalar `erf` per element, forward and backward | vectorised `erf` | vectorised derivative |
 //! | dense (linear) layer | each product's output zeroed, then copied once more to align it; the bias, GELU and residual each a pass of their own; operands transposed by copy | one gemm call per block of rows into a fresh buffer, bias and GELU or residual on the block in cache ([`dense`](mod@dense)) | the same products on strided views, the bias's as column sums |
+//! | layer norm | a dozen tracked ops (mean, centring, squares, variance, square root, quotient, scale, shift), each a full-size tensor with a gradient of its own; the weight's and bias's gradients summed over every row by one thread per column on a GPU | one pass per row: mean, variance, normalized rows and output ([`layer_norm`](mod@layer_norm)) | one pass per row for the input's gradient, the column sums per task of rows |
 //! | multi-head attention | the heads split and merged by copies around every product, forward and backward; softmax five tracked ops, the padding mask a strided broadcast, glibc's `expf` slow on masked (hugely negative) scores | per (batch, head): products on strided views of the projections' layout, then scale, padding bias and softmax in one row pass and the dropout, on a block in cache (`cpu_attention.rs`) | the same units: `dV`, `dP`, the dropout's and softmax's gradients, `dQ`, `dK` |
 //!
 //! One more has no backward: the AdamW update of a parameter, on the CPU one pass in place instead
@@ -35,6 +36,7 @@ pub mod attention;
 mod autodiff;
 mod cpu_attention;
 mod cpu_gemm;
+mod cpu_layer_norm;
 pub mod cross_entropy;
 pub mod dense;
 pub mod dropout;
@@ -44,6 +46,7 @@ mod gelu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod gpu;
 mod hash_mask;
+pub mod layer_norm;
 pub mod select_rows;
 mod simd;
 mod softmax;
@@ -182,6 +185,40 @@ pub trait Kernels: Backend {
         sum_blocks::dense_backward_in_blocks::<Self>(x, weight, grad, bias)
     }
 
+    /// Layer normalization of `x` `[.., width]` while training: each row's
+    /// `(x - mean) / sqrt(var + epsilon)` (biased variance, as BERT) times `gamma` plus `beta`
+    /// (`[width]`), and what [`Kernels::layer_norm_backward`] needs. At inference the model
+    /// calls Burn's own layer norm.
+    fn layer_norm_forward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> (FloatTensor<Self>, LayerNormSaved<FloatTensor<Self>>) {
+        layer_norm::forward_composed::<Self>(x, gamma, beta, epsilon)
+    }
+
+    /// The gradients of that layer norm from the output's `grad`: the input's and the column
+    /// sums that are `gamma`'s and `beta`'s (over blocks of rows by default, [`sum_blocks`]).
+    fn layer_norm_backward(
+        saved: LayerNormSaved<FloatTensor<Self>>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> LayerNormGrads<FloatTensor<Self>> {
+        layer_norm::backward_composed::<Self>(saved, gamma, grad)
+    }
+
+    /// The layer norm's output alone. `Autodiff` overrides it to record one node whose backward
+    /// is [`Kernels::layer_norm_backward`].
+    fn layer_norm_training(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        Self::layer_norm_forward(x, gamma, beta, epsilon).0
+    }
+
     /// `x.select(0, indices)`: the rows of `x` `[rows, width]` at `indices` `[n]`, `[n, width]`.
     /// `Autodiff` overrides it to record one node whose backward is
     /// [`Kernels::select_rows_backward`].
@@ -277,6 +314,22 @@ impl<T> DenseThen<T> {
     }
 }
 
+/// What a layer norm's backward needs of its forward.
+#[derive(Debug, Clone)]
+pub struct LayerNormSaved<T> {
+    /// `(x - mean) / σ`, the input's shape.
+    pub normalized: T,
+    /// `σ = sqrt(var + epsilon)` per row, the input's shape with a last axis of 1.
+    pub std: T,
+}
+
+/// The gradients of a layer norm.
+pub struct LayerNormGrads<T> {
+    pub x: T,
+    pub gamma: T,
+    pub beta: T,
+}
+
 /// The gradients [`Kernels::dense_backward`] was asked for.
 pub struct DenseGrads<T> {
     pub x: Option<T>,
@@ -297,6 +350,29 @@ pub fn dense<B: Kernels>(
         bias.map(|b| b.into_primitive().tensor()),
         then.map(|residual| residual.into_primitive().tensor()),
     )))
+}
+
+/// Layer normalization over the last axis of `x` `[.., width]` with weight `gamma` and bias
+/// `beta` (`[width]`): Burn's own layer norm at inference (a backend without autodiff), one
+/// graph node with a fused backward while training ([`Kernels::layer_norm_training`]).
+pub fn layer_norm<B: Kernels, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> Tensor<B, D> {
+    let tracked = B::ad_enabled(&x.device());
+    let [x, gamma, beta] = [
+        x.into_primitive().tensor(),
+        gamma.into_primitive().tensor(),
+        beta.into_primitive().tensor(),
+    ];
+    let y = if tracked {
+        B::layer_norm_training(x, gamma, beta, epsilon)
+    } else {
+        <B as ModuleOps<B>>::layer_norm(x, gamma, Some(beta), epsilon)
+    };
+    Tensor::from_primitive(TensorPrimitive::Float(y))
 }
 
 /// See [`Kernels::adamw`]. On a backend without autodiff (an optimizer's state lives there).

@@ -1,6 +1,6 @@
 //! Long sums cut into blocks: the default [`Kernels::dense_backward`], which the GPU backends
-//! run (the CPU has its own), and the block count the composed cross-entropy's row reductions
-//! use.
+//! run (the CPU has its own), the column sums of the composed layer norm's backward, and the
+//! block count the composed cross-entropy's row reductions use.
 //!
 //! CubeCL's kernels without autotune (the build whose kernels compile in seconds) give each
 //! output of a reduction one thread, and each output tile of a product one block, which walks
@@ -10,6 +10,7 @@
 //!   128 x 128 to 128 x 512 outputs, or 128 (a bias);
 //! - the input's gradient of the vocabulary decoder sums 30,522 outputs into each
 //!   `[masked rows, 128]` element;
+//! - a layer norm's weight and bias gradients sum all its rows into the hidden size;
 //! - the cross-entropy's row max and sum walk 30,522 logits per masked row.
 //!
 //! Cut into equal blocks, each is a batched product (one output tile per block) or a reduction
@@ -66,6 +67,37 @@ pub fn row_blocks(rows: usize, width: usize, partial: usize) -> (usize, usize) {
     }
 }
 
+/// `t` `[rows, width]` as `[blocks, per_block, width]`, the rows beyond `rows` zero (they add
+/// nothing to the sums).
+fn split_rows<B: Backend>(t: Tensor<B, 2>, blocks: usize, per_block: usize) -> Tensor<B, 3> {
+    let [rows, width] = t.dims();
+    let padding = blocks * per_block - rows;
+    let t = if padding == 0 {
+        t
+    } else {
+        let zeros = Tensor::zeros([padding, width], (&t.device(), t.dtype()));
+        Tensor::cat(vec![t, zeros], 0)
+    };
+    t.reshape([blocks, per_block, width])
+}
+
+/// The column sums `[width]` of rows split by [`split_rows`]: within each block, then over
+/// the blocks.
+fn sum_over_blocks<B: Backend>(blocks: Tensor<B, 3>) -> Tensor<B, 1> {
+    let [_, _, width] = blocks.dims();
+    blocks.sum_dim(1).sum_dim(0).reshape([width])
+}
+
+/// The column sums of `t` `[rows, width]` (a bias's or a layer norm's gradient), over blocks of
+/// [`row_blocks`] rows.
+pub fn column_sums<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 1> {
+    let [rows, width] = t.dims();
+    match row_blocks(rows, width, width) {
+        (1, _) => t.sum_dim(0).reshape([width]),
+        (blocks, per_block) => sum_over_blocks(split_rows(t, blocks, per_block)),
+    }
+}
+
 /// [`Kernels::dense_backward`] with the weight's and the bias's gradients summed block by block
 /// of [`row_blocks`] rows, and the input's over blocks of outputs where there are at least
 /// 8,192 of them.
@@ -81,29 +113,12 @@ pub fn dense_backward_in_blocks<B: Kernels>(
     // The weight's gradient, where there is one, has the larger partial sums.
     let inputs = x.as_ref().map_or(1, |x| x.dims()[1]);
     let (row_blocks, per_block) = row_blocks(rows, outputs, inputs * outputs);
-    // `t` `[rows, width]` as `[blocks, per_block, width]`; zero rows add nothing to the sums.
-    let in_blocks = |t: Tensor<B, 2>| {
-        let [_, width] = t.dims();
-        let padding = row_blocks * per_block - rows;
-        let t = if padding == 0 {
-            t
-        } else {
-            let zeros = Tensor::zeros([padding, width], (&t.device(), t.dtype()));
-            Tensor::cat(vec![t, zeros], 0)
-        };
-        t.reshape([row_blocks, per_block, width])
-    };
+    let in_blocks = |t| split_rows(t, row_blocks, per_block);
     // Where the rows are cut into more than one block.
     let grad_blocks = (row_blocks > 1).then(|| in_blocks(grad.clone()));
     let bias = bias.then(|| match &grad_blocks {
         None => <B as ModuleOps<B>>::linear_bias_backward(grad.clone().into_primitive().tensor()),
-        Some(blocks) => blocks
-            .clone()
-            .sum_dim(1)
-            .sum_dim(0)
-            .reshape([outputs])
-            .into_primitive()
-            .tensor(),
+        Some(blocks) => sum_over_blocks(blocks.clone()).into_primitive().tensor(),
     });
     let weight_grad = x.map(|x| match grad_blocks {
         None => <B as ModuleOps<B>>::linear_weight_backward(

@@ -1,12 +1,13 @@
 //! Multi-head self-attention, as `BertAttention` (self + output with residual and LayerNorm).
 
 use berthash_kernels::{attention, AttentionConfig, Kernels};
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 
 use crate::config::BertHashConfig;
 use crate::dense::{dense, dense_dropout_add};
 use crate::init::Initializer;
+use crate::layer_norm::LayerNorm;
 
 /// `attention.self`: the query/key/value projections and the scaled dot-product.
 #[derive(Module, Debug)]

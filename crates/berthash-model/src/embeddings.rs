@@ -3,12 +3,13 @@
 //! `hidden_size`, so the vocabulary costs `vocab * projections` instead of `vocab * hidden`.
 
 use berthash_kernels::{dropout, embedding, Kernels};
-use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, Linear};
+use burn::nn::{Dropout, DropoutConfig, Embedding, Linear};
 use burn::prelude::*;
 
 use crate::config::BertHashConfig;
 use crate::dense::dense;
 use crate::init::Initializer;
+use crate::layer_norm::LayerNorm;
 
 /// `embeddings.word_embeddings` in Hugging Face names: `embeddings.weight` and `projection.weight`.
 #[derive(Module, Debug)]

@@ -1,13 +1,14 @@
 //! The post-LayerNorm encoder stack: `encoder.layer.N.{attention, intermediate, output}`.
 
 use berthash_kernels::Kernels;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, Linear};
+use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 
 use crate::attention::BertAttention;
 use crate::config::BertHashConfig;
 use crate::dense::{dense_dropout_add, dense_gelu};
 use crate::init::Initializer;
+use crate::layer_norm::LayerNorm;
 
 /// `intermediate`: hidden -> intermediate, GELU (erf form).
 #[derive(Module, Debug)]

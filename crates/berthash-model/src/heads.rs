@@ -2,13 +2,14 @@
 //! selected positions). The classifier is two plain fields of its model (`dropout`, `classifier`).
 
 use berthash_kernels::{select_rows, Kernels, RowIndices};
-use burn::nn::{LayerNorm, Linear};
+use burn::nn::Linear;
 use burn::prelude::*;
 use burn::tensor::activation::tanh;
 
 use crate::config::BertHashConfig;
 use crate::dense::{dense, dense_gelu};
 use crate::init::Initializer;
+use crate::layer_norm::LayerNorm;
 
 /// `pooler`: `tanh(dense(h[CLS]))`.
 #[derive(Module, Debug)]

@@ -3,7 +3,9 @@
 //! weights, zero biases, LayerNorm 1/0.
 
 use burn::module::Param;
-use burn::nn::{Embedding, LayerNorm, LayerNormConfig, Linear};
+use burn::nn::{Embedding, Linear};
+
+use crate::layer_norm::LayerNorm;
 use burn::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -60,9 +62,6 @@ impl<'a, B: Backend> Initializer<'a, B> {
     }
 
     pub fn layer_norm(&mut self, dim: usize, eps: f64) -> LayerNorm<B> {
-        // Burn's LayerNorm initialises gamma to 1 and beta to 0 already.
-        LayerNormConfig::new(dim)
-            .with_epsilon(eps)
-            .init(self.device)
+        LayerNorm::new(dim, eps, self.device)
     }
 }

@@ -14,6 +14,7 @@ pub mod fs;
 pub mod heads;
 pub mod init;
 pub mod inputs;
+pub mod layer_norm;
 pub mod loss;
 pub mod model;
 pub mod names;
