@@ -14,7 +14,6 @@
 
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensor;
-use burn::tensor::TensorPrimitive;
 use rayon::prelude::*;
 
 use crate::simd::{dispatch, Kernel, Scalar, Simd};
@@ -35,7 +34,7 @@ pub struct AdamWStep {
     pub bias_correction2_sqrt: f64,
 }
 
-/// A parameter and its two moments, each flat (`[n]`): what an update reads and returns.
+/// A parameter and its two moments, of one shape: what an update reads and returns.
 pub struct AdamWState<T> {
     pub param: T,
     pub exp_avg: T,
@@ -53,41 +52,44 @@ impl<T> AdamWState<T> {
     }
 }
 
-/// The update in Burn's ops (`Kernels::adamw`'s default).
+/// The update in Burn's ops (`Kernels::adamw`'s default), on tensors of any shape (all four
+/// the same). Burn's fusion compiles the chain into one kernel where nothing between its ops
+/// reshapes a tensor to fewer axes, so the tensors keep the parameter's own shape.
 pub fn composed<B: Backend>(
     state: AdamWState<FloatTensor<B>>,
     grad: FloatTensor<B>,
     step: &AdamWStep,
 ) -> AdamWState<FloatTensor<B>> {
-    let tensor = |t| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(t));
     let AdamWState {
         param: mut value,
         exp_avg,
         exp_avg_sq,
-    } = state.map(tensor);
-    let grad = tensor(grad);
+    } = state;
     if step.weight_decay != 0.0 {
-        value = value.mul_scalar(1.0 - step.lr * step.weight_decay);
+        value = B::float_mul_scalar(value, (1.0 - step.lr * step.weight_decay).into());
     }
-    let exp_avg = exp_avg
-        .mul_scalar(step.b1)
-        .add(grad.clone().mul_scalar(1.0 - step.b1));
-    let exp_avg_sq = exp_avg_sq
-        .mul_scalar(step.b2)
-        .add(grad.clone().mul(grad).mul_scalar(1.0 - step.b2));
-    let denom = exp_avg_sq
-        .clone()
-        .sqrt()
-        .div_scalar(step.bias_correction2_sqrt)
-        .add_scalar(step.eps);
+    let exp_avg = B::float_add(
+        B::float_mul_scalar(exp_avg, step.b1.into()),
+        B::float_mul_scalar(grad.clone(), (1.0 - step.b1).into()),
+    );
+    let exp_avg_sq = B::float_add(
+        B::float_mul_scalar(exp_avg_sq, step.b2.into()),
+        B::float_mul_scalar(B::float_mul(grad.clone(), grad), (1.0 - step.b2).into()),
+    );
+    let denom = B::float_add_scalar(
+        B::float_div_scalar(
+            B::float_sqrt(exp_avg_sq.clone()),
+            step.bias_correction2_sqrt.into(),
+        ),
+        step.eps.into(),
+    );
     let step_size = step.lr / step.bias_correction1;
-    let value = value.sub(exp_avg.clone().div(denom).mul_scalar(step_size));
+    let update = B::float_mul_scalar(B::float_div(exp_avg.clone(), denom), step_size.into());
     AdamWState {
-        param: value,
+        param: B::float_sub(value, update),
         exp_avg,
         exp_avg_sq,
     }
-    .map(|t| t.into_primitive().tensor())
 }
 
 /// The update in place, on rayon threads; `grad` is as long as the others.

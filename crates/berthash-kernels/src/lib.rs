@@ -243,7 +243,7 @@ pub trait Kernels: Backend {
         select_rows::backward_in_parallel::<Self>(grad, indices, rows, kind)
     }
 
-    /// One AdamW update of a parameter from its gradient (all flat, `[n]`), as
+    /// One AdamW update of a parameter from its gradient (all four of one shape), as
     /// `torch.optim.AdamW` ([`adamw`](mod@adamw)): the new parameter and moments. The CPU
     /// backend writes them over the old ones in one pass.
     fn adamw(
@@ -376,12 +376,12 @@ pub fn layer_norm<B: Kernels, const D: usize>(
 }
 
 /// See [`Kernels::adamw`]. On a backend without autodiff (an optimizer's state lives there).
-pub fn adamw<B: Kernels>(
-    state: AdamWState<Tensor<B, 1>>,
-    grad: Tensor<B, 1>,
+pub fn adamw<B: Kernels, const D: usize>(
+    state: AdamWState<Tensor<B, D>>,
+    grad: Tensor<B, D>,
     step: &AdamWStep,
-) -> AdamWState<Tensor<B, 1>> {
-    let primitive = |t: Tensor<B, 1>| t.into_primitive().tensor();
+) -> AdamWState<Tensor<B, D>> {
+    let primitive = |t: Tensor<B, D>| t.into_primitive().tensor();
     B::adamw(state.map(primitive), primitive(grad), step)
         .map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
 }

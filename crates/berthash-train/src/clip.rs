@@ -3,10 +3,17 @@
 //!
 //! torch takes the norm of the per-tensor norms; here the squares of all gradients are summed and
 //! one square root taken, the same value up to rounding with fewer operations: on a GPU backend
-//! every operation on a small tensor is a kernel launch of its own. For the same reason the
-//! gradients are not scaled here: the factor goes to the optimizer step, which multiplies each
-//! gradient inside its update, where the GPU backends fuse the product with the update's other
-//! element-wise operations. Everything stays a lazy tensor, so clipping needs no host sync.
+//! every operation on a small tensor is a kernel launch of its own, and a sum of a whole tensor
+//! is two (a zeroed output, then the sum). So each matrix's squares are summed over its shorter
+//! axis only (Burn's fusion joins the squaring to that reduction: one kernel), the partial sums
+//! of every gradient are added as columns of equal length (one fused chain per length; a
+//! vector's squares join that chain unreduced), and only each chain's total is summed whole.
+//! For the same reason the gradients are not scaled here: the factor goes to the optimizer step,
+//! which multiplies each gradient inside its update, where the GPU backends fuse the product with
+//! the update's other element-wise operations. Everything stays a lazy tensor, so clipping needs
+//! no host sync.
+
+use std::collections::BTreeMap;
 
 use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
@@ -33,11 +40,24 @@ pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
 ) -> Clipped<B::InnerBackend> {
     let mut squares = SquareSums::<B> {
         grads,
-        sums: Vec::new(),
+        columns: Vec::new(),
     };
     module.visit(&mut squares);
-    // Added after all the reductions, so that the additions form one chain the GPU backends fuse.
-    let Some(total) = squares.sums.into_iter().reduce(|a, b| a.add(b)) else {
+    // Added after all the reductions, each length's columns in one run, so that each run of
+    // additions is one chain the GPU backends fuse.
+    let mut by_length: BTreeMap<usize, Vec<Column<B::InnerBackend>>> = BTreeMap::new();
+    for column in squares.columns {
+        by_length.entry(column.len()).or_default().push(column);
+    }
+    let totals = by_length.into_values().map(|columns| {
+        columns
+            .into_iter()
+            .map(Column::squares)
+            .reduce(|a, b| a.add(b))
+            .expect("a length has a column")
+            .sum()
+    });
+    let Some(total) = totals.reduce(|a, b| a.add(b)) else {
         return Clipped {
             norm: Tensor::zeros([1], &Default::default()),
             grad_scale: None,
@@ -68,16 +88,56 @@ pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     Clipped { norm, grad_scale }
 }
 
-/// Each gradient's sum of squares, in the module's order.
+/// Each gradient's squares as one column `[len, 1]`, in the module's order.
 struct SquareSums<'a, B: AutodiffBackend> {
     grads: &'a GradientsParams,
-    sums: Vec<Tensor<B::InnerBackend, 1>>,
+    columns: Vec<Column<B::InnerBackend>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for SquareSums<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            self.sums.push(grad.powi_scalar(2).sum());
+            self.columns.push(Column::of(grad));
+        }
+    }
+}
+
+/// A gradient's contribution to the sum of squares, as a column `[len, 1]`.
+enum Column<B: Backend> {
+    /// A vector (or a matrix with one row or column), not squared yet: its squares join the
+    /// additions of its length.
+    Values(Tensor<B, 2>),
+    /// A matrix's squares summed over its shorter axis.
+    Squares(Tensor<B, 2>),
+}
+
+impl<B: Backend> Column<B> {
+    /// A tensor of more than two axes is taken as the matrix of its rows.
+    fn of<const D: usize>(grad: Tensor<B, D>) -> Self {
+        let dims = grad.dims();
+        let cols = dims[D - 1];
+        let rows = dims.iter().product::<usize>() / cols.max(1);
+        if rows == 1 || cols == 1 {
+            return Self::Values(grad.reshape([rows * cols, 1]));
+        }
+        let squares = grad.powi_scalar(2).reshape([rows, cols]);
+        Self::Squares(if rows >= cols {
+            squares.sum_dim(1)
+        } else {
+            squares.sum_dim(0).reshape([cols, 1])
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::Values(t) | Self::Squares(t) => t.dims()[0],
+        }
+    }
+
+    fn squares(self) -> Tensor<B, 2> {
+        match self {
+            Self::Values(t) => t.powi_scalar(2),
+            Self::Squares(t) => t,
         }
     }
 }

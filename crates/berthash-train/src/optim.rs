@@ -371,7 +371,7 @@ struct Updater<'a, B: AutodiffBackend> {
 impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+        let Some(mut grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let require_grad = tensor.is_require_grad();
@@ -381,20 +381,20 @@ impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, 
             Some(p) if is_no_decay(&p.name) => 0.0,
             _ => self.step.weight_decay,
         };
-        let mut grad = grad.reshape([n]);
+        // The update runs in the parameter's own shape, the moments reshaped to it, and they go
+        // back to `[n]` only after it: Burn's fusion does not join a reshape to fewer axes into
+        // a chain, so flattening the parameter or its gradient first splits the update in three
+        // kernels on the GPU backends.
         if let Some(factor) = &self.grad_scale {
-            grad = grad.mul(factor.clone());
+            grad = grad.mul(factor.clone().reshape([1; D]));
         }
-        let Moments {
-            exp_avg,
-            exp_avg_sq,
-        } = self.state.remove(&id).unwrap_or_else(|| Moments {
-            exp_avg: grad.zeros_like(),
-            exp_avg_sq: grad.zeros_like(),
-        });
+        let (exp_avg, exp_avg_sq) = match self.state.remove(&id) {
+            Some(m) => (m.exp_avg.reshape(dims), m.exp_avg_sq.reshape(dims)),
+            None => (grad.zeros_like(), grad.zeros_like()),
+        };
         let updated = adamw(
             AdamWState {
-                param: tensor.inner().reshape([n]),
+                param: tensor.inner(),
                 exp_avg,
                 exp_avg_sq,
             },
@@ -407,12 +407,11 @@ impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, 
         self.state.insert(
             id,
             Moments {
-                exp_avg: updated.exp_avg,
-                exp_avg_sq: updated.exp_avg_sq,
+                exp_avg: updated.exp_avg.reshape([n]),
+                exp_avg_sq: updated.exp_avg_sq.reshape([n]),
             },
         );
-        let value = updated.param;
-        let mut tensor = Tensor::from_inner(value.reshape(dims));
+        let mut tensor = Tensor::from_inner(updated.param);
         if require_grad {
             tensor = tensor.require_grad();
         }

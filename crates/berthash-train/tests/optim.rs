@@ -139,6 +139,49 @@ fn clip_grad_norm_as_torch() {
     assert!((scalar(clipped.grad_scale.unwrap()) - expected).abs() < 1e-7);
 }
 
+/// Random gradients for every parameter of a module, and the f64 sum of their squares.
+struct RandomGrads {
+    grads: GradientsParams,
+    squares: f64,
+}
+
+impl burn::module::ModuleVisitor<B> for RandomGrads {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let grad = Tensor::<Flex, D>::random(
+            param.dims(),
+            burn::tensor::Distribution::Normal(0.0, 1.0),
+            &Default::default(),
+        );
+        let values = grad.to_data().to_vec::<f32>().unwrap();
+        self.squares += values.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
+        self.grads.register(param.id, grad);
+    }
+}
+
+#[test]
+fn clip_grad_norm_over_a_models_matrices_and_vectors() {
+    // The word table is tall, the intermediate weight wide, the vectors of three lengths:
+    // every way a gradient is summed.
+    let device = Default::default();
+    Flex::seed(&Default::default(), 5);
+    let config = BertHashConfig::new(16, 1, 2, 32, 4);
+    let model: BertHashForMaskedLM<B> = init_model(&config, ModelOptions::default(), 0, &device);
+    let mut random = RandomGrads {
+        grads: GradientsParams::new(),
+        squares: 0.0,
+    };
+    model.visit(&mut random);
+    let clipped = clip_grad_norm(&model, &random.grads, 1.0, Some(1.0));
+    let norm = f64::from(clipped.norm.into_scalar());
+    let expected = random.squares.sqrt();
+    assert!(
+        (norm - expected).abs() < 1e-6 * expected,
+        "norm {norm}, expected {expected}"
+    );
+    let coef = f64::from(clipped.grad_scale.unwrap().into_scalar());
+    assert!((coef - 1.0 / (expected + 1e-6)).abs() < 1e-6 / expected);
+}
+
 #[test]
 fn the_step_applies_the_gradient_factor_as_scaled_gradients_would() {
     // AdamW with the factor given equals AdamW on gradients scaled beforehand, bit for bit.
