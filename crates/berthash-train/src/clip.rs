@@ -5,9 +5,9 @@
 //! one square root taken, the same value up to rounding with fewer operations: on a GPU backend
 //! every operation on a small tensor is a kernel launch of its own, and a sum of a whole tensor
 //! is two (a zeroed output, then the sum). So each matrix's squares are summed over its shorter
-//! axis only (Burn's fusion joins the squaring to that reduction: one kernel), the partial sums
-//! of every gradient are added as columns of equal length (one fused chain per length; a
-//! vector's squares join that chain unreduced), and only each chain's total is summed whole.
+//! axis only (a reduction Burn's fusion may join the squaring to), the partial sums of every
+//! gradient are added as columns of equal length (one fused chain per length; a vector's squares
+//! join that chain unreduced), and only each chain's total is summed whole.
 //! For the same reason the gradients are not scaled here: the factor goes to the optimizer step,
 //! which multiplies each gradient inside its update, where the GPU backends fuse the product with
 //! the update's other element-wise operations. Everything stays a lazy tensor, so clipping needs
