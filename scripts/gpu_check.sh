@@ -50,6 +50,9 @@
 #              kernels-1024.md, the kernels and their GPU time by part of the step and by
 #              kernel, beside the unprofiled breakdown of the target row, then the slowest
 #              launches
+#   floor      nano bf16 masked training at FLOOR_BATCHES ("8,32") x 128, both engines (berthash
+#              from the no-autotune build, with its parts): the step's cost that does not grow
+#              with the batch (launches and host work), beside the target's
 #   tuned      the target's berthash rows from the autotuned build (what users build): the
 #              autotuner goes on from the kernel cache as far as the time box lets it
 #   loader     the pre-training loader over parquet shards it has not seen, one pass from a fresh
@@ -70,7 +73,7 @@
 # Environment: WORK_DIR, BUDGET_S (270), TUNED_S (the `tuned` step's time box, 180), ONLY / SKIP
 # (space-separated step names), BERTHASH_BIN, BERTHASH_NOTUNE_BIN, BERTHASH_NOFUSION_BIN, PYTHON
 # (python3), PEAK_TFLOPS (790), TARGET_BATCHES ("256,1024"), PROFILE_BATCHES ("256 1024"),
-# LOADER_BATCH (256).
+# FLOOR_BATCHES ("8,32"), LOADER_BATCH (256).
 # A second call on the same machine keeps WORK_DIR, the kernel cache included:
 #   ONLY=tuned TUNED_S=260 bash gpu-bundle/scripts/gpu_check.sh "$OUT"
 set -uo pipefail
@@ -283,6 +286,17 @@ target_pytorch() {
   torch_bench --precision bf16 --attn sdpa --fused-adamw --losses masked --size nano \
     --batch "$TARGET_BATCHES" --seq 128
 }
+# The same step at batches so small that the card is nearly idle: what remains is the cost of
+# launching the step's kernels and the host's work, which a larger batch does not amortize.
+floor_berthash() {
+  need_cuda floor || return 1
+  bench "$QUICK_BIN" --backend cuda --precision bf16 --size nano --batch "${FLOOR_BATCHES:-8,32}" \
+    --seq 128 --phase train --breakdown
+}
+floor_pytorch() {
+  torch_bench --precision bf16 --attn sdpa --fused-adamw --losses masked --size nano \
+    --batch "${FLOOR_BATCHES:-8,32}" --seq 128
+}
 fusion_off() {
   [[ -n "$NOFUSION_BIN" ]] || { SKIPPED+=("fusion (no no-fusion binary in the bundle)"); return 1; }
   target_berthash "$NOFUSION_BIN"
@@ -421,6 +435,8 @@ step check 80 30 check_f32
 step check 80 30 check_bf16
 step check 20 3 check_line
 step profile 60 20 profile
+step floor 40 15 floor_berthash
+step floor 30 15 floor_pytorch
 step tuned "${TUNED_S:-180}" 30 target_tuned
 step loader 45 15 loader
 step fusion 80 25 fusion_off

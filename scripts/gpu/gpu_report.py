@@ -335,6 +335,24 @@ def table(args):
         off = rate("berthash", batch, False)
         if tuned and off:
             out.append(f"  - fusion off: {fmt_rate(off)} tokens/s ({off / tuned:.2f}x of fusion on)")
+    # The step's time by batch: what the smallest batch still costs is the part of the step that
+    # a larger batch does not amortize (kernel launches, host work).
+    by_batch = {}
+    for r in rows:
+        if (r.get("backend") == "cuda" and r.get("size") == "nano" and r.get("precision") == "bf16"
+                and r.get("phase") == "train" and r.get("variant") == "masked"
+                and r.get("tokens_per_s")):
+            who = r.get("engine")
+            if who == "berthash":
+                on = {True: "on", False: "off"}
+                who += (f" (fusion {on.get(r.get('fusion'), '?')}, "
+                        f"autotune {on[r.get('autotune', True) is not False]})")
+            ms = r.get("ms_per_step") or 1e3 * r["batch"] * r["seq"] / r["tokens_per_s"]
+            by_batch.setdefault(who, {})[r.get("batch")] = ms
+    for who, steps in by_batch.items():
+        if len(steps) > 1:
+            named = ", ".join(f"{b} x 128 {steps[b]:.2f} ms" for b in sorted(steps))
+            out.append(f"- step time by batch, {who}, nano bf16 masked: {named}")
     for c in checks:
         out.append(f"- CUDA vs CPU (nano, 300 steps, batch {c.get('batch')}): f32 first 20 losses max "
                    f"relative difference {c.get('max_rel_diff_first20')}, step-300 loss f32 "

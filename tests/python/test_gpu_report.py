@@ -149,6 +149,10 @@ def test_table():
             "4.00 ms per step without)") in table, table
     assert "autotune off: 3,200,000 tokens/s (0.80x of on)" in table, table
     assert "| autotune off, first step 12.3 s |" in table, table
+    assert ("- step time by batch, berthash (fusion on, autotune on), nano bf16 masked: 256 x 128 4.00 ms, "
+            "1024 x 128 32.77 ms") in table, table
+    assert ("- step time by batch, pytorch-eager, nano bf16 masked: 256 x 128 21.85 ms, 1024 x 128 43.69 ms"
+            in table), table
     assert "wgpu (time)" in table
     assert table.count("| berthash |") == 7 and table.count("| pytorch-eager |") == 2
 
