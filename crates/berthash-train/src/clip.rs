@@ -19,6 +19,7 @@ use burn::module::{AutodiffModule, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::FloatDType;
 
 /// The total gradient norm and the factor the optimizer step applies to every gradient.
 pub struct Clipped<B: Backend> {
@@ -102,10 +103,12 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for SquareSums<'_, B> {
     }
 }
 
-/// A gradient's contribution to the sum of squares, as a column `[len, 1]`.
+/// A gradient's contribution to the sum of squares, as a column `[len, 1]`. A half-precision
+/// gradient is cast to f32 where it is squared, the first operation of a chain the GPU backends
+/// fuse (a cast of its own would be one kernel).
 enum Column<B: Backend> {
-    /// A vector (or a matrix with one row or column), not squared yet: its squares join the
-    /// additions of its length.
+    /// A vector (or a matrix with one row or column), not squared yet (nor cast): its squares
+    /// join the additions of its length.
     Values(Tensor<B, 2>),
     /// A matrix's squares summed over its shorter axis.
     Squares(Tensor<B, 2>),
@@ -120,7 +123,10 @@ impl<B: Backend> Column<B> {
         if rows == 1 || cols == 1 {
             return Self::Values(grad.reshape([rows * cols, 1]));
         }
-        let squares = grad.powi_scalar(2).reshape([rows, cols]);
+        let squares = grad
+            .cast(FloatDType::F32)
+            .powi_scalar(2)
+            .reshape([rows, cols]);
         Self::Squares(if rows >= cols {
             squares.sum_dim(1)
         } else {
@@ -136,7 +142,7 @@ impl<B: Backend> Column<B> {
 
     fn squares(self) -> Tensor<B, 2> {
         match self {
-            Self::Values(t) => t.powi_scalar(2),
+            Self::Values(t) => t.cast(FloatDType::F32).powi_scalar(2),
             Self::Squares(t) => t,
         }
     }

@@ -187,7 +187,7 @@ fn evaluate<B: TrainBackend>(
     if run.evaluated_now() {
         return Ok(best.last.clone());
     }
-    let model = run.trainer.model.valid();
+    let model = run.trainer.model().valid();
     let criterion = config.criterion()?;
     let (mut all, mut values) = (BTreeMap::new(), Vec::new());
     for (i, (name, split)) in splits.iter().enumerate() {
@@ -277,7 +277,7 @@ impl<B: Backend> BestModel<B> {
             let saved = pretrained::load::<A, Classifier<A>>(&self.dir, None, 0, device)?;
             return Ok(saved.model.valid());
         }
-        let current = run.trainer.model.valid();
+        let current = run.trainer.model().valid();
         self.save(&current)?;
         Ok(current)
     }

@@ -22,9 +22,11 @@ use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::precision::{compute_copy, HalfWeights};
 
 /// Whether HF's `run_mlm`/`run_glue` exclude a parameter from weight decay: biases and LayerNorm
 /// weights (`no_decay = ["bias", "LayerNorm.weight"]`).
@@ -207,9 +209,44 @@ impl<B: AutodiffBackend> AdamW<B> {
         &mut self,
         lr: f64,
         module: M,
-        mut grads: GradientsParams,
+        grads: GradientsParams,
         grad_scale: Option<Tensor<B::InnerBackend, 1>>,
     ) -> M
+    where
+        B::InnerBackend: Kernels,
+    {
+        self.update(lr, module, grads, grad_scale, None).0
+    }
+
+    /// [`AdamW::step`] for a model trained in half precision: the gradients may be in `dtype`
+    /// (each is cast to f32 first), and each parameter's update also writes its new value in
+    /// `dtype`. Returns the updated f32 model and the compute copy for the next step
+    /// ([`crate::precision::compute_copy`]).
+    pub fn step_and_cast<M: AutodiffModule<B>>(
+        &mut self,
+        lr: f64,
+        module: M,
+        grads: GradientsParams,
+        grad_scale: Option<Tensor<B::InnerBackend, 1>>,
+        dtype: FloatDType,
+    ) -> (M, M)
+    where
+        B::InnerBackend: Kernels,
+    {
+        let (module, cast) = self.update(lr, module, grads, grad_scale, Some(dtype));
+        let copy = compute_copy(&module, dtype, cast);
+        (module, copy)
+    }
+
+    /// The update, and with `cast` each updated parameter in that dtype, by id.
+    fn update<M: AutodiffModule<B>>(
+        &mut self,
+        lr: f64,
+        module: M,
+        mut grads: GradientsParams,
+        grad_scale: Option<Tensor<B::InnerBackend, 1>>,
+        cast: Option<FloatDType>,
+    ) -> (M, HalfWeights<B::InnerBackend>)
     where
         B::InnerBackend: Kernels,
     {
@@ -230,8 +267,13 @@ impl<B: AutodiffBackend> AdamW<B> {
             state: &mut self.state,
             grads: &mut grads,
             grad_scale,
+            cast: cast.map(|dtype| (dtype, HashMap::new())),
         };
-        module.map(&mut mapper)
+        let module = module.map(&mut mapper);
+        (
+            module,
+            mapper.cast.map(|(_, cast)| cast).unwrap_or_default(),
+        )
     }
 
     /// The state as a safetensors file: `exp_avg/<name>` and `exp_avg_sq/<name>` (f32, Burn's
@@ -366,12 +408,14 @@ struct Updater<'a, B: AutodiffBackend> {
     grads: &'a mut GradientsParams,
     /// Every gradient's factor (`[1]`), where there is one.
     grad_scale: Option<Tensor<B::InnerBackend, 1>>,
+    /// The dtype of the compute copy, and the updated parameters cast to it, by id.
+    cast: Option<(FloatDType, HalfWeights<B::InnerBackend>)>,
 }
 
 impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, B> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(mut grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
         let require_grad = tensor.is_require_grad();
@@ -382,11 +426,15 @@ impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, 
             _ => self.step.weight_decay,
         };
         // The update runs in the parameter's own shape, the moments reshaped to it, and they go
-        // back to `[n]` only after it: Burn's fusion does not join a reshape to fewer axes into
-        // a chain, so flattening the parameter or its gradient first splits the update in three
-        // kernels on the GPU backends.
-        if let Some(factor) = &self.grad_scale {
-            grad = grad.mul(factor.clone().reshape([1; D]));
+        // back to `[n]` only after it (and after the half copy): Burn's fusion does not join a
+        // reshape to fewer axes into a chain and ends the chain there, so flattening the
+        // parameter or its gradient first splits the update in three kernels on the GPU
+        // backends. The factor's reshape comes before the gradient's cast to f32, so that a
+        // half-precision gradient's cast joins the chain the factor's product starts.
+        let factor = self.grad_scale.clone().map(|f| f.reshape([1; D]));
+        let mut grad = grad.cast(FloatDType::F32);
+        if let Some(factor) = factor {
+            grad = grad.mul(factor);
         }
         let (exp_avg, exp_avg_sq) = match self.state.remove(&id) {
             Some(m) => (m.exp_avg.reshape(dims), m.exp_avg_sq.reshape(dims)),
@@ -404,6 +452,10 @@ impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, 
                 ..self.step
             },
         );
+        if let Some((dtype, cast)) = &mut self.cast {
+            let half = updated.param.clone().cast(*dtype);
+            cast.insert(id, half.into_primitive().tensor());
+        }
         self.state.insert(
             id,
             Moments {

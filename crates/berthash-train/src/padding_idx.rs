@@ -34,7 +34,8 @@ pub fn zero_padding_grad<B: AutodiffBackend, M: AutodiffModule<B>>(
     let [rows, cols] = grad.dims();
     let grad = if pad < rows {
         let device = grad.device();
-        grad.slice_assign([pad..pad + 1, 0..cols], Tensor::zeros([1, cols], &device))
+        let zeros = Tensor::zeros([1, cols], (&device, grad.dtype()));
+        grad.slice_assign([pad..pad + 1, 0..cols], zeros)
     } else {
         grad
     };

@@ -11,7 +11,8 @@ use burn::prelude::Backend;
 /// A part of the optimizer step (declared in the order of [`PART_NAMES`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
-    /// The f32 master weights cast to the compute precision (bf16, f16).
+    /// The compute copy in bf16 or f16 taken (cast from the f32 weights only where no update
+    /// has written it: a run's first step).
     Cast,
     /// The loss of each micro-batch: embeddings, encoder, head, cross-entropy.
     Forward,

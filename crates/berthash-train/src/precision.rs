@@ -1,14 +1,23 @@
 //! Mixed precision: f32 master weights, forward and backward in half precision.
 //!
-//! The compute copy of the model is the master model with every parameter passed through a
-//! tracked `cast` ([`cast_params`]): the copy's parameters are graph nodes that hang off the f32
-//! leaves, so `backward` delivers the gradients straight to the f32 master weights (the cast's
-//! backward casts them back to f32). The optimizer therefore only ever sees f32. f16 adds a
-//! dynamic loss scale ([`LossScaler`], torch `GradScaler` defaults). See `docs/precision.md`.
+//! The compute copy of the model ([`compute_copy`]) holds every parameter cast to the half
+//! dtype as a leaf of its own, under the master parameter's id: the backward delivers half
+//! gradients keyed by the ids the master model and the optimizer use. The clipping and the
+//! AdamW update cast each gradient to f32 as their first operation, and the update casts the new
+//! f32 weights to the next step's compute copy as its last: on the GPU backends both casts join
+//! kernels that run anyway, where a cast of their own was one kernel per parameter each way. f16
+//! adds a dynamic loss scale ([`LossScaler`], torch `GradScaler` defaults). See
+//! `docs/precision.md`.
 
-use burn::module::{Module, ModuleMapper, Param};
+use std::collections::HashMap;
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::ops::FloatTensor;
 use burn::tensor::FloatDType;
+use burn::tensor::TensorPrimitive;
 use serde::{Deserialize, Serialize};
 
 /// The dtype of the forward/backward computation. Weights and optimizer state stay f32.
@@ -58,8 +67,8 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// The module with every float parameter cast to `dtype` through a tracked op (gradients flow
-/// back to the original parameters).
+/// The module with every float parameter cast to `dtype` through a tracked op (for inference in
+/// half precision).
 pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
     module.map(&mut Caster { dtype })
 }
@@ -72,6 +81,63 @@ impl<B: Backend> ModuleMapper<B> for Caster {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
         Param::from_mapped_value(id, tensor.cast(self.dtype), mapper)
+    }
+}
+
+/// Half-precision values of parameters, by id: what an update wrote for the compute copy.
+pub type HalfWeights<B> = HashMap<ParamId, FloatTensor<B>>;
+
+/// The compute copy of `module` in `dtype`: each float parameter a leaf of its own under the
+/// master parameter's id, requiring a gradient where the master parameter does. Its value is
+/// taken from `cast` (the half weights the last update wrote, by id) where there, else cast
+/// from the master parameter.
+pub fn compute_copy<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    dtype: FloatDType,
+    cast: HalfWeights<B::InnerBackend>,
+) -> M {
+    module.clone().map(&mut Leaves { dtype, cast })
+}
+
+struct Leaves<B: Backend> {
+    dtype: FloatDType,
+    cast: HalfWeights<B>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Leaves<B::InnerBackend> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (id, tensor, mapper) = param.consume();
+        let require_grad = tensor.is_require_grad();
+        let half = match self.cast.remove(&id) {
+            Some(half) => Tensor::from_primitive(TensorPrimitive::Float(half)),
+            None => tensor.inner().cast(self.dtype),
+        };
+        let mut leaf = Tensor::from_inner(half);
+        if require_grad {
+            leaf = leaf.require_grad();
+        }
+        Param::from_mapped_value(id, leaf, mapper)
+    }
+}
+
+/// Casts `module`'s gradients in `grads` to f32 (a no-op for f32 gradients): before they are
+/// accumulated over micro-batches, so that the sum is taken in f32.
+pub fn grads_to_f32<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+) {
+    module.visit(&mut ToF32 { grads });
+}
+
+struct ToF32<'a> {
+    grads: &'a mut GradientsParams,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for ToF32<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.grads.register(param.id, grad.cast(FloatDType::F32));
+        }
     }
 }
 

@@ -114,7 +114,7 @@ fn evaluate<B: TrainBackend>(
     run: &mut Run<B, Mlm<B>>,
     held_out: &[MlmBatch],
 ) -> Result<BTreeMap<String, f64>> {
-    let metrics = evaluate_mlm(&run.trainer.model.valid(), held_out, &run.trainer.device);
+    let metrics = evaluate_mlm(&run.trainer.model().valid(), held_out, &run.trainer.device);
     run.record_eval("held_out", metrics.clone())?;
     if let Some(&loss) = metrics.get("eval_loss") {
         run.offer_best(loss);

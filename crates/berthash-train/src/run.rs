@@ -148,7 +148,7 @@ impl<B: TrainBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
             &run_config,
         );
         if let Some(dump) = &dump {
-            dump.write_initial(&spec.model, &trainer.model, &layout)?;
+            dump.write_initial(&spec.model, trainer.model(), &layout)?;
         }
         Ok(Self {
             trainer,
@@ -328,7 +328,7 @@ impl<B: TrainBackend, M: HfModel<B> + AutodiffModule<B>> Run<B, M> {
         pretrained::save::<B, M>(
             &model_dir,
             &self.model_config,
-            &self.trainer.model,
+            self.trainer.model(),
             &self.layout,
         )?;
         copy_tokenizer_files(&self.tokenizer, &model_dir);

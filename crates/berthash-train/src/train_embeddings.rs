@@ -102,7 +102,7 @@ pub fn train_embeddings<B: TrainBackend>(
     let final_eval = eval.run(&mut run)?;
     let results = criterion().results_json(&eval.best, run.trainer.state.best_eval.as_ref());
     let dir = run.dir.clone();
-    let pooler = run.trainer.model.pooler.is_some();
+    let pooler = run.trainer.model().pooler.is_some();
     let summary = run.finish(final_eval, BTreeMap::new())?;
     sentence_transformers::write(
         &summary.model_dir,
@@ -260,7 +260,7 @@ impl<'a> Evaluation<'a> {
         if run.evaluated_now() {
             return Ok(self.last.clone());
         }
-        let model = run.trainer.model.valid();
+        let model = run.trainer.model().valid();
         let options = EmbedOptions {
             pooling: self.sentence.pooling,
             normalize: false,

@@ -6,6 +6,7 @@
 //! steps and before a checkpoint), unless `on_nonfinite = skip` or f16 loss scaling asks for a
 //! per-step check.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use berthash_data::rng::splitmix64;
@@ -24,7 +25,7 @@ use crate::error::{Result, TrainError};
 use crate::log::StepRecord;
 use crate::optim::AdamW;
 use crate::phases::{Laps, Part, PhaseTimes};
-use crate::precision::{cast_params, LossScaler, Precision};
+use crate::precision::{compute_copy, grads_to_f32, LossScaler, Precision};
 use crate::schedule::Schedule;
 
 /// The seed of the backend RNG (dropout) for one micro-batch: a hash of the run's seed, the
@@ -78,7 +79,11 @@ struct Pending<B: Backend> {
 }
 
 pub struct Trainer<B: AutodiffBackend, M> {
-    pub model: M,
+    /// The f32 model (master weights); read it with [`Trainer::model`].
+    model: M,
+    /// In half precision, the compute copy of `model` the next step runs (see
+    /// [`crate::precision`]): written by the last update, `None` before the first step.
+    compute: Option<M>,
     pub optimizer: AdamW<B>,
     pub schedule: Schedule,
     pub config: TrainConfig,
@@ -114,6 +119,7 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         let elapsed_base = state.elapsed_s;
         Self {
             model,
+            compute: None,
             optimizer,
             schedule,
             config,
@@ -136,6 +142,11 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             last_checkpoint: None,
             laps: None,
         }
+    }
+
+    /// The model being trained, with its f32 weights.
+    pub fn model(&self) -> &M {
+        &self.model
     }
 
     /// Times the parts of every step from now on, with a device sync after each part (for
@@ -174,10 +185,12 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         }
         let lr = self.schedule.lr(self.state.step);
         let n = micro_batches.len();
-        let compute = match self.config.precision {
-            Precision::F32 => None,
-            half => Some(cast_params(self.model.clone(), half.dtype())),
-        };
+        let half = (self.config.precision != Precision::F32).then(|| self.config.precision.dtype());
+        let compute = half.map(|dtype| {
+            self.compute
+                .take()
+                .unwrap_or_else(|| compute_copy(&self.model, dtype, HashMap::new()))
+        });
         self.lap(Part::Cast);
         let loss_scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
         let mut accumulator = GradientsAccumulator::<M>::new();
@@ -191,7 +204,14 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             self.lap(Part::Forward);
             losses.push(value.clone().detach().inner());
             let grads = value.mul_scalar(loss_scale / n as f64).backward();
-            accumulator.accumulate(&self.model, GradientsParams::from_grads(grads, &self.model));
+            let model = compute.as_ref().unwrap_or(&self.model);
+            // The gradients are found by the compute copy's tensors and kept under the ids it
+            // shares with the master model.
+            let mut grads = GradientsParams::from_grads(grads, model);
+            if n > 1 {
+                grads_to_f32(model, &mut grads);
+            }
+            accumulator.accumulate(model, grads);
             self.lap(Part::Backward);
         }
         let mut grads = accumulator.grads();
@@ -234,6 +254,8 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         self.pending.norms.push(norm);
         self.pending.steps.push(self.state.step);
         if !finite {
+            // The weights did not change, nor does their compute copy.
+            self.compute = compute;
             self.state.skipped_steps += 1;
             self.pending.skipped += 1;
             tracing::warn!(
@@ -243,7 +265,16 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             return Ok(StepOutcome::Skipped);
         }
         let model = self.model.clone();
-        self.model = self.optimizer.step(lr, model, grads, grad_scale);
+        self.model = match half {
+            None => self.optimizer.step(lr, model, grads, grad_scale),
+            Some(dtype) => {
+                let (model, copy) = self
+                    .optimizer
+                    .step_and_cast(lr, model, grads, grad_scale, dtype);
+                self.compute = Some(copy);
+                model
+            }
+        };
         self.lap(Part::Optimizer);
         Ok(StepOutcome::Updated)
     }

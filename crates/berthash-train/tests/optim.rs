@@ -10,6 +10,7 @@ use burn::backend::{Autodiff, Flex};
 use burn::module::Param;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
+use burn::tensor::{DType, FloatDType};
 
 type B = Autodiff<Flex>;
 
@@ -204,6 +205,37 @@ fn the_step_applies_the_gradient_factor_as_scaled_gradients_would() {
     let before = b.step(0.1, model, scaled, None);
     assert_eq!(values(given.weight.val()), values(before.weight.val()));
     assert_eq!(values(given.bias.val()), values(before.bias.val()));
+}
+
+#[test]
+fn step_and_cast_updates_from_half_gradients_and_writes_the_half_copy() {
+    // The update from a bf16 gradient equals the update from that gradient in f32, bit for bit;
+    // the copy holds each updated parameter in bf16 under its id, a leaf that requires a
+    // gradient, and a parameter without a gradient (the bias here) cast as it is.
+    let device = Default::default();
+    let model = toy(&device);
+    let weight: Tensor<Flex, 1> = grads(&model, &device).get(model.weight.id).unwrap();
+    let half = weight.clone().mul_scalar(0.3).cast(FloatDType::BF16);
+    let (mut half_grads, mut f32_grads) = (GradientsParams::new(), GradientsParams::new());
+    half_grads.register(model.weight.id, half.clone());
+    f32_grads.register(model.weight.id, half.cast(FloatDType::F32));
+    let mut a = AdamW::<B>::new(by_hand(), &model);
+    let mut b = AdamW::<B>::new(by_hand(), &model);
+    let (updated, copy) = a.step_and_cast(0.1, model.clone(), half_grads, None, FloatDType::BF16);
+    let expected = b.step(0.1, model.clone(), f32_grads, None);
+    assert_eq!(values(updated.weight.val()), values(expected.weight.val()));
+    assert_eq!(values(updated.bias.val()), values(model.bias.val()));
+    let as_f32 = |t: Tensor<B, 1>| t.into_data().convert::<f32>().to_vec::<f32>().unwrap();
+    for (copied, master) in [(&copy.weight, &updated.weight), (&copy.bias, &updated.bias)] {
+        assert_eq!(copied.id, master.id);
+        assert_eq!(copied.val().dtype(), DType::BF16);
+        assert!(copied.val().is_require_grad());
+        assert_eq!(
+            as_f32(copied.val()),
+            as_f32(master.val().cast(FloatDType::BF16))
+        );
+    }
+    assert_ne!(values(updated.weight.val()), values(model.weight.val()));
 }
 
 #[test]

@@ -2,13 +2,15 @@
 //! lost, as if killed before writing it) and resumed from the checkpoint at N give bit-identical
 //! losses at every step after N and identical final weights. Dropout is on and each step has
 //! two micro-batches, so the RNG reseeding, the data position and the optimizer state all count.
+//! In bf16 the uninterrupted run computes each step with the half weights the last update wrote,
+//! and the resumed run starts from half weights cast from the saved f32 ones: the same values.
 //!
 //! One test in this file: Burn's CPU backend RNG is process-global, so no other training may
 //! run concurrently in the same process.
 
 mod common;
 
-use berthash_train::{pretrain, Checkpoints, RunMode};
+use berthash_train::{pretrain, Checkpoints, Precision, RunMode};
 use burn::backend::{Autodiff, Flex};
 use common::train_losses;
 
@@ -16,11 +18,18 @@ type B = Autodiff<Flex>;
 
 #[test]
 fn interrupted_and_resumed_run_matches_uninterrupted_run() {
+    for precision in [Precision::F32, Precision::Bf16] {
+        interrupted_and_resumed(precision);
+    }
+}
+
+fn interrupted_and_resumed(precision: Precision) {
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
     let (n, total) = (4u64, 8u64);
     let config = |max_steps: u64| {
         let mut c = common::tiny_pretrain(max_steps);
+        c.train.precision = precision;
         c.train.grad_accum = 2;
         c.train.save_every = n;
         c.train.eval_every = n;
@@ -53,14 +62,14 @@ fn interrupted_and_resumed_run_matches_uninterrupted_run() {
     let a = train_losses(&straight);
     let b = train_losses(&broken);
     assert_eq!(a.len() as u64, total, "one record per step: {a:?}");
-    assert_eq!(a, b, "losses differ");
+    assert_eq!(a, b, "{precision} losses differ");
     assert!(a.iter().all(|(_, l)| l.is_finite()));
 
     let weights =
         |run: &std::path::Path| std::fs::read(run.join("model/model.safetensors")).unwrap();
     assert!(
         weights(&straight) == weights(&broken),
-        "final weights differ"
+        "{precision}: final weights differ"
     );
     let optim = |run: &std::path::Path| {
         let path = run
@@ -72,7 +81,7 @@ fn interrupted_and_resumed_run_matches_uninterrupted_run() {
     };
     assert!(
         optim(&straight) == optim(&broken),
-        "final optimizer states differ"
+        "{precision}: final optimizer states differ"
     );
     assert_eq!(resumed.tokens_seen, summary.tokens_seen);
 }
