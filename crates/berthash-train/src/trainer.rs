@@ -16,7 +16,7 @@ use burn::module::AutodiffModule;
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::DType;
+use burn::tensor::{DType, FloatDType};
 
 use crate::checkpoint::{Checkpoints, RunFiles, Snapshot, TrainState};
 use crate::clip::{clip_grad_norm, Clipped};
@@ -81,9 +81,9 @@ struct Pending<B: Backend> {
 pub struct Trainer<B: AutodiffBackend, M> {
     /// The f32 model (master weights); read it with [`Trainer::model`].
     model: M,
-    /// In half precision, the compute copy of `model` the next step runs (see
+    /// In half precision, the compute copy of `model` the next step runs and its dtype (see
     /// [`crate::precision`]): written by the last update, `None` before the first step.
-    compute: Option<M>,
+    compute: Option<(FloatDType, M)>,
     pub optimizer: AdamW<B>,
     pub schedule: Schedule,
     pub config: TrainConfig,
@@ -186,10 +186,9 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         let lr = self.schedule.lr(self.state.step);
         let n = micro_batches.len();
         let half = (self.config.precision != Precision::F32).then(|| self.config.precision.dtype());
-        let compute = half.map(|dtype| {
-            self.compute
-                .take()
-                .unwrap_or_else(|| compute_copy(&self.model, dtype, HashMap::new()))
+        let compute = half.map(|dtype| match self.compute.take() {
+            Some((copied, copy)) if copied == dtype => copy,
+            _ => compute_copy(&self.model, dtype, HashMap::new()),
         });
         self.lap(Part::Cast);
         let loss_scale = self.scaler.as_ref().map_or(1.0, |s| s.scale);
@@ -255,7 +254,7 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         self.pending.steps.push(self.state.step);
         if !finite {
             // The weights did not change, nor does their compute copy.
-            self.compute = compute;
+            self.compute = half.zip(compute);
             self.state.skipped_steps += 1;
             self.pending.skipped += 1;
             tracing::warn!(
@@ -264,6 +263,8 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             );
             return Ok(StepOutcome::Skipped);
         }
+        // The update writes the next copy: this one goes first.
+        drop(compute);
         let model = self.model.clone();
         self.model = match half {
             None => self.optimizer.step(lr, model, grads, grad_scale),
@@ -271,7 +272,7 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
                 let (model, copy) = self
                     .optimizer
                     .step_and_cast(lr, model, grads, grad_scale, dtype);
-                self.compute = Some(copy);
+                self.compute = Some((dtype, copy));
                 model
             }
         };
