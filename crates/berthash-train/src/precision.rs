@@ -67,8 +67,8 @@ impl std::fmt::Display for Precision {
     }
 }
 
-/// The module with every float parameter cast to `dtype` through a tracked op (for inference in
-/// half precision).
+/// The module with every float parameter cast to `dtype`, for inference in half precision (on an
+/// autodiff backend the cast is tracked).
 pub fn cast_params<B: Backend, M: Module<B>>(module: M, dtype: FloatDType) -> M {
     module.map(&mut Caster { dtype })
 }
@@ -120,8 +120,8 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Leaves<B::InnerBackend> {
     }
 }
 
-/// Casts `module`'s gradients in `grads` to f32 (a no-op for f32 gradients): before they are
-/// accumulated over micro-batches, so that the sum is taken in f32.
+/// Casts `module`'s half-precision gradients in `grads` to f32 before they are accumulated over
+/// micro-batches, so that the sum is taken in f32.
 pub fn grads_to_f32<B: AutodiffBackend, M: AutodiffModule<B>>(
     module: &M,
     grads: &mut GradientsParams,

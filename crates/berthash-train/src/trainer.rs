@@ -207,7 +207,7 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
             // The gradients are found by the compute copy's tensors and kept under the ids it
             // shares with the master model.
             let mut grads = GradientsParams::from_grads(grads, model);
-            if n > 1 {
+            if n > 1 && half.is_some() {
                 grads_to_f32(model, &mut grads);
             }
             accumulator.accumulate(model, grads);
