@@ -53,6 +53,10 @@
 #   floor      nano bf16 masked training at FLOOR_BATCHES ("8,32") x 128, both engines (berthash
 #              from the no-autotune build, with its parts): the step's cost that does not grow
 #              with the batch (launches and host work), beside the target's
+#   host       the host's own work per step: berthash bench on wgpu's no-op device (`--host-only`:
+#              every command accepted, none run; no GPU or Vulkan loader involved), nano f32
+#              (WGSL has no bf16) masked training at FLOOR_BATCHES and 256 x 128, with its parts:
+#              on this machine's processor, what the step costs before any kernel runs
 #   tuned      the target's berthash rows from the autotuned build (what users build): the
 #              autotuner goes on from the kernel cache as far as the time box lets it
 #   loader     the pre-training loader over parquet shards it has not seen, one pass from a fresh
@@ -297,6 +301,10 @@ floor_pytorch() {
   torch_bench --precision bf16 --attn sdpa --fused-adamw --losses masked --size nano \
     --batch "${FLOOR_BATCHES:-8,32}" --seq 128
 }
+host_rows() {
+  bench "$QUICK_BIN" --backend wgpu --host-only --precision f32 --size nano \
+    --batch "${FLOOR_BATCHES:-8,32},256" --seq 128 --phase train --breakdown
+}
 fusion_off() {
   [[ -n "$NOFUSION_BIN" ]] || { SKIPPED+=("fusion (no no-fusion binary in the bundle)"); return 1; }
   target_berthash "$NOFUSION_BIN"
@@ -437,6 +445,7 @@ step check 20 3 check_line
 step profile 60 20 profile
 step floor 40 15 floor_berthash
 step floor 30 15 floor_pytorch
+step host 40 15 host_rows
 step tuned "${TUNED_S:-180}" 30 target_tuned
 step loader 45 15 loader
 step fusion 80 25 fusion_off

@@ -348,11 +348,17 @@ def table(args):
                 who += (f" (fusion {on.get(r.get('fusion'), '?')}, "
                         f"autotune {on[r.get('autotune', True) is not False]})")
             ms = r.get("ms_per_step") or 1e3 * r["batch"] * r["seq"] / r["tokens_per_s"]
-            by_batch.setdefault(who, {})[r.get("batch")] = ms
+            by_batch.setdefault(f"{who}, nano bf16 masked", {})[r.get("batch")] = ms
+    # The host's own work (wgpu's no-op device runs no kernel): the floor under every step time.
+    for r in rows:
+        if (r.get("backend") == "wgpu-noop" and r.get("size") == "nano" and r.get("phase") == "train"
+                and r.get("variant") == "masked" and r.get("ms_per_step")):
+            who = f"berthash host only (wgpu no-op device), nano {r.get('precision')} masked"
+            by_batch.setdefault(who, {})[r.get("batch")] = r["ms_per_step"]
     for who, steps in by_batch.items():
         if len(steps) > 1:
             named = ", ".join(f"{b} x 128 {steps[b]:.2f} ms" for b in sorted(steps))
-            out.append(f"- step time by batch, {who}, nano bf16 masked: {named}")
+            out.append(f"- step time by batch, {who}: {named}")
     for c in checks:
         out.append(f"- CUDA vs CPU (nano, 300 steps, batch {c.get('batch')}): f32 first 20 losses max "
                    f"relative difference {c.get('max_rel_diff_first20')}, step-300 loss f32 "

@@ -132,7 +132,9 @@ def test_table():
              "seq": 128, "phase": "data", "variant": "corpus", "tokens_per_s": 4e8, "threads": 16,
              "format": "bhtok"},
             {"engine": "berthash", "backend": "cpu", "precision": "-", "size": "-", "batch": 0,
-             "seq": 0, "phase": "pretokenize", "variant": "corpus", "tokens_per_s": 3e7, "threads": 16}]
+             "seq": 0, "phase": "pretokenize", "variant": "corpus", "tokens_per_s": 3e7, "threads": 16},
+            {**row("berthash", 8, 1e5), "backend": "wgpu-noop", "precision": "f32", "ms_per_step": 10.24},
+            {**row("berthash", 256, 3.2e6), "backend": "wgpu-noop", "precision": "f32", "ms_per_step": 11.5}]
     with tempfile.TemporaryDirectory() as d:
         results = Path(d) / "results.jsonl"
         results.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
@@ -153,8 +155,10 @@ def test_table():
             "1024 x 128 32.77 ms") in table, table
     assert ("- step time by batch, pytorch-eager, nano bf16 masked: 256 x 128 21.85 ms, 1024 x 128 43.69 ms"
             in table), table
+    assert ("- step time by batch, berthash host only (wgpu no-op device), nano f32 masked: 8 x 128 10.24 ms, "
+            "256 x 128 11.50 ms") in table, table
     assert "wgpu (time)" in table
-    assert table.count("| berthash |") == 7 and table.count("| pytorch-eager |") == 2
+    assert table.count("| berthash |") == 9 and table.count("| pytorch-eager |") == 2
 
     # Without an autotuned row, the target is judged on the row without autotune, said so.
     untuned = [{**row("berthash", 256, 4.5e6, True), "autotune": False}, row("pytorch-eager", 256, 3e6)]

@@ -20,7 +20,7 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             BackendKind::Cpu => "cpu",
             BackendKind::Wgpu => "wgpu",
@@ -55,6 +55,20 @@ pub fn run<T: BackendTask>(kind: BackendKind, task: T) -> anyhow::Result<T::Outp
         BackendKind::Cuda => task.run::<Autodiff<burn::backend::Cuda>>(Default::default()),
         #[allow(unreachable_patterns)]
         other => Err(not_built(other)),
+    }
+}
+
+/// Runs `task` on wgpu's no-op device, which accepts every command and runs none: the time a
+/// step then takes is the host's own work for it (autodiff, Burn's fusion, CubeCL's kernel
+/// launches and wgpu's command encoding), on this machine's processor and at any batch size.
+/// Kernels are WGSL, so the precision is f32 or f16. Nothing it computes is meaningful.
+pub fn run_host_only<T: BackendTask>(task: T) -> anyhow::Result<T::Output> {
+    #[cfg(feature = "wgpu")]
+    return task.run::<burn::backend::Autodiff<burn::backend::Wgpu>>(gpu::noop_device()?);
+    #[cfg(not(feature = "wgpu"))]
+    {
+        let _ = task;
+        Err(not_built(BackendKind::Wgpu))
     }
 }
 
@@ -242,7 +256,7 @@ mod gpu {
                         "{}; {:?}; {} {}",
                         info.name, info.backend, info.driver, info.driver_info
                     ),
-                    software: info.device_type == wgpu_types::DeviceType::Cpu,
+                    software: info.device_type == wgpu::DeviceType::Cpu,
                 }
             }
             _ => Device {
@@ -253,6 +267,51 @@ mod gpu {
                 software: false,
             },
         }
+    }
+
+    /// A device of wgpu's no-op backend (see [`super::run_host_only`]), started once per
+    /// process; its autotune results are kept apart from a real adapter's.
+    #[cfg(feature = "wgpu")]
+    pub(super) fn noop_device() -> anyhow::Result<burn::backend::wgpu::WgpuDevice> {
+        use anyhow::Context;
+        use burn::backend::wgpu::{init_device, WgpuDevice, WgpuSetup};
+
+        static NOOP: OnceLock<Result<WgpuDevice, String>> = OnceLock::new();
+        let device = NOOP.get_or_init(|| {
+            crate::kernel_cache::configure("wgpu", "noop");
+            let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+                backends: wgpu::Backends::NOOP,
+                backend_options: wgpu::BackendOptions {
+                    noop: wgpu::NoopBackendOptions { enable: true },
+                    ..Default::default()
+                },
+                ..wgpu::InstanceDescriptor::new_without_display_handle()
+            });
+            let adapter = pollster::block_on(instance.request_adapter(&Default::default()))
+                .map_err(|e| format!("wgpu's no-op adapter: {e}"))?;
+            let descriptor = wgpu::DeviceDescriptor {
+                // Every feature but the experimental ones, which need an unsafe opt-in.
+                required_features: adapter
+                    .features()
+                    .difference(wgpu::Features::all_experimental_mask()),
+                required_limits: adapter.limits(),
+                ..Default::default()
+            };
+            let (device, queue) = pollster::block_on(adapter.request_device(&descriptor))
+                .map_err(|e| format!("wgpu's no-op device: {e}"))?;
+            let setup = WgpuSetup {
+                instance,
+                adapter,
+                device,
+                queue,
+                backend: wgpu::Backend::Noop,
+            };
+            Ok(init_device(setup, Default::default()))
+        });
+        device
+            .clone()
+            .map_err(anyhow::Error::msg)
+            .context("starting wgpu's no-op device")
     }
 
     /// A short reason for a runtime's panic message.

@@ -10,6 +10,7 @@
 //! wgpu may find a software adapter (Mesa's lavapipe) on a machine without a GPU; a wgpu build
 //! therefore accepts either outcome, but never a panic or a half-made run directory, unless
 //! `BERTHASH_REQUIRE_WGPU` is set (CI installs lavapipe and sets it): then both must train.
+//! `bench --host-only` needs no adapter at all (wgpu's no-op device): a wgpu build must run it.
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -192,4 +193,62 @@ fn wgpu_trains_or_fails_cleanly() {
             );
         }
     });
+}
+
+/// `bench --host-only` runs the step on wgpu's no-op device: any machine, no GPU, no Vulkan
+/// loader. Its flags are checked first.
+#[cfg(feature = "wgpu")]
+#[test]
+fn bench_host_only_runs_without_a_gpu() {
+    let output = berthash(&[
+        "bench",
+        "--backend",
+        "wgpu",
+        "--host-only",
+        "--size",
+        "femto",
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--phase",
+        "train,infer",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+        "--json",
+        "--in-process",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let phases: Vec<&str> = rows.iter().map(|r| r["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["train", "infer"], "{rows:?}");
+    for row in &rows {
+        assert_eq!(row["backend"], "wgpu-noop", "{row}");
+        assert!(row["ms_per_step"].as_f64().unwrap() > 0.0, "{row}");
+    }
+    for (args, expect) in [
+        (&["--backend", "cpu"][..], "add --backend wgpu"),
+        (
+            &["--backend", "wgpu", "--precision", "bf16"],
+            "use --precision f32 or f16",
+        ),
+        (
+            &["--backend", "wgpu", "--phase", "data"],
+            "drop data from --phase",
+        ),
+    ] {
+        let output = berthash(&[&["bench", "--host-only"][..], args].concat());
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            !output.status.success() && stderr.contains(expect),
+            "{args:?}: {stderr}"
+        );
+    }
 }

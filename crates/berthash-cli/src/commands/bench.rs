@@ -52,6 +52,12 @@ pub struct BenchArgs {
     pub breakdown: bool,
     #[arg(long, value_enum, default_value_t = BackendKind::Cpu)]
     pub backend: BackendKind,
+    /// Run on wgpu's no-op device, which accepts every command and runs none: the time is the
+    /// host's own work per step (autodiff, Burn's fusion, kernel launches), the floor no GPU can
+    /// go below. Needs `--backend wgpu` (no GPU or Vulkan loader needed), f32 or f16, and the
+    /// train or infer phase; losses and outputs are meaningless. Rows say `wgpu-noop`.
+    #[arg(long)]
+    pub host_only: bool,
     #[arg(long, default_value = "f32")]
     pub precision: Precision,
     /// The data phase's corpus: parquet files or token shards, folders or globs (default: the
@@ -85,11 +91,11 @@ impl BackendTask for Bench {
 
 fn print_table(rows: &[Measurement]) {
     println!(
-        "{:<6} {:<5} {:<22} {:<5} {:<5} {:>5} {:>5} {:>11} {:>19} {:>9} {:>9}",
+        "{:<6} {:<5} {:<22} {:<9} {:<5} {:>5} {:>5} {:>11} {:>19} {:>9} {:>9}",
         "size",
         "phase",
         "variant",
-        "back",
+        "backend",
         "prec",
         "batch",
         "seq",
@@ -100,7 +106,7 @@ fn print_table(rows: &[Measurement]) {
     );
     for m in rows {
         println!(
-            "{:<6} {:<5} {:<22} {:<5} {:<5} {:>5} {:>5} {:>11.0} {:>19} {:>9.1} {:>9}",
+            "{:<6} {:<5} {:<22} {:<9} {:<5} {:>5} {:>5} {:>11.0} {:>19} {:>9.1} {:>9}",
             m.size,
             m.phase.name(),
             m.variant,
@@ -133,7 +139,11 @@ fn print_table(rows: &[Measurement]) {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    crate::backend::require(args.backend)?;
+    if args.host_only {
+        check_host_only(&args)?;
+    } else {
+        crate::backend::require(args.backend)?;
+    }
     for size in &args.size {
         BertHashConfig::preset(size)?;
     }
@@ -183,7 +193,10 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
                             warmup: args.warmup,
                             sync_every: args.sync_every,
                             precision: args.precision,
-                            backend: format!("{:?}", args.backend).to_lowercase(),
+                            backend: match args.host_only {
+                                true => "wgpu-noop".into(),
+                                false => args.backend.name().into(),
+                            },
                             data: data.clone(),
                             breakdown: args.breakdown,
                         });
@@ -199,6 +212,20 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let rows = rows?;
     if !args.json {
         print_table(&rows);
+    }
+    Ok(())
+}
+
+/// `--host-only`'s flags, checked before anything runs.
+fn check_host_only(args: &BenchArgs) -> anyhow::Result<()> {
+    if args.backend != BackendKind::Wgpu {
+        bail!("--host-only runs on wgpu's no-op device: add --backend wgpu");
+    }
+    if args.precision == Precision::Bf16 {
+        bail!("--host-only compiles WGSL kernels, which have no bf16: use --precision f32 or f16");
+    }
+    if args.phase.contains(&Phase::Data) {
+        bail!("--host-only measures the train and infer phases: drop data from --phase");
     }
     Ok(())
 }
@@ -228,7 +255,9 @@ fn data_source(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<DataSo
 fn measure_all(args: &BenchArgs, configs: Vec<BenchConfig>) -> anyhow::Result<Vec<Measurement>> {
     let mut rows = Vec::new();
     for cfg in configs {
-        let m = if args.in_process || args.child {
+        let m = if args.host_only && (args.in_process || args.child) {
+            crate::backend::run_host_only(Bench(cfg))?
+        } else if args.in_process || args.child {
             crate::backend::run(args.backend, Bench(cfg))?
         } else {
             run_child(args, &cfg)?
@@ -264,7 +293,10 @@ fn run_child(args: &BenchArgs, cfg: &BenchConfig) -> anyhow::Result<Measurement>
         .args(["--warmup", &cfg.warmup.to_string()])
         .args(["--sync-every", &cfg.sync_every.to_string()])
         .args(["--precision", cfg.precision.name()])
-        .args(["--backend", &cfg.backend]);
+        .args(["--backend", args.backend.name()]);
+    if args.host_only {
+        cmd.arg("--host-only");
+    }
     if cfg.full_vocab {
         cmd.arg("--full-vocab");
     }
