@@ -55,7 +55,7 @@
 #              with the batch (launches and host work), beside the target's
 #   host       the host's own work per step: berthash bench on wgpu's no-op device (`--host-only`:
 #              every command accepted, none run; no GPU or Vulkan loader involved), nano f32
-#              (WGSL has no bf16) masked training at FLOOR_BATCHES and 256 x 128, with its parts:
+#              (WGSL has no bf16) masked training at 256 x 128 and FLOOR_BATCHES, with its parts:
 #              on this machine's processor, what the step costs before any kernel runs
 #   tuned      the target's berthash rows from the autotuned build (what users build): the
 #              autotuner goes on from the kernel cache as far as the time box lets it
@@ -303,7 +303,7 @@ floor_pytorch() {
 }
 host_rows() {
   bench "$QUICK_BIN" --backend wgpu --host-only --precision f32 --size nano \
-    --batch "${FLOOR_BATCHES:-8,32},256" --seq 128 --phase train --breakdown
+    --batch "256,${FLOOR_BATCHES:-8,32}" --seq 128 --phase train --breakdown
 }
 fusion_off() {
   [[ -n "$NOFUSION_BIN" ]] || { SKIPPED+=("fusion (no no-fusion binary in the bundle)"); return 1; }
