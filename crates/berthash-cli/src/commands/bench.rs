@@ -255,12 +255,12 @@ fn data_source(args: &BenchArgs, dir: &std::path::Path) -> anyhow::Result<DataSo
 fn measure_all(args: &BenchArgs, configs: Vec<BenchConfig>) -> anyhow::Result<Vec<Measurement>> {
     let mut rows = Vec::new();
     for cfg in configs {
-        let m = if args.host_only && (args.in_process || args.child) {
-            crate::backend::run_host_only(Bench(cfg))?
-        } else if args.in_process || args.child {
-            crate::backend::run(args.backend, Bench(cfg))?
-        } else {
+        let m = if !(args.in_process || args.child) {
             run_child(args, &cfg)?
+        } else if args.host_only {
+            crate::backend::run_host_only(Bench(cfg))?
+        } else {
+            crate::backend::run(args.backend, Bench(cfg))?
         };
         if args.json || args.child {
             println!("{}", serde_json::to_string(&m)?);
