@@ -10,7 +10,9 @@
 //!   f32;
 //! - one masked-LM step's gradients on wgpu equal the CPU backend's parameter by parameter (the
 //!   GPU backends' own gradients: sums cut into blocks, rows picked by index scattered in
-//!   parallel);
+//!   parallel), and so do the optimizer's flat gradient vectors and their norm; each backend's
+//!   AdamW update (gathered, updated and cut back into parameters) is AdamW's formula applied
+//!   to its gradients;
 //! - the autotune results are kept in the kernel cache `BERTHASH_KERNEL_CACHE` names.
 //!
 //! Without a usable wgpu adapter the tests print why and pass, unless `BERTHASH_REQUIRE_WGPU` is
@@ -259,28 +261,82 @@ fn tuned_kernels_are_kept_where_the_variable_says() {
     );
 }
 
-/// Every parameter's gradient of one masked-LM loss without dropout, in the model's order, from
-/// weights seeded on the host (the same on every backend) and one batch: token ids from a small
-/// range (each repeated many times), both token types, padded rows, masked positions in no order.
-fn mlm_gradients<B: berthash_kernels::TrainBackend>(device: &B::Device) -> Vec<Vec<f32>> {
+/// One masked-LM training step without dropout, read back in the model's order.
+struct MlmStep {
+    /// Every parameter's gradient.
+    grads: Vec<Vec<f32>>,
+    /// The optimizer's gradient vectors (one per weight-decay group) and their clipped norm.
+    gathered: Vec<Vec<f32>>,
+    norm: f32,
+    /// Every parameter before and after the AdamW update (pre-training's hyper-parameters,
+    /// lr [`LR`], the gradients clipped to norm 1), and whether it is decayed.
+    initial: Vec<Vec<f32>>,
+    updated: Vec<Vec<f32>>,
+    decayed: Vec<bool>,
+}
+
+const LR: f64 = 1e-3;
+
+impl MlmStep {
+    /// The largest difference between the update and AdamW's first update computed here in
+    /// f64 from the step's own gradients and norm: `p (1 - lr wd) - lr g / (|g| + eps)`, with
+    /// `g` the clipped gradient (at step 1 the bias-corrected moments are `g` and `g^2`).
+    fn update_error(&self) -> f64 {
+        let config = berthash_train::OptimizerConfig::pretraining();
+        let coef = (1.0 / (f64::from(self.norm) + 1e-6)).min(1.0);
+        let mut worst = 0f64;
+        for (((p0, p1), g), &decayed) in self
+            .initial
+            .iter()
+            .zip(&self.updated)
+            .zip(&self.grads)
+            .zip(&self.decayed)
+        {
+            let decay = if decayed {
+                1.0 - LR * config.weight_decay
+            } else {
+                1.0
+            };
+            for ((&p0, &p1), &g) in p0.iter().zip(p1).zip(g) {
+                let g = f64::from(g) * coef;
+                let expected = f64::from(p0) * decay - LR * g / (g.abs() + config.eps);
+                worst = worst.max((f64::from(p1) - expected).abs());
+            }
+        }
+        worst
+    }
+}
+
+/// [`MlmStep`] from weights seeded on the host (the same on every backend) and one batch: token
+/// ids from a small range (each repeated many times), both token types, padded rows, masked
+/// positions in no order.
+fn mlm_step<B: berthash_kernels::TrainBackend>(device: &B::Device) -> MlmStep {
     use berthash_model::init::Initializer;
     use berthash_model::{BertHashConfig, BertHashForMaskedLM, BertInput};
+    use berthash_train::clip::clip_grad_norm;
+    use berthash_train::{AdamW, OptimizerConfig};
     use burn::module::{Module, ModuleVisitor, Param};
+    use burn::optim::GradientsParams;
     use burn::prelude::*;
 
-    struct Grads<'a, B: burn::tensor::backend::AutodiffBackend> {
-        grads: &'a B::Gradients,
+    /// Each parameter's gradient in `grads`, or its value where `grads` is `None`.
+    struct Read<'a> {
+        grads: Option<&'a GradientsParams>,
         out: Vec<Vec<f32>>,
     }
-    impl<B: burn::tensor::backend::AutodiffBackend> ModuleVisitor<B> for Grads<'_, B> {
+    impl<B: burn::tensor::backend::AutodiffBackend> ModuleVisitor<B> for Read<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            let grad = param
-                .val()
-                .grad(self.grads)
-                .expect("every parameter has a gradient");
-            self.out
-                .push(grad.into_data().convert::<f32>().to_vec().unwrap());
+            let tensor = match self.grads {
+                Some(grads) => grads
+                    .get::<B::InnerBackend, D>(param.id)
+                    .expect("every parameter has a gradient"),
+                None => param.val().inner(),
+            };
+            self.out.push(values(tensor));
         }
+    }
+    fn values<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> Vec<f32> {
+        tensor.into_data().convert::<f32>().to_vec().unwrap()
     }
 
     // Dropout off: the backends draw their masks differently.
@@ -314,17 +370,46 @@ fn mlm_gradients<B: berthash_kernels::TrainBackend>(device: &B::Device) -> Vec<V
         attention_mask: Some(int2(mask)),
     };
     let (loss, _) = model.loss(input, int1(positions), int1(labels));
-    let grads = loss.backward();
-    let mut visitor = Grads::<B> {
-        grads: &grads,
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let mut read = Read {
+        grads: Some(&grads),
         out: Vec::new(),
     };
-    model.visit(&mut visitor);
-    visitor.out
+    model.visit(&mut read);
+    let grads_read = read.out;
+    let mut read = Read {
+        grads: None,
+        out: Vec::new(),
+    };
+    model.visit(&mut read);
+    let initial = read.out;
+    let mut optim = AdamW::<B>::new(OptimizerConfig::pretraining(), &model);
+    let decayed = berthash_model::names::param_names::<B, _>(&model)
+        .iter()
+        .map(|p| !berthash_train::optim::is_no_decay(&p.name))
+        .collect();
+    let gathered = optim.gather(&model, grads);
+    let gathered_read = gathered.vectors().cloned().map(values).collect();
+    let clipped = clip_grad_norm(&gathered, 1.0, Some(1.0));
+    let norm = clipped.norm.into_scalar().to_f32();
+    let model = optim.step(LR, model, gathered, clipped.grad_scale);
+    let mut read = Read {
+        grads: None,
+        out: Vec::new(),
+    };
+    model.visit(&mut read);
+    MlmStep {
+        grads: grads_read,
+        gathered: gathered_read,
+        norm,
+        initial,
+        updated: read.out,
+        decayed,
+    }
 }
 
 #[test]
-fn one_steps_gradients_on_wgpu_equal_the_cpus() {
+fn one_steps_gradients_and_update_on_wgpu_equal_the_cpus() {
     if !wgpu_usable() {
         return;
     }
@@ -340,24 +425,49 @@ fn one_steps_gradients_on_wgpu_equal_the_cpus() {
             *storage = Some(std::sync::Arc::new(config));
         }
     }
-    let cpu = mlm_gradients::<Autodiff<Flex>>(&Default::default());
-    let gpu = mlm_gradients::<Autodiff<Wgpu>>(&Default::default());
-    assert_eq!(cpu.len(), gpu.len());
-    for (i, (c, g)) in cpu.iter().zip(&gpu).enumerate() {
-        // Relative to the gradient's largest element (sums of many terms cancel in places), at
-        // least 1e-6: the key projection's bias has a gradient of 0 in exact arithmetic (softmax
-        // ignores what is added to every score of a row), rounding noise of 1e-12 here. The
-        // backends' summation orders differ by up to 1e-4 of that; a lost or doubled term, 1e-2.
-        let scale = c.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-        let diff = c.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-        eprintln!(
-            "parameter {i} ({} values): {diff:e} at scale {scale:e}",
-            c.len()
-        );
-        assert!(
-            diff <= 1e-3 * scale,
-            "parameter {i} ({} values): differs by {diff} at scale {scale}",
-            c.len()
-        );
+    let cpu = mlm_step::<Autodiff<Flex>>(&Default::default());
+    let gpu = mlm_step::<Autodiff<Wgpu>>(&Default::default());
+    // Relative to the largest element (sums of many terms cancel in places), at least 1e-6: the
+    // key projection's bias has a gradient of 0 in exact arithmetic (softmax ignores what is
+    // added to every score of a row), rounding noise of 1e-12 here. The backends' summation
+    // orders differ by up to 1e-4 of that; a lost or doubled term, 1e-2.
+    let compare = |what: &str, cpu: &[Vec<f32>], gpu: &[Vec<f32>]| {
+        assert_eq!(cpu.len(), gpu.len(), "{what}");
+        for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
+            assert_eq!(c.len(), g.len(), "{what} {i}");
+            let scale = c.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let diff = c.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!(
+                "{what} {i} ({} values): {diff:e} at scale {scale:e}",
+                c.len()
+            );
+            assert!(
+                diff <= 1e-3 * scale,
+                "{what} {i} ({} values): differs by {diff} at scale {scale}",
+                c.len()
+            );
+        }
+    };
+    compare("gradient", &cpu.grads, &gpu.grads);
+    compare("gathered gradients", &cpu.gathered, &gpu.gathered);
+    let norm_diff = (cpu.norm - gpu.norm).abs() / cpu.norm;
+    eprintln!(
+        "gradient norm: cpu {} wgpu {} ({norm_diff:e})",
+        cpu.norm, gpu.norm
+    );
+    assert!(
+        norm_diff < 1e-4,
+        "gradient norm: cpu {} wgpu {}",
+        cpu.norm,
+        gpu.norm
+    );
+    // Each backend's update from its own gradients, against the formula: an update moves a
+    // weight by about lr (1e-3), and f32 rounding of a weight near 1 is 6e-8. (The two backends'
+    // updates differ by more where a gradient is near eps, 1e-6, and its rounding noise moves
+    // g / (|g| + eps) by percents.)
+    for (backend, step) in [("cpu", &cpu), ("wgpu", &gpu)] {
+        let error = step.update_error();
+        eprintln!("{backend}: update off AdamW's by {error:e} at most");
+        assert!(error < 1e-6, "{backend}: update off AdamW's by {error}");
     }
 }

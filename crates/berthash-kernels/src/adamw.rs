@@ -1,4 +1,5 @@
-//! The AdamW update of one parameter, as `torch.optim.AdamW` computes it:
+//! The AdamW update of a tensor of parameters (in training, a weight-decay group's flat vector),
+//! as `torch.optim.AdamW` computes it:
 //!
 //! ```text
 //! p <- p * (1 - lr * wd)                 (decoupled weight decay, first; skipped at wd = 0)
@@ -7,7 +8,7 @@
 //! p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 //! ```
 //!
-//! Composed, it is a dozen tensor ops, each a pass over the parameter that allocates its result
+//! Composed, it is a dozen tensor ops, each a pass over the tensor that allocates its result
 //! (the GPU backends fuse the chain). The CPU backend runs it as one pass that writes the
 //! parameter and both moments in place, with the same f32 operations in the same order, so that
 //! both give the same bits.

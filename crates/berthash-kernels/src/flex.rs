@@ -4,9 +4,11 @@
 //! ([`crate::cpu_attention`]), the layer norm ([`crate::cpu_layer_norm`]) and the AdamW update
 //! ([`crate::adamw`]). The gradient of rows picked by index is Burn's own.
 
+use std::ops::Range;
+
 use burn::backend::Flex;
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
-use burn::tensor::{DType, Distribution, FloatDType, Shape, TensorData, TensorMetadata};
+use burn::tensor::{DType, Distribution, FloatDType, Shape, Slice, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -380,6 +382,15 @@ impl Kernels for Flex {
             exp_avg,
             exp_avg_sq,
         }
+    }
+
+    fn split(flat: FloatTensor<Self>, ranges: &[Range<usize>]) -> Vec<FloatTensor<Self>> {
+        ranges
+            .iter()
+            .map(|range| {
+                Self::float_slice(flat.clone(), &[Slice::from(range.clone())]).to_contiguous()
+            })
+            .collect()
     }
 
     type DropoutMask = MaskKey;

@@ -10,8 +10,9 @@
 //! | layer norm | a dozen tracked ops (mean, centring, squares, variance, square root, quotient, scale, shift), each a full-size tensor with a gradient of its own; the weight's and bias's gradients summed over every row by one thread per column on a GPU | one pass per row: mean, variance, normalized rows and output ([`layer_norm`](mod@layer_norm)) | one pass per row for the input's gradient, the column sums per task of rows |
 //! | multi-head attention | the heads split and merged by copies around every product, forward and backward; softmax five tracked ops, the padding mask a strided broadcast, glibc's `expf` slow on masked (hugely negative) scores | per (batch, head): products on strided views of the projections' layout, then scale, padding bias and softmax in one row pass and the dropout, on a block in cache (`cpu_attention.rs`) | the same units: `dV`, `dP`, the dropout's and softmax's gradients, `dQ`, `dK` |
 //!
-//! One more has no backward: the AdamW update of a parameter, on the CPU one pass in place instead
-//! of a dozen allocating ops ([`adamw`](mod@adamw)).
+//! One more has no backward: the AdamW update (of a whole weight-decay group at once in
+//! training), on the CPU one pass in place instead of a dozen allocating ops
+//! ([`adamw`](mod@adamw)).
 //!
 //! Each kernel is a method of [`Kernels`], an extension of Burn's `Backend`:
 //! - the default methods compose Burn tensor ops, so every backend has them (the GPU backends
@@ -22,11 +23,13 @@
 //! - `Autodiff<B>` records one graph node whose backward calls `B`'s fused backward
 //!   (`autodiff.rs`).
 
+use std::ops::Range;
+
 use burn::nn::Dropout;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::ops::{ActivationOps, FloatTensor, IntTensor, ModuleOps};
-use burn::tensor::TensorPrimitive;
+use burn::tensor::{Slice, TensorPrimitive};
 
 pub use adamw::{AdamWState, AdamWStep};
 pub use select_rows::{embedding, select_rows, RowIndices};
@@ -243,7 +246,7 @@ pub trait Kernels: Backend {
         select_rows::backward_in_parallel::<Self>(grad, indices, rows, kind)
     }
 
-    /// One AdamW update of a parameter from its gradient (all four of one shape), as
+    /// One AdamW update of a tensor of parameters from its gradient (all four of one shape), as
     /// `torch.optim.AdamW` ([`adamw`](mod@adamw)): the new parameter and moments. The CPU
     /// backend writes them over the old ones in one pass.
     fn adamw(
@@ -252,6 +255,17 @@ pub trait Kernels: Backend {
         step: &AdamWStep,
     ) -> AdamWState<FloatTensor<Self>> {
         adamw::composed::<Self>(state, grad, step)
+    }
+
+    /// The vector `flat` cut into the pieces `ranges`: views of it where the backend makes them
+    /// (the GPU backends, at offsets their alignment allows). The CPU backend copies each piece
+    /// into a buffer of its own: its kernels copy a view of a larger buffer before they read it,
+    /// and the whole buffer before they write to it.
+    fn split(flat: FloatTensor<Self>, ranges: &[Range<usize>]) -> Vec<FloatTensor<Self>> {
+        ranges
+            .iter()
+            .map(|range| Self::float_slice(flat.clone(), &[Slice::from(range.clone())]))
+            .collect()
     }
 }
 
@@ -396,6 +410,14 @@ pub fn dropout<B: Kernels, const D: usize>(x: Tensor<B, D>, dropout: &Dropout) -
         x.into_primitive().tensor(),
         dropout.prob,
     )))
+}
+
+/// See [`Kernels::split`].
+pub fn split<B: Kernels>(flat: Tensor<B, 1>, ranges: &[Range<usize>]) -> Vec<Tensor<B, 1>> {
+    B::split(flat.into_primitive().tensor(), ranges)
+        .into_iter()
+        .map(|t| Tensor::from_primitive(TensorPrimitive::Float(t)))
+        .collect()
 }
 
 /// GELU (erf form, as BERT), fused: see [`Kernels::gelu_erf`].

@@ -1,25 +1,22 @@
 //! Global gradient-norm clipping with `torch.nn.utils.clip_grad_norm_` semantics: the total L2
 //! norm over all gradients, and every gradient scaled by `min(1, max_norm / (norm + 1e-6))`.
 //!
-//! torch takes the norm of the per-tensor norms; here the squares of all gradients are summed and
-//! one square root taken, the same value up to rounding with fewer operations: on a GPU backend
-//! every operation on a small tensor is a kernel launch of its own, and a sum of a whole tensor
-//! is two (a zeroed output, then the sum). So each matrix's squares are summed over its shorter
-//! axis only (a reduction Burn's fusion may join the squaring to), the partial sums of every
-//! gradient are added as columns of equal length (one fused chain per length; a vector's squares
-//! join that chain unreduced), and only each chain's total is summed whole.
-//! For the same reason the gradients are not scaled here: the factor goes to the optimizer step,
-//! which multiplies each gradient inside its update, where the GPU backends fuse the product with
-//! the update's other element-wise operations. Everything stays a lazy tensor, so clipping needs
-//! no host sync.
+//! torch takes the norm of the per-tensor norms; here the squares of each weight-decay group's
+//! flat gradient vector ([`crate::optim::GroupGrads`]) are summed and one square root taken, the
+//! same value up to rounding, in a few operations for the whole model. A long vector is summed
+//! in runs of [`ALIGN`] elements first ([`sum_long`]).
+//! The gradients are not scaled here: the factor goes to the optimizer step, which multiplies
+//! the gradients inside the update, where the GPU backends fuse the product with the update's
+//! other element-wise operations. Everything stays a lazy tensor, so clipping needs no host sync.
 
-use std::collections::BTreeMap;
-
-use burn::module::{AutodiffModule, ModuleVisitor, Param};
-use burn::optim::GradientsParams;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::FloatDType;
+
+use crate::flat::ALIGN;
+use crate::optim::GroupGrads;
+
+/// The longest vector [`sum_long`] sums whole.
+const SUM_WHOLE: usize = 1 << 16;
 
 /// The total gradient norm and the factor the optimizer step applies to every gradient.
 pub struct Clipped<B: Backend> {
@@ -30,35 +27,19 @@ pub struct Clipped<B: Backend> {
     pub grad_scale: Option<Tensor<B, 1>>,
 }
 
-/// The total norm of `module`'s gradients in `grads` once multiplied by `unscale` (a loss scale's
-/// inverse, or 1), and the factor that removes the loss scale and, with `max_norm`, clips them
-/// as torch does.
-pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
-    module: &M,
-    grads: &GradientsParams,
+/// The total norm of `grads` once multiplied by `unscale` (a loss scale's inverse, or 1), and
+/// the factor that removes the loss scale and, with `max_norm`, clips them as torch does. A
+/// half-precision gradient is cast to f32 where it is squared.
+pub fn clip_grad_norm<B: Backend>(
+    grads: &GroupGrads<B>,
     unscale: f64,
     max_norm: Option<f64>,
-) -> Clipped<B::InnerBackend> {
-    let mut squares = SquareSums::<B> {
-        grads,
-        columns: Vec::new(),
-    };
-    module.visit(&mut squares);
-    // Added after all the reductions, each length's columns in one run, so that each run of
-    // additions is one chain the GPU backends fuse.
-    let mut by_length: BTreeMap<usize, Vec<Column<B::InnerBackend>>> = BTreeMap::new();
-    for column in squares.columns {
-        by_length.entry(column.len()).or_default().push(column);
-    }
-    let totals = by_length.into_values().map(|columns| {
-        columns
-            .into_iter()
-            .map(Column::squares)
-            .reduce(|a, b| a.add(b))
-            .expect("a length has a column")
-            .sum()
-    });
-    let Some(total) = totals.reduce(|a, b| a.add(b)) else {
+) -> Clipped<B> {
+    let total = grads
+        .vectors()
+        .map(|g| sum_long(g.clone().cast(FloatDType::F32).powi_scalar(2)))
+        .reduce(|a, b| a.add(b));
+    let Some(total) = total else {
         return Clipped {
             norm: Tensor::zeros([1], &Default::default()),
             grad_scale: None,
@@ -89,61 +70,41 @@ pub fn clip_grad_norm<B: AutodiffBackend, M: AutodiffModule<B>>(
     Clipped { norm, grad_scale }
 }
 
-/// Each gradient's squares as one column `[len, 1]`, in the module's order.
-struct SquareSums<'a, B: AutodiffBackend> {
-    grads: &'a GradientsParams,
-    columns: Vec<Column<B::InnerBackend>>,
+/// The sum of `x`'s elements (`[1]`). A vector longer than 2^16 elements is first summed in runs
+/// of [`ALIGN`] elements (the last run padded with zeros), as often as it takes. A whole-vector
+/// sum of a million elements or more is wrong on wgpu: of a million ones, CubeCL's reduction
+/// counted 262,132 on lavapipe (WebGPU runs at most 65,535 workgroups along one axis of a
+/// dispatch).
+pub fn sum_long<B: Backend>(mut x: Tensor<B, 1>) -> Tensor<B, 1> {
+    while x.dims()[0] > SUM_WHOLE {
+        let len = x.dims()[0];
+        let runs = len.div_ceil(ALIGN);
+        if runs * ALIGN > len {
+            let zeros = Tensor::zeros([runs * ALIGN - len], (&x.device(), x.dtype()));
+            x = Tensor::cat(vec![x, zeros], 0);
+        }
+        x = x.reshape([runs, ALIGN]).sum_dim(1).reshape([runs]);
+    }
+    x.sum()
 }
 
-impl<B: AutodiffBackend> ModuleVisitor<B> for SquareSums<'_, B> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-        if let Some(grad) = self.grads.get::<B::InnerBackend, D>(param.id) {
-            self.columns.push(Column::of(grad));
-        }
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::Flex;
 
-/// A gradient's contribution to the sum of squares, as a column `[len, 1]`. A half-precision
-/// gradient is cast to f32 where it is squared, the first operation of a chain the GPU backends
-/// fuse (a cast of its own would be one kernel).
-enum Column<B: Backend> {
-    /// A vector (or a matrix with one row or column), not squared yet (nor cast): its squares
-    /// join the additions of its length.
-    Values(Tensor<B, 2>),
-    /// A matrix's squares summed over its shorter axis.
-    Squares(Tensor<B, 2>),
-}
-
-impl<B: Backend> Column<B> {
-    /// A tensor of more than two axes is taken as the matrix of its rows.
-    fn of<const D: usize>(grad: Tensor<B, D>) -> Self {
-        let dims = grad.dims();
-        let cols = dims[D - 1];
-        let rows = dims.iter().product::<usize>() / cols.max(1);
-        if rows == 1 || cols == 1 {
-            return Self::Values(grad.reshape([rows * cols, 1]));
-        }
-        let squares = grad
-            .cast(FloatDType::F32)
-            .powi_scalar(2)
-            .reshape([rows, cols]);
-        Self::Squares(if rows >= cols {
-            squares.sum_dim(1)
-        } else {
-            squares.sum_dim(0).reshape([cols, 1])
-        })
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Self::Values(t) | Self::Squares(t) => t.dims()[0],
-        }
-    }
-
-    fn squares(self) -> Tensor<B, 2> {
-        match self {
-            Self::Values(t) => t.cast(FloatDType::F32).powi_scalar(2),
-            Self::Squares(t) => t,
+    #[test]
+    fn long_sums_add_every_element() {
+        let device = Default::default();
+        // Whole; in runs once; in runs twice, the last run of each pass padded.
+        for len in [1000, 3 * SUM_WHOLE + 7, SUM_WHOLE * ALIGN + ALIGN + 3] {
+            let x = Tensor::<Flex, 1>::ones([len], &device);
+            // Beyond 2^24 an f32 holds even integers only: equal within rounding.
+            let sum = f64::from(sum_long(x).into_scalar());
+            assert!(
+                (sum - len as f64).abs() <= 2.0,
+                "{len} ones summed to {sum}"
+            );
         }
     }
 }

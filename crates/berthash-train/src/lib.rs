@@ -19,6 +19,7 @@ pub mod epoch_order;
 pub mod error;
 pub mod eval;
 pub mod finetune;
+pub mod flat;
 pub mod interrupt;
 pub mod log;
 pub mod memory;

@@ -7,10 +7,12 @@
 //! p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 //! ```
 //!
-//! The arithmetic of one parameter's update is [`berthash_kernels::adamw()`] (one pass in place on
-//! the CPU). Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's
-//! Hugging Face name ([`is_no_decay`]). The state (step and the two moments per parameter) is
-//! keyed by that name, so it can be saved to safetensors and loaded into a fresh model.
+//! Weight decay is skipped for biases and LayerNorm weights, decided by the parameter's Hugging
+//! Face name ([`is_no_decay`]): two groups, as torch's `param_groups`. Each group is updated as a
+//! whole, its gradients, parameters and moments each one flat vector ([`crate::flat`]), by one
+//! call of [`berthash_kernels::adamw()`] (one pass in place on the CPU, one fused kernel on the
+//! GPU backends), the multi-tensor update torch's `foreach` and `fused` variants make. The
+//! moments are saved per parameter, keyed by its name, so that they load into a fresh model.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -18,7 +20,7 @@ use std::path::Path;
 use berthash_kernels::{adamw, AdamWState, AdamWStep, Kernels};
 use berthash_model::names::{param_names, ParamName};
 use berthash_model::weights::{RawTensor, TensorFile};
-use burn::module::{AutodiffModule, ModuleMapper, Param, ParamId};
+use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -26,6 +28,7 @@ use burn::tensor::FloatDType;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
+use crate::flat::{Layout, Segment, Zeros};
 use crate::precision::{compute_copy, HalfWeights};
 
 /// Whether HF's `run_mlm`/`run_glue` exclude a parameter from weight decay: biases and LayerNorm
@@ -134,11 +137,68 @@ impl Default for OptimizerConfig {
     }
 }
 
-/// The two moments of one parameter, flattened.
+/// The weight-decay groups, as torch's `param_groups`: the parameters with weight decay, and
+/// those without ([`is_no_decay`]). Indices into the optimizer's per-group arrays.
+const DECAY: usize = 0;
+const NO_DECAY: usize = 1;
+
+/// The gradients of a module's parameters as one flat vector per weight-decay group
+/// ([`AdamW::gather`], layout in [`crate::flat`]): what clipping and the update take.
+pub struct GroupGrads<B: Backend> {
+    groups: [Option<FlatGrad<B>>; 2],
+}
+
+/// A parameter's group, index among the group's segments, and segment.
+struct Place {
+    group: usize,
+    index: usize,
+    segment: Segment,
+}
+
+struct FlatGrad<B: Backend> {
+    layout: Layout,
+    values: Tensor<B, 1>,
+}
+
+impl<B: Backend> GroupGrads<B> {
+    /// Each group's gradient vector (zeros between the parameters).
+    pub fn vectors(&self) -> impl Iterator<Item = &Tensor<B, 1>> {
+        self.groups.iter().flatten().map(|g| &g.values)
+    }
+
+    /// Where each parameter with a gradient lies, by id.
+    fn places(&self) -> HashMap<ParamId, Place> {
+        let mut places = HashMap::new();
+        for (group, grad) in self.groups.iter().enumerate() {
+            let segments = grad.iter().flat_map(|g| g.layout.segments());
+            for (index, segment) in segments.enumerate() {
+                let segment = segment.clone();
+                places.insert(
+                    segment.id,
+                    Place {
+                        group,
+                        index,
+                        segment,
+                    },
+                );
+            }
+        }
+        places
+    }
+}
+
+/// The two moments of one parameter or of a group, flattened.
 #[derive(Debug, Clone)]
 struct Moments<B: Backend> {
     exp_avg: Tensor<B, 1>,
     exp_avg_sq: Tensor<B, 1>,
+}
+
+/// A group's moments, as vectors in the layout of the group's last update.
+#[derive(Debug)]
+struct GroupState<B: Backend> {
+    layout: Layout,
+    moments: Moments<B>,
 }
 
 /// AdamW with per-parameter weight-decay groups. `B` is the autodiff backend of the model;
@@ -149,7 +209,12 @@ pub struct AdamW<B: AutodiffBackend> {
     /// Updates taken (torch's `state["step"]`, the same for every parameter here).
     step: u64,
     params: HashMap<ParamId, ParamName>,
-    state: HashMap<ParamId, Moments<B::InnerBackend>>,
+    /// Each group's moments since its last update.
+    groups: [Option<GroupState<B::InnerBackend>>; 2],
+    /// Moments of single parameters: loaded from a file, or left by a group whose parameters
+    /// with a gradient changed (a parameter keeps its moments through updates without one).
+    loose: HashMap<ParamId, Moments<B::InnerBackend>>,
+    zeros: Zeros<B::InnerBackend>,
 }
 
 const EXP_AVG: &str = "exp_avg/";
@@ -167,7 +232,9 @@ impl<B: AutodiffBackend> AdamW<B> {
             config,
             step: 0,
             params,
-            state: HashMap::new(),
+            groups: [None, None],
+            loose: HashMap::new(),
+            zeros: Zeros::default(),
         }
     }
 
@@ -201,15 +268,42 @@ impl<B: AutodiffBackend> AdamW<B> {
         names
     }
 
-    /// One update of every parameter that has a gradient in `grads` (consumed), at `lr`, each
-    /// gradient multiplied by `grad_scale` first where given (the clip coefficient and a loss
-    /// scale's inverse: [`crate::clip::Clipped`]). The product is the first operation of each
-    /// parameter's update, so the GPU backends fuse it with the rest.
+    /// The gradients of `module`'s parameters in `grads` (consumed), as one flat vector per
+    /// group, in module order. A half-precision gradient stays in its dtype.
+    pub fn gather<M: AutodiffModule<B>>(
+        &mut self,
+        module: &M,
+        grads: GradientsParams,
+    ) -> GroupGrads<B::InnerBackend> {
+        let mut gather = Gather::<B> {
+            params: &self.params,
+            grads,
+            layouts: Default::default(),
+            pieces: Default::default(),
+        };
+        module.visit(&mut gather);
+        let Gather {
+            layouts, pieces, ..
+        } = gather;
+        let mut groups = [None, None];
+        for ((group, layout), pieces) in groups.iter_mut().zip(layouts).zip(pieces) {
+            if !layout.is_empty() {
+                let values = layout.concat(pieces, &mut self.zeros);
+                *group = Some(FlatGrad { layout, values });
+            }
+        }
+        GroupGrads { groups }
+    }
+
+    /// One update of every parameter that has a gradient in `grads`, at `lr`, the gradients
+    /// multiplied by `grad_scale` first where given (the clip coefficient and a loss scale's
+    /// inverse: [`crate::clip::Clipped`]). The product is the first operation of the update, so
+    /// the GPU backends fuse it with the rest.
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
         lr: f64,
         module: M,
-        grads: GradientsParams,
+        grads: GroupGrads<B::InnerBackend>,
         grad_scale: Option<Tensor<B::InnerBackend, 1>>,
     ) -> M
     where
@@ -219,14 +313,14 @@ impl<B: AutodiffBackend> AdamW<B> {
     }
 
     /// [`AdamW::step`] for a model trained in half precision: the gradients may be in `dtype`
-    /// (each is cast to f32 first), and each parameter's update also writes its new value in
-    /// `dtype`. Returns the updated f32 model and the compute copy for the next step
+    /// (cast to f32 first), and the update also writes the new values in `dtype`. Returns the
+    /// updated f32 model and the compute copy for the next step
     /// ([`crate::precision::compute_copy`]).
     pub fn step_and_cast<M: AutodiffModule<B>>(
         &mut self,
         lr: f64,
         module: M,
-        grads: GradientsParams,
+        grads: GroupGrads<B::InnerBackend>,
         grad_scale: Option<Tensor<B::InnerBackend, 1>>,
         dtype: FloatDType,
     ) -> (M, M)
@@ -243,7 +337,7 @@ impl<B: AutodiffBackend> AdamW<B> {
         &mut self,
         lr: f64,
         module: M,
-        mut grads: GradientsParams,
+        grads: GroupGrads<B::InnerBackend>,
         grad_scale: Option<Tensor<B::InnerBackend, 1>>,
         cast: Option<FloatDType>,
     ) -> (M, HalfWeights<B::InnerBackend>)
@@ -253,45 +347,181 @@ impl<B: AutodiffBackend> AdamW<B> {
         self.step += 1;
         let t = self.step as i32;
         let (b1, b2) = self.config.betas;
-        let mut mapper = Updater::<B> {
-            step: AdamWStep {
-                lr,
-                b1,
-                b2,
-                eps: self.config.eps,
-                weight_decay: self.config.weight_decay,
-                bias_correction1: 1.0 - b1.powi(t),
-                bias_correction2_sqrt: (1.0 - b2.powi(t)).sqrt(),
-            },
-            params: &self.params,
-            state: &mut self.state,
-            grads: &mut grads,
-            grad_scale,
-            cast: cast.map(|dtype| (dtype, HashMap::new())),
+        let step = AdamWStep {
+            lr,
+            b1,
+            b2,
+            eps: self.config.eps,
+            weight_decay: self.config.weight_decay,
+            bias_correction1: 1.0 - b1.powi(t),
+            bias_correction2_sqrt: (1.0 - b2.powi(t)).sqrt(),
         };
-        let module = module.map(&mut mapper);
-        (
-            module,
-            mapper.cast.map(|(_, cast)| cast).unwrap_or_default(),
-        )
+        let places = grads.places();
+        let mut values = Values::<B> {
+            wanted: &places,
+            found: HashMap::new(),
+        };
+        module.visit(&mut values);
+        let mut found = values.found;
+        let mut updated = [None, None];
+        for (group, grad) in grads.groups.into_iter().enumerate() {
+            let Some(grad) = grad else {
+                continue;
+            };
+            let param = grad
+                .layout
+                .segments()
+                .iter()
+                .map(|s| {
+                    found
+                        .remove(&s.id)
+                        .expect("a gathered gradient's parameter is in the module")
+                })
+                .collect();
+            let step = AdamWStep {
+                weight_decay: if group == NO_DECAY {
+                    0.0
+                } else {
+                    step.weight_decay
+                },
+                ..step
+            };
+            updated[group] = Some(self.update_group(group, grad, param, &grad_scale, &step, cast));
+        }
+        let mut scatter = Scatter {
+            places,
+            updated,
+            cast: HashMap::new(),
+        };
+        let module = module.map(&mut scatter);
+        (module, scatter.cast)
+    }
+
+    /// One group's update from its gradient and its parameters' values (flattened, in the
+    /// layout's order): the new values, cut back into parameters, and their half copies.
+    fn update_group(
+        &mut self,
+        group: usize,
+        grad: FlatGrad<B::InnerBackend>,
+        param: Vec<Tensor<B::InnerBackend, 1>>,
+        grad_scale: &Option<Tensor<B::InnerBackend, 1>>,
+        step: &AdamWStep,
+        cast: Option<FloatDType>,
+    ) -> Updated<B::InnerBackend>
+    where
+        B::InnerBackend: Kernels,
+    {
+        let FlatGrad { layout, values } = grad;
+        let param = layout.concat(param, &mut self.zeros);
+        let moments = self.moments(group, &layout, &param.device());
+        // The gradient's cast (of a half-precision gradient) and the factor's product are the
+        // first operations of the chain the GPU backends fuse into one kernel, and the half
+        // copy's cast is its last.
+        let mut grad = values.cast(FloatDType::F32);
+        if let Some(factor) = grad_scale {
+            grad = grad.mul(factor.clone());
+        }
+        let new = adamw(
+            AdamWState {
+                param,
+                exp_avg: moments.exp_avg,
+                exp_avg_sq: moments.exp_avg_sq,
+            },
+            grad,
+            step,
+        );
+        let half = cast.map(|dtype| layout.split(new.param.clone().cast(dtype)));
+        let param = layout.split(new.param);
+        self.groups[group] = Some(GroupState {
+            layout,
+            moments: Moments {
+                exp_avg: new.exp_avg,
+                exp_avg_sq: new.exp_avg_sq,
+            },
+        });
+        Updated { param, half }
+    }
+
+    /// The moments of `group` as vectors in `layout`: the group's own where its last update had
+    /// that layout, else put together from single parameters' (zeros for a parameter without).
+    fn moments(
+        &mut self,
+        group: usize,
+        layout: &Layout,
+        device: &burn::tensor::Device<B::InnerBackend>,
+    ) -> Moments<B::InnerBackend>
+    where
+        B::InnerBackend: Kernels,
+    {
+        match self.groups[group].take() {
+            Some(state) if state.layout == *layout => return state.moments,
+            Some(GroupState { layout, moments }) => {
+                let exp_avg = layout.split(moments.exp_avg);
+                let exp_avg_sq = layout.split(moments.exp_avg_sq);
+                for ((segment, exp_avg), exp_avg_sq) in
+                    layout.segments().iter().zip(exp_avg).zip(exp_avg_sq)
+                {
+                    let moments = Moments {
+                        exp_avg,
+                        exp_avg_sq,
+                    };
+                    self.loose.insert(segment.id, moments);
+                }
+            }
+            None => {}
+        }
+        let (mut exp_avg, mut exp_avg_sq) = (Vec::new(), Vec::new());
+        for segment in layout.segments() {
+            let moments = self.loose.remove(&segment.id).unwrap_or_else(|| {
+                let zeros = Tensor::zeros([segment.len()], device);
+                Moments {
+                    exp_avg: zeros.clone(),
+                    exp_avg_sq: zeros,
+                }
+            });
+            exp_avg.push(moments.exp_avg);
+            exp_avg_sq.push(moments.exp_avg_sq);
+        }
+        Moments {
+            exp_avg: layout.concat(exp_avg, &mut self.zeros),
+            exp_avg_sq: layout.concat(exp_avg_sq, &mut self.zeros),
+        }
+    }
+
+    /// Each parameter's two moments as f32 values, by id. Reads them back from the device.
+    fn moments_by_param(&self) -> Vec<(ParamId, [Vec<f32>; 2])> {
+        let read = |t: &Tensor<B::InnerBackend, 1>| {
+            t.clone()
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .expect("converted to f32")
+        };
+        let mut moments = Vec::new();
+        for state in self.groups.iter().flatten() {
+            let [exp_avg, exp_avg_sq] =
+                [&state.moments.exp_avg, &state.moments.exp_avg_sq].map(read);
+            for segment in state.layout.segments() {
+                let range = segment.range();
+                moments.push((
+                    segment.id,
+                    [exp_avg[range.clone()].to_vec(), exp_avg_sq[range].to_vec()],
+                ));
+            }
+        }
+        for (id, m) in &self.loose {
+            moments.push((*id, [read(&m.exp_avg), read(&m.exp_avg_sq)]));
+        }
+        moments
     }
 
     /// The state as a safetensors file: `exp_avg/<name>` and `exp_avg_sq/<name>` (f32, Burn's
     /// parameter shapes) and the step in the metadata. Reads the tensors back from the device.
     pub fn state_file(&self, path: &Path) -> TensorFile {
         let mut tensors = BTreeMap::new();
-        for (id, moments) in &self.state {
-            let param = &self.params[id];
-            for (prefix, tensor) in [
-                (EXP_AVG, &moments.exp_avg),
-                (EXP_AVG_SQ, &moments.exp_avg_sq),
-            ] {
-                let values = tensor
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .to_vec::<f32>()
-                    .expect("converted to f32");
+        for (id, moments) in self.moments_by_param() {
+            let param = &self.params[&id];
+            for (prefix, values) in [EXP_AVG, EXP_AVG_SQ].into_iter().zip(moments) {
                 tensors.insert(
                     format!("{prefix}{}", param.name),
                     RawTensor::from_f32(param.shape.clone(), &values),
@@ -367,7 +597,7 @@ impl<B: AutodiffBackend> AdamW<B> {
                 used += 1;
             }
             if let Ok([exp_avg, exp_avg_sq]) = <[_; 2]>::try_from(moments) {
-                optim.state.insert(
+                optim.loose.insert(
                     *id,
                     Moments {
                         exp_avg,
@@ -400,73 +630,78 @@ impl<B: AutodiffBackend> AdamW<B> {
     }
 }
 
-struct Updater<'a, B: AutodiffBackend> {
-    /// The update's scalars, with the weight decay of the decayed parameters.
-    step: AdamWStep,
+/// Takes `module`'s gradients out of a `GradientsParams`, in module order, into each group's
+/// layout and pieces (each gradient flattened).
+struct Gather<'a, B: AutodiffBackend> {
     params: &'a HashMap<ParamId, ParamName>,
-    state: &'a mut HashMap<ParamId, Moments<B::InnerBackend>>,
-    grads: &'a mut GradientsParams,
-    /// Every gradient's factor (`[1]`), where there is one.
-    grad_scale: Option<Tensor<B::InnerBackend, 1>>,
-    /// The dtype of the compute copy, and the updated parameters cast to it, by id.
-    cast: Option<(FloatDType, HalfWeights<B::InnerBackend>)>,
+    grads: GradientsParams,
+    layouts: [Layout; 2],
+    pieces: [Vec<Tensor<B::InnerBackend, 1>>; 2],
 }
 
-impl<B: AutodiffBackend<InnerBackend: Kernels>> ModuleMapper<B> for Updater<'_, B> {
+impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) else {
+            return;
+        };
+        let group = match self.params.get(&param.id) {
+            Some(p) if is_no_decay(&p.name) => NO_DECAY,
+            _ => DECAY,
+        };
+        let dims = grad.dims();
+        self.layouts[group].push(param.id, dims.to_vec());
+        self.pieces[group].push(grad.reshape([dims.iter().product::<usize>()]));
+    }
+}
+
+/// The current values of the parameters in `wanted`, flattened, by id.
+struct Values<'a, B: AutodiffBackend> {
+    wanted: &'a HashMap<ParamId, Place>,
+    found: HashMap<ParamId, Tensor<B::InnerBackend, 1>>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for Values<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if self.wanted.contains_key(&param.id) {
+            let value = param.val().inner();
+            let n = value.shape().num_elements();
+            self.found.insert(param.id, value.reshape([n]));
+        }
+    }
+}
+
+/// A group's updated parameters, flattened in the order of its layout, and their
+/// half-precision copies where made.
+struct Updated<B: Backend> {
+    param: Vec<Tensor<B, 1>>,
+    half: Option<Vec<Tensor<B, 1>>>,
+}
+
+/// Puts each updated parameter into the module, and collects the half-precision copies by id.
+struct Scatter<B: Backend> {
+    places: HashMap<ParamId, Place>,
+    updated: [Option<Updated<B>>; 2],
+    cast: HalfWeights<B>,
+}
+
+impl<B: AutodiffBackend> ModuleMapper<B> for Scatter<B::InnerBackend> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (id, tensor, mapper) = param.consume();
-        let Some(grad) = self.grads.remove::<B::InnerBackend, D>(id) else {
+        let Some(place) = self.places.get(&id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let require_grad = tensor.is_require_grad();
-        let dims = tensor.dims();
-        let n = dims.iter().product::<usize>();
-        let weight_decay = match self.params.get(&id) {
-            Some(p) if is_no_decay(&p.name) => 0.0,
-            _ => self.step.weight_decay,
-        };
-        // The update runs in the parameter's own shape, the moments reshaped to it, and they go
-        // back to `[n]` only after it (and after the half copy): Burn's fusion does not join a
-        // reshape to fewer axes into a chain and ends the chain there, so flattening the
-        // parameter or its gradient first splits the update in three kernels on the GPU
-        // backends. The factor's reshape comes before the gradient's cast to f32, so that a
-        // half-precision gradient's cast joins the chain the factor's product starts.
-        let factor = self.grad_scale.clone().map(|f| f.reshape([1; D]));
-        let mut grad = grad.cast(FloatDType::F32);
-        if let Some(factor) = factor {
-            grad = grad.mul(factor);
+        let shape = place.segment.shape::<D>();
+        let updated = self.updated[place.group]
+            .as_ref()
+            .expect("the group was updated");
+        if let Some(half) = &updated.half {
+            let half = half[place.index].clone().reshape(shape);
+            self.cast.insert(id, half.into_primitive().tensor());
         }
-        let (exp_avg, exp_avg_sq) = match self.state.remove(&id) {
-            Some(m) => (m.exp_avg.reshape(dims), m.exp_avg_sq.reshape(dims)),
-            None => (grad.zeros_like(), grad.zeros_like()),
-        };
-        let updated = adamw(
-            AdamWState {
-                param: tensor.inner(),
-                exp_avg,
-                exp_avg_sq,
-            },
-            grad,
-            &AdamWStep {
-                weight_decay,
-                ..self.step
-            },
-        );
-        if let Some((dtype, cast)) = &mut self.cast {
-            let half = updated.param.clone().cast(*dtype);
-            cast.insert(id, half.into_primitive().tensor());
+        let mut value = Tensor::from_inner(updated.param[place.index].clone().reshape(shape));
+        if tensor.is_require_grad() {
+            value = value.require_grad();
         }
-        self.state.insert(
-            id,
-            Moments {
-                exp_avg: updated.exp_avg.reshape([n]),
-                exp_avg_sq: updated.exp_avg_sq.reshape([n]),
-            },
-        );
-        let mut tensor = Tensor::from_inner(updated.param);
-        if require_grad {
-            tensor = tensor.require_grad();
-        }
-        Param::from_mapped_value(id, tensor, mapper)
+        Param::from_mapped_value(id, value, mapper)
     }
 }

@@ -18,10 +18,11 @@ pub enum Part {
     Forward,
     /// Each micro-batch's backward pass and its gradients added up.
     Backward,
-    /// The padding row's gradient, the gradient norm and the factor that removes a loss scale
-    /// and clips (applied in the optimizer's update).
+    /// The padding row's gradient, the gradients gathered into the optimizer's flat vectors,
+    /// their norm and the factor that removes a loss scale and clips (applied in the
+    /// optimizer's update).
     Clip,
-    /// The AdamW update, each gradient multiplied by that factor first (and the finite check,
+    /// The AdamW update, the gradients multiplied by that factor first (and the finite check,
     /// when a step makes one).
     Optimizer,
 }

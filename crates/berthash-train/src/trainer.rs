@@ -218,9 +218,10 @@ impl<B: TrainBackend, M: AutodiffModule<B> + HfModel<B>> Trainer<B, M> {
         if let Some(pad) = self.padding_idx {
             crate::padding_idx::zero_padding_grad(&self.model, &mut grads, pad);
         }
+        let grads = self.optimizer.gather(&self.model, grads);
         // The loss scale's removal and the clipping are one factor the optimizer step applies.
         let Clipped { norm, grad_scale } =
-            clip_grad_norm(&self.model, &grads, 1.0 / loss_scale, self.max_grad_norm);
+            clip_grad_norm(&grads, 1.0 / loss_scale, self.max_grad_norm);
         self.lap(Part::Clip);
 
         self.state.step += 1;

@@ -71,7 +71,7 @@ fn adamw_two_steps_by_hand() {
     // m = 0.1 g = (0.3, 0.1); v = 0.001 g^2 = (0.009, 0.001); m_hat = g, sqrt(v_hat) = |g|,
     // so the Adam update is lr * sign(g) = 0.1 (up to eps): w = (0.89, -2.08).
     // Bias: no decay, 0.5 - 0.1 = 0.4.
-    let g = grads(&model, &device);
+    let g = optim.gather(&model, grads(&model, &device));
     model = optim.step(0.1, model, g, None);
     assert_close(&values(model.weight.val()), &[0.89, -2.08]);
     assert_close(&values(model.bias.val()), &[0.4]);
@@ -80,7 +80,7 @@ fn adamw_two_steps_by_hand() {
     // bias correction 1 - 0.81 = 0.19 -> m_hat = (3, 1); v = 0.999 v + 0.001 g^2 =
     // (0.017991, 0.001999), correction 1 - 0.999^2 = 0.001999 -> v_hat = (9, 1): update 0.1 again.
     // w = (0.7811, -2.1592); bias 0.4 - 0.1 = 0.3.
-    let g = grads(&model, &device);
+    let g = optim.gather(&model, grads(&model, &device));
     model = optim.step(0.1, model, g, None);
     assert_close(&values(model.weight.val()), &[0.7811, -2.1592]);
     assert_close(&values(model.bias.val()), &[0.3]);
@@ -93,9 +93,13 @@ fn adamw_two_steps_by_hand() {
     optim.save(&path).unwrap();
     let mut reloaded = AdamW::<B>::load(optim.config().clone(), &model, &path, &device).unwrap();
     assert_eq!(reloaded.step_count(), 2);
+    let (g, h) = (
+        optim.gather(&model, grads(&model, &device)),
+        reloaded.gather(&model, grads(&model, &device)),
+    );
     let (a, b) = (
-        optim.step(0.1, model.clone(), grads(&model, &device), None),
-        reloaded.step(0.1, model.clone(), grads(&model, &device), None),
+        optim.step(0.1, model.clone(), g, None),
+        reloaded.step(0.1, model.clone(), h, None),
     );
     assert_eq!(values(a.weight.val()), values(b.weight.val()));
     assert_eq!(values(a.bias.val()), values(b.bias.val()));
@@ -107,7 +111,7 @@ fn lr_zero_still_counts_the_step_and_decays_nothing() {
     let device = Default::default();
     let mut model = toy(&device);
     let mut optim = AdamW::<B>::new(OptimizerConfig::pretraining(), &model);
-    let g = grads(&model, &device);
+    let g = optim.gather(&model, grads(&model, &device));
     model = optim.step(0.0, model, g, None);
     assert_eq!(values(model.weight.val()), vec![1.0, -2.0]);
     assert_eq!(optim.step_count(), 1);
@@ -119,23 +123,23 @@ fn clip_grad_norm_as_torch() {
     let model = toy(&device);
     let scalar = |t: Tensor<Flex, 1>| f64::from(t.into_scalar());
     // |g| = sqrt(9 + 1 + 4) = sqrt(14).
-    let g = grads(&model, &device);
-    let clipped = clip_grad_norm(&model, &g, 1.0, Some(1.0));
+    let g = AdamW::<B>::new(by_hand(), &model).gather(&model, grads(&model, &device));
+    let clipped = clip_grad_norm(&g, 1.0, Some(1.0));
     assert!((scalar(clipped.norm) - 14f64.sqrt()).abs() < 1e-5);
     let coef = 1.0 / (14f64.sqrt() + 1e-6);
     assert!((scalar(clipped.grad_scale.unwrap()) - coef).abs() < 1e-7);
 
     // Below the threshold the coefficient is clamped to 1; without max_norm there is none.
-    let clipped = clip_grad_norm(&model, &g, 1.0, Some(10.0));
+    let clipped = clip_grad_norm(&g, 1.0, Some(10.0));
     assert_eq!(scalar(clipped.grad_scale.unwrap()), 1.0);
-    assert!(clip_grad_norm(&model, &g, 1.0, None).grad_scale.is_none());
+    assert!(clip_grad_norm(&g, 1.0, None).grad_scale.is_none());
 
     // A loss scale's inverse: the norm of the unscaled gradients (sqrt(14) / 4 = 0.935, under
     // the threshold), and a factor that removes the scale.
-    let clipped = clip_grad_norm(&model, &g, 0.25, Some(1.0));
+    let clipped = clip_grad_norm(&g, 0.25, Some(1.0));
     assert!((scalar(clipped.norm) - 14f64.sqrt() / 4.0).abs() < 1e-6);
     assert_eq!(scalar(clipped.grad_scale.unwrap()), 0.25);
-    let clipped = clip_grad_norm(&model, &g, 0.5, Some(1.0));
+    let clipped = clip_grad_norm(&g, 0.5, Some(1.0));
     let expected = 0.5 / (14f64.sqrt() / 2.0 + 1e-6);
     assert!((scalar(clipped.grad_scale.unwrap()) - expected).abs() < 1e-7);
 }
@@ -172,7 +176,8 @@ fn clip_grad_norm_over_a_models_matrices_and_vectors() {
         squares: 0.0,
     };
     model.visit(&mut random);
-    let clipped = clip_grad_norm(&model, &random.grads, 1.0, Some(1.0));
+    let grads = AdamW::<B>::new(by_hand(), &model).gather(&model, random.grads);
+    let clipped = clip_grad_norm(&grads, 1.0, Some(1.0));
     let norm = f64::from(clipped.norm.into_scalar());
     let expected = random.squares.sqrt();
     assert!(
@@ -201,7 +206,11 @@ fn the_step_applies_the_gradient_factor_as_scaled_gradients_would() {
         AdamW::<B>::new(config, &model),
     );
     let factor = Tensor::<Flex, 1>::from_floats([factor], &device);
-    let given = a.step(0.1, model.clone(), grads(&model, &device), Some(factor));
+    let (g, scaled) = (
+        a.gather(&model, grads(&model, &device)),
+        b.gather(&model, scaled),
+    );
+    let given = a.step(0.1, model.clone(), g, Some(factor));
     let before = b.step(0.1, model, scaled, None);
     assert_eq!(values(given.weight.val()), values(before.weight.val()));
     assert_eq!(values(given.bias.val()), values(before.bias.val()));
@@ -221,6 +230,7 @@ fn step_and_cast_updates_from_half_gradients_and_writes_the_half_copy() {
     f32_grads.register(model.weight.id, half.cast(FloatDType::F32));
     let mut a = AdamW::<B>::new(by_hand(), &model);
     let mut b = AdamW::<B>::new(by_hand(), &model);
+    let (half_grads, f32_grads) = (a.gather(&model, half_grads), b.gather(&model, f32_grads));
     let (updated, copy) = a.step_and_cast(0.1, model.clone(), half_grads, None, FloatDType::BF16);
     let expected = b.step(0.1, model.clone(), f32_grads, None);
     assert_eq!(values(updated.weight.val()), values(expected.weight.val()));
@@ -285,5 +295,48 @@ fn no_decay_is_exactly_biases_and_layer_norm_weights() {
     assert_eq!(
         param_names::<B, _>(&model).len(),
         no_decay.len() + decayed.len()
+    );
+}
+
+#[test]
+fn a_parameter_without_a_gradient_keeps_its_moments_through_the_update() {
+    // Step 1 updates both parameters, step 2 the weight alone (the bias keeps its value and its
+    // moments), step 3 both again: the bias's moments are step 1's, decayed once more.
+    let device = Default::default();
+    let config = by_hand();
+    let mut model = toy(&device);
+    let mut optim = AdamW::<B>::new(config.clone(), &model);
+    let g = optim.gather(&model, grads(&model, &device));
+    model = optim.step(0.1, model, g, None);
+    let mut weight_only = grads(&model, &device);
+    let _: Option<Tensor<Flex, 1>> = weight_only.remove(model.bias.id);
+    let g = optim.gather(&model, weight_only);
+    model = optim.step(0.1, model, g, None);
+    assert_close(&values(model.bias.val()), &[0.4]);
+
+    // The state saved between the steps (the bias's moments apart from the weight's group)
+    // loads into an optimizer that continues the same way.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("optimizer.safetensors");
+    optim.save(&path).unwrap();
+    let mut reloaded = AdamW::<B>::load(config, &model, &path, &device).unwrap();
+    let (g, h) = (
+        optim.gather(&model, grads(&model, &device)),
+        reloaded.gather(&model, grads(&model, &device)),
+    );
+    let (a, b) = (
+        optim.step(0.1, model.clone(), g, None),
+        reloaded.step(0.1, model, h, None),
+    );
+    assert_eq!(values(a.weight.val()), values(b.weight.val()));
+    assert_eq!(values(a.bias.val()), values(b.bias.val()));
+
+    // Step 3 of the bias (t = 3, g = 2, no decay): m = 0.9 * 0.2 + 0.1 * 2, v = 0.999 * 0.004
+    // + 0.001 * 4, each bias-corrected at t = 3.
+    let (m, v) = (0.9 * 0.2 + 0.2, 0.999 * 0.004 + 0.004);
+    let (m_hat, v_hat) = (m / (1.0 - 0.9f64.powi(3)), v / (1.0 - 0.999f64.powi(3)));
+    assert_close(
+        &values(a.bias.val()),
+        &[0.4 - 0.1 * m_hat / (v_hat.sqrt() + 1e-8)],
     );
 }
