@@ -90,9 +90,10 @@ build() {
   echo "   $name.xz: $(du -m "$OUT_DIR/$name.xz" | cut -f1) MiB"
 }
 
-# variant_tree DIR FEATURES: a copy of the tree whose cuda/wgpu features leave out burn/FEATURE
-# for each of the comma-separated FEATURES (`fusion`, `autotune`; berthash-cli's and
-# berthash-kernels' lists are the only ones naming them), checked in the dependency tree.
+# variant_tree DIR FEATURES: a copy of the tree whose cuda/wgpu features leave out burn/FEATURE,
+# and berthash-kernels' own FEATURE where it has one, for each of the comma-separated FEATURES
+# (`fusion`, `autotune`; berthash-cli's and berthash-kernels' lists are the only ones naming
+# them), checked in the dependency tree.
 variant_tree() {
   local dir=$1 features=$2 feature crate=burn-cubecl f
   rm -rf "$dir"
@@ -100,8 +101,8 @@ variant_tree() {
   git ls-files -z --cached --others --exclude-standard | tar -C "$REPO" --null --ignore-failed-read -T - -cf - 2>/dev/null | tar -C "$dir" -xf -
   for feature in ${features//,/ }; do
     for f in crates/berthash-cli/Cargo.toml crates/berthash-kernels/Cargo.toml; do
-      sed -i -E "/^(cuda|wgpu) = /{s/, \"burn\/$feature\"//;s/\"burn\/$feature\", //;s/\"burn\/$feature\"//}" "$dir/$f"
-      if grep -qE "^(cuda|wgpu) = .*burn/$feature" "$dir/$f"; then
+      sed -i -E "/^(cuda|wgpu) = /{s/, \"(burn\/)?$feature\"//g;s/\"(burn\/)?$feature\", //g;s/\"(burn\/)?$feature\"//g}" "$dir/$f"
+      if grep -qE "^(cuda|wgpu) = .*\"(burn/)?$feature\"" "$dir/$f"; then
         echo "gpu_bundle: could not take burn/$feature out of $f" >&2
         exit 1
       fi

@@ -8,6 +8,8 @@
 //!   (dropout off: both then compute one function from the same weights and batches);
 //! - f16 compute over f32 master weights (the casts, the loss scale) on that path trains near
 //!   f32;
+//! - the GPU backends' layer norm (CubeCL kernels of berthash's own) gives the CPU's output and
+//!   gradients;
 //! - one masked-LM step's gradients on wgpu equal the CPU backend's parameter by parameter (the
 //!   GPU backends' own gradients: sums cut into blocks, rows picked by index scattered in
 //!   parallel), and so do the optimizer's flat gradient vectors and their norm; each backend's
@@ -408,23 +410,104 @@ fn mlm_step<B: berthash_kernels::TrainBackend>(device: &B::Device) -> MlmStep {
     }
 }
 
+/// Sets CubeCL's autotune cache, which would otherwise be kept under `target/` of the crate
+/// being tested, to a temporary folder (once per process; the first test to run sets it).
+fn autotune_cache_in_a_temporary_folder() -> tempfile::TempDir {
+    use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
+    let cache = tempfile::tempdir().unwrap();
+    let mut storage = CubeClRuntimeConfig::storage().lock();
+    if storage.is_none() {
+        let mut config = CubeClRuntimeConfig::default();
+        config.autotune.cache = CacheConfig::File(cache.path().to_path_buf());
+        *storage = Some(std::sync::Arc::new(config));
+    }
+    cache
+}
+
+/// A layer norm's output and its input's, weight's and bias's gradients under autodiff, for
+/// `x` `[rows, width]` and the output's gradient `grad`.
+fn layer_norm_and_grads<B: berthash_kernels::TrainBackend>(
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    grad: &[f32],
+    device: &B::Device,
+) -> [Vec<f32>; 4] {
+    use burn::prelude::*;
+    let width = gamma.len();
+    let rows = x.len() / width;
+    let tensor = |v: &[f32], shape: Vec<usize>| {
+        Tensor::<B, 2>::from_data(burn::tensor::TensorData::new(v.to_vec(), shape), device)
+    };
+    let x = tensor(x, vec![rows, width]).require_grad();
+    let gamma = tensor(gamma, vec![1, width])
+        .reshape([width])
+        .require_grad();
+    let beta = tensor(beta, vec![1, width]).reshape([width]).require_grad();
+    let y = berthash_kernels::layer_norm(x.clone(), gamma.clone(), beta.clone(), 1e-12);
+    let grads = (y.clone() * tensor(grad, vec![rows, width]))
+        .sum()
+        .backward();
+    let values = |t: Tensor<B::InnerBackend, 2>| t.into_data().to_vec::<f32>().unwrap();
+    [
+        values(y.inner()),
+        values(x.grad(&grads).unwrap()),
+        values(gamma.grad(&grads).unwrap().unsqueeze()),
+        values(beta.grad(&grads).unwrap().unsqueeze()),
+    ]
+}
+
+/// The GPU backends' layer norm (CubeCL kernels: one unit per row, column sums over blocks of
+/// rows) gives the CPU backend's output and gradients, for a row count with no divisor (the
+/// last block of the column sums is short), narrow and wide rows, and fewer rows than a block.
+#[test]
+fn the_layer_norm_on_wgpu_equals_the_cpus() {
+    if !wgpu_usable() {
+        return;
+    }
+    use burn::backend::{Autodiff, Flex, Wgpu};
+    let _cache = autotune_cache_in_a_temporary_folder();
+    for (rows, width) in [(4919, 13), (300, 128), (5, 80)] {
+        // Rows off centre, as a residual stream is, and a weight near 1.
+        let wave = |n: usize, k: f32, offset: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| offset + (i as f32 * k).sin() * 2.0)
+                .collect()
+        };
+        let x = wave(rows * width, 0.37, 3.0);
+        let gamma = wave(width, 1.3, 1.0)
+            .iter()
+            .map(|v| 0.5 + v / 6.0)
+            .collect::<Vec<_>>();
+        let beta = wave(width, 0.7, 0.0);
+        let grad = wave(rows * width, 0.11, 0.0);
+        let cpu =
+            layer_norm_and_grads::<Autodiff<Flex>>(&x, &gamma, &beta, &grad, &Default::default());
+        let gpu =
+            layer_norm_and_grads::<Autodiff<Wgpu>>(&x, &gamma, &beta, &grad, &Default::default());
+        for (name, (c, g)) in ["y", "x grad", "gamma grad", "beta grad"]
+            .iter()
+            .zip(cpu.iter().zip(&gpu))
+        {
+            assert_eq!(c.len(), g.len(), "{rows} x {width}: {name}");
+            let scale = c.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let diff = c.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            eprintln!("{rows} x {width}: {name}: {diff:e} at scale {scale:e}");
+            assert!(
+                diff <= 1e-4 * scale,
+                "{rows} x {width}: {name} differs by {diff} at scale {scale}"
+            );
+        }
+    }
+}
+
 #[test]
 fn one_steps_gradients_and_update_on_wgpu_equal_the_cpus() {
     if !wgpu_usable() {
         return;
     }
     use burn::backend::{Autodiff, Flex, Wgpu};
-    use burn::cubecl::config::{cache::CacheConfig, CubeClRuntimeConfig, RuntimeConfig};
-    // CubeCL would keep its autotune results under `target/` of the crate being tested.
-    let cache = tempfile::tempdir().unwrap();
-    {
-        let mut storage = CubeClRuntimeConfig::storage().lock();
-        if storage.is_none() {
-            let mut config = CubeClRuntimeConfig::default();
-            config.autotune.cache = CacheConfig::File(cache.path().to_path_buf());
-            *storage = Some(std::sync::Arc::new(config));
-        }
-    }
+    let _cache = autotune_cache_in_a_temporary_folder();
     let cpu = mlm_step::<Autodiff<Flex>>(&Default::default());
     let gpu = mlm_step::<Autodiff<Wgpu>>(&Default::default());
     // Relative to the largest element (sums of many terms cancel in places), at least 1e-6: the

@@ -4,11 +4,9 @@
 //! ([`crate::cpu_attention`]), the layer norm ([`crate::cpu_layer_norm`]) and the AdamW update
 //! ([`crate::adamw`]). The gradient of rows picked by index is Burn's own.
 
-use std::ops::Range;
-
 use burn::backend::Flex;
 use burn::tensor::ops::{ActivationOps, FloatTensor, FloatTensorOps, IntTensor};
-use burn::tensor::{DType, Distribution, FloatDType, Shape, Slice, TensorData, TensorMetadata};
+use burn::tensor::{DType, Distribution, FloatDType, Shape, TensorData, TensorMetadata};
 use burn_flex::FlexTensor;
 use half::{bf16, f16};
 use rayon::prelude::*;
@@ -384,13 +382,12 @@ impl Kernels for Flex {
         }
     }
 
-    fn split(flat: FloatTensor<Self>, ranges: &[Range<usize>]) -> Vec<FloatTensor<Self>> {
-        ranges
-            .iter()
-            .map(|range| {
-                Self::float_slice(flat.clone(), &[Slice::from(range.clone())]).to_contiguous()
-            })
-            .collect()
+    fn split(
+        flat: FloatTensor<Self>,
+        offsets: &[usize],
+        shapes: &[Shape],
+    ) -> Vec<FloatTensor<Self>> {
+        crate::split_composed::<Self>(flat, offsets, shapes, |piece| piece.to_contiguous())
     }
 
     type DropoutMask = MaskKey;

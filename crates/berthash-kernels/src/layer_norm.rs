@@ -1,5 +1,6 @@
 //! Layer normalization composed from Burn tensor ops, forward and hand-written backward: the
-//! implementation the GPU backends run, and the reference the CPU kernel is tested against.
+//! default of a backend without its own, and the reference the CPU and GPU kernels are tested
+//! against.
 //!
 //! Differentiated op by op, a layer norm is a dozen full-size tensors (the mean, the centred
 //! rows, their squares, the variance, its square root, the quotient, the scale and shift) and

@@ -1,6 +1,7 @@
-//! Long sums cut into blocks: the default [`Kernels::dense_backward`], which the GPU backends
-//! run (the CPU has its own), the column sums of the composed layer norm's backward, and the
-//! block count the composed cross-entropy's row reductions use.
+//! Long sums cut into blocks: the default
+//! [`Kernels::dense_backward`](crate::Kernels::dense_backward), which the GPU backends run as
+//! one operation (the CPU has its own), the column sums of the composed layer norm's backward,
+//! and the block count the composed cross-entropy's row reductions use.
 //!
 //! CubeCL's kernels without autotune (the build whose kernels compile in seconds) give each
 //! output of a reduction one thread, and each output tile of a product one block, which walks
@@ -24,7 +25,7 @@ use burn::prelude::*;
 use burn::tensor::ops::{FloatTensor, ModuleOps};
 
 use crate::cross_entropy::float;
-use crate::{DenseGrads, Kernels};
+use crate::DenseGrads;
 
 /// The most blocks a sum is cut into.
 const MAX_BLOCKS: usize = 64;
@@ -98,10 +99,10 @@ pub fn column_sums<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 1> {
     }
 }
 
-/// [`Kernels::dense_backward`] with the weight's and the bias's gradients summed block by block
+/// [`Kernels::dense_backward`](crate::Kernels::dense_backward) with the weight's and the bias's gradients summed block by block
 /// of [`row_blocks`] rows, and the input's over blocks of outputs where there are at least
 /// 8,192 of them.
-pub fn dense_backward_in_blocks<B: Kernels>(
+pub fn dense_backward_in_blocks<B: Backend>(
     x: Option<FloatTensor<B>>,
     weight: Option<FloatTensor<B>>,
     grad: FloatTensor<B>,

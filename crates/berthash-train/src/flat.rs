@@ -11,14 +11,16 @@
 //! parameter at an odd multiple of 128 is copied out: aligning to 256 elements instead would
 //! add a gap after every vector of a hidden size of 128, and each gap is one more piece to
 //! concatenate, a kernel of its own on the GPU backends, in every gradient and parameter vector.
+//! The vectors are made and cut by the kernels' [`Kernels::flatten_into`] and [`Kernels::split`],
+//! one operation each on the GPU backends (the per-parameter reshapes and slices inside it).
 
-use std::collections::HashMap;
 use std::ops::Range;
 
-use berthash_kernels::{split, Kernels};
+use berthash_kernels::Kernels;
 use burn::module::ParamId;
 use burn::prelude::*;
-use burn::tensor::DType;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::TensorPrimitive;
 
 /// Elements from one segment's start to the next's.
 pub const ALIGN: usize = 128;
@@ -43,13 +45,6 @@ impl Segment {
 
     pub fn range(&self) -> Range<usize> {
         self.offset..self.offset + self.len()
-    }
-
-    /// The parameter's shape as an array of `D` axes.
-    pub fn shape<const D: usize>(&self) -> [usize; D] {
-        self.dims.clone().try_into().unwrap_or_else(|dims| {
-            panic!("a parameter of shape {dims:?} taken as a tensor of {D} axes")
-        })
     }
 }
 
@@ -85,59 +80,31 @@ impl Layout {
         self.segments.is_empty()
     }
 
-    /// One flat vector of `pieces`, each segment's values flattened, in the segments' order.
-    pub fn concat<B: Backend>(
-        &self,
-        pieces: Vec<Tensor<B, 1>>,
-        zeros: &mut Zeros<B>,
-    ) -> Tensor<B, 1> {
+    /// One flat vector of `pieces`, each segment's tensor in its own shape, in the segments'
+    /// order ([`Kernels::flatten_into`]: one operation on the GPU backends).
+    pub fn concat<B: Kernels>(&self, pieces: Vec<FloatTensor<B>>) -> Tensor<B, 1> {
         assert_eq!(
             pieces.len(),
             self.segments.len(),
             "one piece per segment of the layout"
         );
-        let mut parts = Vec::with_capacity(2 * pieces.len());
-        for (segment, piece) in self.segments.iter().zip(pieces) {
-            let end = segment.range().end;
-            let gap = end.next_multiple_of(ALIGN) - end;
-            let (dtype, device) = (piece.dtype(), piece.device());
-            parts.push(piece);
-            if gap > 0 {
-                parts.push(zeros.get(gap, dtype, &device));
-            }
-        }
-        Tensor::cat(parts, 0)
+        let flat = B::flatten_into(pieces, &self.offsets(), self.len);
+        Tensor::from_primitive(TensorPrimitive::Float(flat))
     }
 
-    /// Each segment's values cut out of `flat`, flattened ([`berthash_kernels::split`]: views on
-    /// the GPU backends).
-    pub fn split<B: Kernels>(&self, flat: Tensor<B, 1>) -> Vec<Tensor<B, 1>> {
-        let ranges: Vec<_> = self.segments.iter().map(Segment::range).collect();
-        split(flat, &ranges)
+    /// Each segment's values cut out of `flat`, in the parameter's shape ([`Kernels::split`]:
+    /// views on the GPU backends, one operation).
+    pub fn split<B: Kernels>(&self, flat: Tensor<B, 1>) -> Vec<FloatTensor<B>> {
+        let shapes: Vec<Shape> = self
+            .segments
+            .iter()
+            .map(|s| Shape::from(s.dims.clone()))
+            .collect();
+        B::split(flat.into_primitive().tensor(), &self.offsets(), &shapes)
     }
-}
 
-/// Zero vectors for the gaps between segments, made once per length and dtype (on the GPU
-/// backends each new one is an operation and a kernel).
-#[derive(Debug)]
-pub struct Zeros<B: Backend> {
-    made: HashMap<(usize, DType), Tensor<B, 1>>,
-}
-
-impl<B: Backend> Default for Zeros<B> {
-    fn default() -> Self {
-        Self {
-            made: HashMap::new(),
-        }
-    }
-}
-
-impl<B: Backend> Zeros<B> {
-    pub fn get(&mut self, len: usize, dtype: DType, device: &B::Device) -> Tensor<B, 1> {
-        self.made
-            .entry((len, dtype))
-            .or_insert_with(|| Tensor::zeros([len], (device, dtype)))
-            .clone()
+    fn offsets(&self) -> Vec<usize> {
+        self.segments.iter().map(|s| s.offset).collect()
     }
 }
 
@@ -158,13 +125,16 @@ mod tests {
 
         let x = Tensor::<Flex, 2>::from_floats([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], &device);
         let y = Tensor::<Flex, 1>::ones([ALIGN + 1], &device);
-        let mut zeros = Zeros::default();
-        let flat = layout.concat(vec![x.clone().reshape([6]), y.clone()], &mut zeros);
+        let flat = layout.concat::<Flex>(vec![
+            x.clone().into_primitive().tensor(),
+            y.clone().into_primitive().tensor(),
+        ]);
         assert_eq!(flat.dims(), [3 * ALIGN]);
         // The gaps are zeros: the vector's sum is the parameters' sum.
         assert_eq!(flat.clone().sum().into_scalar(), 21.0 + (ALIGN + 1) as f32);
         let [x_back, y_back] = <[_; 2]>::try_from(layout.split(flat)).unwrap();
-        let x_back = x_back.reshape(layout.segments()[0].shape::<2>());
+        let x_back = Tensor::<Flex, 2>::from_primitive(TensorPrimitive::Float(x_back));
+        let y_back = Tensor::<Flex, 1>::from_primitive(TensorPrimitive::Float(y_back));
         x_back.into_data().assert_eq(&x.into_data(), true);
         y_back.into_data().assert_eq(&y.into_data(), true);
     }

@@ -24,11 +24,12 @@ use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::FloatDType;
+use burn::tensor::ops::FloatTensor;
+use burn::tensor::{FloatDType, TensorPrimitive};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, TrainError};
-use crate::flat::{Layout, Segment, Zeros};
+use crate::flat::Layout;
 use crate::precision::{compute_copy, HalfWeights};
 
 /// Whether HF's `run_mlm`/`run_glue` exclude a parameter from weight decay: biases and LayerNorm
@@ -148,11 +149,10 @@ pub struct GroupGrads<B: Backend> {
     groups: [Option<FlatGrad<B>>; 2],
 }
 
-/// A parameter's group, index among the group's segments, and segment.
+/// A parameter's group and index among the group's segments.
 struct Place {
     group: usize,
     index: usize,
-    segment: Segment,
 }
 
 struct FlatGrad<B: Backend> {
@@ -172,15 +172,7 @@ impl<B: Backend> GroupGrads<B> {
         for (group, grad) in self.groups.iter().enumerate() {
             let segments = grad.iter().flat_map(|g| g.layout.segments());
             for (index, segment) in segments.enumerate() {
-                let segment = segment.clone();
-                places.insert(
-                    segment.id,
-                    Place {
-                        group,
-                        index,
-                        segment,
-                    },
-                );
+                places.insert(segment.id, Place { group, index });
             }
         }
         places
@@ -214,7 +206,6 @@ pub struct AdamW<B: AutodiffBackend> {
     /// Moments of single parameters: loaded from a file, or left by a group whose parameters
     /// with a gradient changed (a parameter keeps its moments through updates without one).
     loose: HashMap<ParamId, Moments<B::InnerBackend>>,
-    zeros: Zeros<B::InnerBackend>,
 }
 
 const EXP_AVG: &str = "exp_avg/";
@@ -234,7 +225,6 @@ impl<B: AutodiffBackend> AdamW<B> {
             params,
             groups: [None, None],
             loose: HashMap::new(),
-            zeros: Zeros::default(),
         }
     }
 
@@ -274,7 +264,10 @@ impl<B: AutodiffBackend> AdamW<B> {
         &mut self,
         module: &M,
         grads: GradientsParams,
-    ) -> GroupGrads<B::InnerBackend> {
+    ) -> GroupGrads<B::InnerBackend>
+    where
+        B::InnerBackend: Kernels,
+    {
         let mut gather = Gather::<B> {
             params: &self.params,
             grads,
@@ -288,7 +281,7 @@ impl<B: AutodiffBackend> AdamW<B> {
         let mut groups = [None, None];
         for ((group, layout), pieces) in groups.iter_mut().zip(layouts).zip(pieces) {
             if !layout.is_empty() {
-                let values = layout.concat(pieces, &mut self.zeros);
+                let values = layout.concat(pieces);
                 *group = Some(FlatGrad { layout, values });
             }
         }
@@ -403,7 +396,7 @@ impl<B: AutodiffBackend> AdamW<B> {
         &mut self,
         group: usize,
         grad: FlatGrad<B::InnerBackend>,
-        param: Vec<Tensor<B::InnerBackend, 1>>,
+        param: Vec<FloatTensor<B::InnerBackend>>,
         grad_scale: &Option<Tensor<B::InnerBackend, 1>>,
         step: &AdamWStep,
         cast: Option<FloatDType>,
@@ -412,7 +405,7 @@ impl<B: AutodiffBackend> AdamW<B> {
         B::InnerBackend: Kernels,
     {
         let FlatGrad { layout, values } = grad;
-        let param = layout.concat(param, &mut self.zeros);
+        let param = layout.concat(param);
         let moments = self.moments(group, &layout, &param.device());
         // The gradient's cast (of a half-precision gradient) and the factor's product are the
         // first operations of the chain the GPU backends fuse into one kernel, and the half
@@ -461,9 +454,13 @@ impl<B: AutodiffBackend> AdamW<B> {
                 for ((segment, exp_avg), exp_avg_sq) in
                     layout.segments().iter().zip(exp_avg).zip(exp_avg_sq)
                 {
+                    let flat = |t| {
+                        Tensor::<B::InnerBackend, 1>::from_primitive(TensorPrimitive::Float(t))
+                            .reshape([segment.len()])
+                    };
                     let moments = Moments {
-                        exp_avg,
-                        exp_avg_sq,
+                        exp_avg: flat(exp_avg),
+                        exp_avg_sq: flat(exp_avg_sq),
                     };
                     self.loose.insert(segment.id, moments);
                 }
@@ -479,12 +476,12 @@ impl<B: AutodiffBackend> AdamW<B> {
                     exp_avg_sq: zeros,
                 }
             });
-            exp_avg.push(moments.exp_avg);
-            exp_avg_sq.push(moments.exp_avg_sq);
+            exp_avg.push(moments.exp_avg.into_primitive().tensor());
+            exp_avg_sq.push(moments.exp_avg_sq.into_primitive().tensor());
         }
         Moments {
-            exp_avg: layout.concat(exp_avg, &mut self.zeros),
-            exp_avg_sq: layout.concat(exp_avg_sq, &mut self.zeros),
+            exp_avg: layout.concat(exp_avg),
+            exp_avg_sq: layout.concat(exp_avg_sq),
         }
     }
 
@@ -631,12 +628,12 @@ impl<B: AutodiffBackend> AdamW<B> {
 }
 
 /// Takes `module`'s gradients out of a `GradientsParams`, in module order, into each group's
-/// layout and pieces (each gradient flattened).
+/// layout and pieces (each gradient in its own shape).
 struct Gather<'a, B: AutodiffBackend> {
     params: &'a HashMap<ParamId, ParamName>,
     grads: GradientsParams,
     layouts: [Layout; 2],
-    pieces: [Vec<Tensor<B::InnerBackend, 1>>; 2],
+    pieces: [Vec<FloatTensor<B::InnerBackend>>; 2],
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<'_, B> {
@@ -648,33 +645,31 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for Gather<'_, B> {
             Some(p) if is_no_decay(&p.name) => NO_DECAY,
             _ => DECAY,
         };
-        let dims = grad.dims();
-        self.layouts[group].push(param.id, dims.to_vec());
-        self.pieces[group].push(grad.reshape([dims.iter().product::<usize>()]));
+        self.layouts[group].push(param.id, grad.dims().to_vec());
+        self.pieces[group].push(grad.into_primitive().tensor());
     }
 }
 
-/// The current values of the parameters in `wanted`, flattened, by id.
+/// The current values of the parameters in `wanted`, by id.
 struct Values<'a, B: AutodiffBackend> {
     wanted: &'a HashMap<ParamId, Place>,
-    found: HashMap<ParamId, Tensor<B::InnerBackend, 1>>,
+    found: HashMap<ParamId, FloatTensor<B::InnerBackend>>,
 }
 
 impl<B: AutodiffBackend> ModuleVisitor<B> for Values<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if self.wanted.contains_key(&param.id) {
             let value = param.val().inner();
-            let n = value.shape().num_elements();
-            self.found.insert(param.id, value.reshape([n]));
+            self.found.insert(param.id, value.into_primitive().tensor());
         }
     }
 }
 
-/// A group's updated parameters, flattened in the order of its layout, and their
-/// half-precision copies where made.
+/// A group's updated parameters in the order of its layout, and their half-precision copies
+/// where made.
 struct Updated<B: Backend> {
-    param: Vec<Tensor<B, 1>>,
-    half: Option<Vec<Tensor<B, 1>>>,
+    param: Vec<FloatTensor<B>>,
+    half: Option<Vec<FloatTensor<B>>>,
 }
 
 /// Puts each updated parameter into the module, and collects the half-precision copies by id.
@@ -690,15 +685,15 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Scatter<B::InnerBackend> {
         let Some(place) = self.places.get(&id) else {
             return Param::from_mapped_value(id, tensor, mapper);
         };
-        let shape = place.segment.shape::<D>();
         let updated = self.updated[place.group]
             .as_ref()
             .expect("the group was updated");
         if let Some(half) = &updated.half {
-            let half = half[place.index].clone().reshape(shape);
-            self.cast.insert(id, half.into_primitive().tensor());
+            self.cast.insert(id, half[place.index].clone());
         }
-        let mut value = Tensor::from_inner(updated.param[place.index].clone().reshape(shape));
+        let value = updated.param[place.index].clone();
+        let value = Tensor::<B::InnerBackend, D>::from_primitive(TensorPrimitive::Float(value));
+        let mut value = Tensor::from_inner(value);
         if tensor.is_require_grad() {
             value = value.require_grad();
         }
