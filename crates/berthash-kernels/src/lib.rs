@@ -20,9 +20,9 @@
 //!   the gradient of rows picked by index, embeddings included, is scattered by one thread per
 //!   element or per block of indices, [`select_rows`](mod@select_rows));
 //! - the GPU backends (`gpu/`) override the layer norm with CubeCL kernels, and run the dense
-//!   backward as one operation: each Burn operation costs the host about the same whatever
-//!   its size, and the composed layer norms and dense backwards were a third of the 940
-//!   operations of a nano training step;
+//!   backward and the making and cutting of flat vectors as one operation each: each Burn
+//!   operation costs the host about the same whatever its size, and these were half of the
+//!   940 operations of a nano training step;
 //! - the CPU backend (`Flex`) overrides them with SIMD loops over rows on rayon threads;
 //! - `Autodiff<B>` records one graph node whose backward calls `B`'s fused backward
 //!   (`autodiff.rs`).
