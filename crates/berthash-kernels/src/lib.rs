@@ -295,17 +295,14 @@ pub(crate) fn flatten_composed<B: Backend>(
     let first = pieces.first().expect("at least one piece to flatten");
     let (dtype, device) = (first.dtype(), B::float_device(first));
     let sizes: Vec<usize> = pieces.iter().map(|p| p.shape().num_elements()).collect();
-    let ends = offsets
-        .iter()
-        .zip(&sizes)
-        .map(|(offset, size)| offset + size);
     // The gap before each piece, and the one after the last.
-    let gaps: Vec<usize> = offsets
-        .iter()
-        .chain([&len])
-        .zip([0].into_iter().chain(ends))
-        .map(|(start, end)| start - end)
-        .collect();
+    let mut gaps = Vec::with_capacity(pieces.len() + 1);
+    let mut end = 0;
+    for (&offset, size) in offsets.iter().zip(&sizes) {
+        gaps.push(offset - end);
+        end = offset + size;
+    }
+    gaps.push(len - end);
     let widest = gaps.iter().copied().max().unwrap_or(0);
     let zeros = (widest > 0).then(|| B::float_zeros([widest].into(), &device, dtype.into()));
     let gap = |len: usize| {
