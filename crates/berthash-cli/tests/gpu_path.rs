@@ -9,7 +9,8 @@
 //! - f16 compute over f32 master weights (the casts, the loss scale) on that path trains near
 //!   f32;
 //! - the GPU backends' layer norm (CubeCL kernels of berthash's own) gives the CPU's output and
-//!   gradients;
+//!   gradients, and their attention the CPU's without dropout and the composed attention's with
+//!   it (the same mask from the same seed);
 //! - one masked-LM step's gradients on wgpu equal the CPU backend's parameter by parameter (the
 //!   GPU backends' own gradients: sums cut into blocks, rows picked by index scattered in
 //!   parallel), and so do the optimizer's flat gradient vectors and their norm; each backend's
@@ -498,6 +499,156 @@ fn the_layer_norm_on_wgpu_equals_the_cpus() {
                 "{rows} x {width}: {name} differs by {diff} at scale {scale}"
             );
         }
+    }
+}
+
+/// An attention's context, probabilities and the gradients of Q, K and V, and its dropout mask,
+/// by the backend's own kernels or (`composed`) by the composed ones, after seeding the
+/// backend's RNG with the same seed.
+fn attention_outputs<B: berthash_kernels::Kernels>(
+    inputs: &AttentionInputs,
+    config: berthash_kernels::AttentionConfig,
+    composed: bool,
+) -> (Vec<Vec<f32>>, Option<B::DropoutMask>) {
+    use berthash_kernels::attention::{training_backward_composed, training_forward_composed};
+    use burn::prelude::*;
+    use burn::tensor::ops::FloatTensor;
+    use burn::tensor::{TensorMetadata, TensorPrimitive};
+    let [batch, seq, width] = inputs.shape;
+    let device = &Default::default();
+    let primitive = |v: &[f32], shape: Vec<usize>| {
+        let flat = Tensor::<B, 1>::from_floats(v, device)
+            .into_primitive()
+            .tensor();
+        B::float_reshape(flat, Shape::from(shape))
+    };
+    let qkv = || {
+        inputs
+            .qkv
+            .clone()
+            .map(|v| primitive(&v, vec![batch, seq, width]))
+    };
+    let bias = primitive(&inputs.key_bias, vec![batch, seq]);
+    let grad = primitive(&inputs.grad, vec![batch, seq, width]);
+    B::seed(device, 11);
+    let (context, probs, mask) = if composed {
+        training_forward_composed::<B>(qkv(), Some(bias), config)
+    } else {
+        B::attention_forward(qkv(), Some(bias), config)
+    };
+    let grads = if composed {
+        training_backward_composed::<B>(qkv(), probs.clone(), mask.clone(), config, grad)
+    } else {
+        B::attention_backward(qkv(), probs.clone(), mask.clone(), config, grad)
+    };
+    let values = |p: FloatTensor<B>| {
+        let flat = B::float_reshape(p.clone(), Shape::new([p.shape().num_elements()]));
+        Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(flat))
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .unwrap()
+    };
+    let mut out = vec![values(context), values(probs)];
+    out.extend(grads.map(values));
+    (out, mask)
+}
+
+/// Q, K, V and the context's gradient `[batch, seq, width]`, and a key bias `[batch, seq]`.
+struct AttentionInputs {
+    shape: [usize; 3],
+    qkv: [Vec<f32>; 3],
+    key_bias: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+impl AttentionInputs {
+    /// Values of a few units, the last keys of the second row padded.
+    fn new(batch: usize, seq: usize, width: usize) -> Self {
+        let wave = |k: f32| -> Vec<f32> {
+            (0..batch * seq * width)
+                .map(|i| (i as f32 * k).sin() * 1.5)
+                .collect()
+        };
+        let key_bias = (0..batch * seq)
+            .map(|i| {
+                if i / seq == 1 && i % seq >= seq - 2 {
+                    f32::MIN
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        Self {
+            shape: [batch, seq, width],
+            qkv: [wave(0.37), wave(0.53), wave(0.71)],
+            key_bias,
+            grad: wave(0.13),
+        }
+    }
+}
+
+/// The GPU backends' attention (one operation each way, the softmax a CubeCL kernel) gives the
+/// CPU's context and gradients without dropout, and with dropout the composed attention's on
+/// the same backend from the same seed: the same mask, context and gradients.
+#[test]
+fn the_attention_on_wgpu_equals_the_cpus_and_the_composed_one() {
+    if !wgpu_usable() {
+        return;
+    }
+    use berthash_kernels::AttentionConfig;
+    use burn::backend::{Flex, Wgpu};
+    let _cache = autotune_cache_in_a_temporary_folder();
+    let names = ["context", "probs", "query grad", "key grad", "value grad"];
+    let compare = |what: &str, a: &[Vec<f32>], b: &[Vec<f32>], bound: f32| {
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (name, (a, b)) in names.iter().zip(a.iter().zip(b)) {
+            assert_eq!(a.len(), b.len(), "{what}: {name}");
+            let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            eprintln!("{what}: {name}: {diff:e} at scale {scale:e}");
+            assert!(
+                diff <= bound * scale,
+                "{what}: {name} differs by {diff} at scale {scale}"
+            );
+        }
+    };
+    for (batch, seq, width, heads) in [(3, 7, 8, 2), (2, 33, 64, 4)] {
+        let inputs = AttentionInputs::new(batch, seq, width);
+        let config = |dropout| AttentionConfig {
+            heads,
+            scale: 1.0 / ((width / heads) as f64).sqrt(),
+            dropout,
+        };
+        let what = format!("{batch} x {seq} x {width}, {heads} heads");
+        let (cpu, _) = attention_outputs::<Flex>(&inputs, config(0.0), false);
+        let (gpu, _) = attention_outputs::<Wgpu>(&inputs, config(0.0), false);
+        compare(&format!("{what}, wgpu against the CPU"), &cpu, &gpu, 1e-5);
+        let mask = |mask: Option<_>| {
+            use burn::tensor::{ops::FloatTensorOps, Shape, TensorMetadata, TensorPrimitive};
+            let mask: burn::tensor::ops::FloatTensor<Wgpu> = mask.expect("a mask");
+            let flat =
+                <Wgpu>::float_reshape(mask.clone(), Shape::new([mask.shape().num_elements()]));
+            let mask: burn::tensor::Tensor<Wgpu, 1> =
+                burn::tensor::Tensor::from_primitive(TensorPrimitive::Float(flat));
+            mask.into_data().to_vec::<f32>().unwrap()
+        };
+        let (composed, composed_mask) = attention_outputs::<Wgpu>(&inputs, config(0.3), true);
+        let (own, own_mask) = attention_outputs::<Wgpu>(&inputs, config(0.3), false);
+        let (composed_mask, own_mask) = (mask(composed_mask), mask(own_mask));
+        assert_eq!(composed_mask, own_mask, "{what}: the dropout masks");
+        let kept = own_mask.iter().filter(|&&m| m == 1.0).count() as f32;
+        let kept = kept / own_mask.len() as f32;
+        assert!(
+            (0.6..0.8).contains(&kept),
+            "{what}: dropout 0.3 kept {kept}"
+        );
+        compare(
+            &format!("{what}, dropout 0.3, against the composed"),
+            &composed,
+            &own,
+            1e-5,
+        );
     }
 }
 

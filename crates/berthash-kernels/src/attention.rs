@@ -42,14 +42,14 @@ pub fn backward_composed<B: Backend>(
 }
 
 /// `[batch, seq, hidden]` -> `[batch, heads, seq, hidden / heads]` (a view).
-fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
+pub(crate) fn split_heads<B: Backend>(x: Tensor<B, 3>, heads: usize) -> Tensor<B, 4> {
     let [batch, seq, width] = x.dims();
     x.reshape([batch, seq, heads, width / heads])
         .swap_dims(1, 2)
 }
 
 /// The inverse of [`split_heads`].
-fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> FloatTensor<B> {
+pub(crate) fn merge_heads<B: Backend>(x: Tensor<B, 4>) -> FloatTensor<B> {
     let [batch, heads, seq, d] = x.dims();
     x.swap_dims(1, 2)
         .reshape([batch, seq, heads * d])
@@ -63,11 +63,7 @@ pub fn inference_composed<B: Kernels>(
     key_bias: Option<FloatTensor<B>>,
     config: AttentionConfig,
 ) -> FloatTensor<B> {
-    let config = AttentionConfig {
-        dropout: 0.0,
-        ..config
-    };
-    training_forward_composed::<B>(qkv, key_bias, config).0
+    training_forward_composed::<B>(qkv, key_bias, config.without_dropout()).0
 }
 
 /// [`Kernels::attention_forward`] in the backend's ops: heads split, `Q Kᵀ`, the probabilities,

@@ -10,15 +10,23 @@ pub fn forward_composed<B: Backend>(
     x: FloatTensor<B>,
     prob: f64,
 ) -> (FloatTensor<B>, FloatTensor<B>) {
-    let keep = 1.0 - prob;
-    let mask = B::float_random(
-        x.shape(),
-        Distribution::Bernoulli(keep),
-        &B::float_device(&x),
-        x.dtype().into(),
+    let mask = draw_mask::<B>(&x, prob);
+    let out = B::float_mul_scalar(
+        B::float_mul(x, mask.clone()),
+        Scalar::Float(1.0 / (1.0 - prob)),
     );
-    let out = B::float_mul_scalar(B::float_mul(x, mask.clone()), Scalar::Float(1.0 / keep));
     (out, mask)
+}
+
+/// The composed dropout's mask for a tensor like `x`: 1 where kept (probability `1 - prob`),
+/// 0 where dropped, drawn from the backend's RNG.
+pub fn draw_mask<B: Backend>(x: &FloatTensor<B>, prob: f64) -> FloatTensor<B> {
+    B::float_random(
+        x.shape(),
+        Distribution::Bernoulli(1.0 - prob),
+        &B::float_device(x),
+        x.dtype().into(),
+    )
 }
 
 /// `grad * mask / (1 - prob)`.

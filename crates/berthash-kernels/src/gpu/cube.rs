@@ -7,8 +7,11 @@ use std::sync::Arc;
 use burn::prelude::*;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::DType;
+use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
 use burn_cubecl::{BoolElement, CubeBackend, CubeRuntime, FloatElement, IntElement};
+use cubecl::calculate_cube_count_elemwise;
+use cubecl::prelude::{CubeCount, CubeDim};
 
 /// Kernel launches (or Burn ops of the CubeCL backend) over the CubeCL tensors of their
 /// inputs, returning their outputs.
@@ -45,6 +48,17 @@ pub fn custom<B: CubeKernels, const I: usize, const O: usize>(
     B::custom(name, inputs.into(), outputs.into(), launch)
         .try_into()
         .expect("one tensor per output")
+}
+
+/// A contiguous tensor of `shape` and `dtype` on `like`'s device, its values unset.
+pub fn empty<R: CubeRuntime>(like: &CubeTensor<R>, shape: Shape, dtype: DType) -> CubeTensor<R> {
+    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
+}
+
+/// `(cube count, cube dim)` for one unit per each of `units`.
+pub fn grid<R: CubeRuntime>(like: &CubeTensor<R>, units: usize) -> (CubeCount, CubeDim) {
+    let dim = CubeDim::new(&like.client, units);
+    (calculate_cube_count_elemwise(&like.client, units, dim), dim)
 }
 
 #[cfg(not(feature = "fusion"))]

@@ -16,13 +16,10 @@
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::kernel::into_contiguous;
-use burn_cubecl::ops::numeric::empty_device_contiguous_dtype;
 use burn_cubecl::tensor::CubeTensor;
-use burn_cubecl::CubeRuntime;
-use cubecl::calculate_cube_count_elemwise;
 use cubecl::prelude::*;
 
-use super::cube::{custom, CubeKernels};
+use super::cube::{custom, empty, grid, CubeKernels};
 use crate::sum_blocks::row_blocks;
 use crate::{LayerNormGrads, LayerNormSaved};
 
@@ -154,16 +151,6 @@ fn column_totals<F: Float>(
     }
     gamma_grad[column] = F::cast_from(gamma_sum);
     beta_grad[column] = F::cast_from(beta_sum);
-}
-
-fn empty<R: CubeRuntime>(like: &CubeTensor<R>, shape: Shape, dtype: DType) -> CubeTensor<R> {
-    empty_device_contiguous_dtype(like.client.clone(), like.device.clone(), shape, dtype)
-}
-
-/// `(cube count, cube dim)` for one unit per each of `units`.
-fn grid<R: CubeRuntime>(like: &CubeTensor<R>, units: usize) -> (CubeCount, CubeDim) {
-    let dim = CubeDim::new(&like.client, units);
-    (calculate_cube_count_elemwise(&like.client, units, dim), dim)
 }
 
 /// `shape` with a last axis of 1: one value per row.

@@ -1,7 +1,9 @@
 //! The GPU backends' kernels: the composed ones (Burn's fusion compiles their element-wise
 //! parts), CubeCL kernels where a measurement showed the composed version's cost
-//! ([`layer_norm`]), and composed ones run as one operation ([`dense`], [`flat`]).
+//! ([`layer_norm`], [`attention`]'s softmax), and composed ones run as one operation
+//! ([`attention`], [`dense`], [`flat`]).
 
+mod attention;
 mod cube;
 mod dense;
 mod flat;
@@ -13,6 +15,36 @@ use crate::dropout;
 macro_rules! gpu_kernels {
     () => {
         dropout::composed_dropout!();
+
+        fn attention_forward(
+            qkv: [burn::tensor::ops::FloatTensor<Self>; 3],
+            key_bias: Option<burn::tensor::ops::FloatTensor<Self>>,
+            config: crate::AttentionConfig,
+        ) -> (
+            burn::tensor::ops::FloatTensor<Self>,
+            burn::tensor::ops::FloatTensor<Self>,
+            Option<Self::DropoutMask>,
+        ) {
+            attention::forward::<Self>(qkv, key_bias, config)
+        }
+
+        fn attention_backward(
+            qkv: [burn::tensor::ops::FloatTensor<Self>; 3],
+            probs: burn::tensor::ops::FloatTensor<Self>,
+            mask: Option<Self::DropoutMask>,
+            config: crate::AttentionConfig,
+            grad: burn::tensor::ops::FloatTensor<Self>,
+        ) -> [burn::tensor::ops::FloatTensor<Self>; 3] {
+            attention::backward::<Self>(qkv, probs, mask, config, grad)
+        }
+
+        fn attention_inference(
+            qkv: [burn::tensor::ops::FloatTensor<Self>; 3],
+            key_bias: Option<burn::tensor::ops::FloatTensor<Self>>,
+            config: crate::AttentionConfig,
+        ) -> burn::tensor::ops::FloatTensor<Self> {
+            attention::inference::<Self>(qkv, key_bias, config)
+        }
 
         fn layer_norm_forward(
             x: burn::tensor::ops::FloatTensor<Self>,
