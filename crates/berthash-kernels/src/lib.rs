@@ -194,7 +194,7 @@ pub trait Kernels: Backend {
     /// Layer normalization of `x` `[.., width]` while training: each row's
     /// `(x - mean) / sqrt(var + epsilon)` (biased variance, as BERT) times `gamma` plus `beta`
     /// (`[width]`), and what [`Kernels::layer_norm_backward`] needs. At inference the model
-    /// calls Burn's own layer norm.
+    /// calls [`Kernels::layer_norm_inference`].
     fn layer_norm_forward(
         x: FloatTensor<Self>,
         gamma: FloatTensor<Self>,
@@ -212,6 +212,16 @@ pub trait Kernels: Backend {
         grad: FloatTensor<Self>,
     ) -> LayerNormGrads<FloatTensor<Self>> {
         layer_norm::backward_composed::<Self>(saved, gamma, grad)
+    }
+
+    /// The same layer norm without gradient (inference): Burn's own by default.
+    fn layer_norm_inference(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        epsilon: f64,
+    ) -> FloatTensor<Self> {
+        <Self as ModuleOps<Self>>::layer_norm(x, gamma, Some(beta), epsilon)
     }
 
     /// The layer norm's output alone. `Autodiff` overrides it to record one node whose backward
@@ -470,7 +480,7 @@ pub fn layer_norm<B: Kernels, const D: usize>(
     let y = if tracked {
         B::layer_norm_training(x, gamma, beta, epsilon)
     } else {
-        <B as ModuleOps<B>>::layer_norm(x, gamma, Some(beta), epsilon)
+        B::layer_norm_inference(x, gamma, beta, epsilon)
     };
     Tensor::from_primitive(TensorPrimitive::Float(y))
 }

@@ -32,22 +32,30 @@ impl<B: Backend> BertSelfAttention<B> {
     }
 }
 
+/// How the rows of hidden states `[batch * seq, hidden]` make sequences: `seq` rows each, in
+/// turn, and the additive key mask `[batch, seq]` (see [`additive_attention_mask`]).
+#[derive(Debug, Clone)]
+pub struct Sequences<B: Backend> {
+    pub seq: usize,
+    pub mask: Option<Tensor<B, 2>>,
+}
+
 impl<B: Kernels> BertSelfAttention<B> {
-    /// `hidden`: `[batch, seq, hidden]`; `mask`: additive, `[batch, seq]` (see
-    /// [`additive_attention_mask`]).
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
-        let [_, _, width] = hidden.dims();
-        let query = dense(&self.query, hidden.clone());
-        let key = dense(&self.key, hidden.clone());
-        let value = dense(&self.value, hidden);
+    pub fn forward(&self, hidden: Tensor<B, 2>, sequences: &Sequences<B>) -> Tensor<B, 2> {
+        let [rows, width] = hidden.dims();
+        let seq = sequences.seq;
+        let shaped = |x: Tensor<B, 2>| x.reshape([rows / seq, seq, width]);
+        let query = shaped(dense(&self.query, hidden.clone()));
+        let key = shaped(dense(&self.key, hidden.clone()));
+        let value = shaped(dense(&self.value, hidden));
         // The mask is built in f32; under half precision the projections are not.
-        let mask = mask.map(|mask| mask.cast(query.dtype()));
+        let mask = sequences.mask.clone().map(|mask| mask.cast(query.dtype()));
         let config = AttentionConfig {
             heads: self.num_heads,
             scale: 1.0 / ((width / self.num_heads) as f64).sqrt(),
             dropout: self.dropout.prob,
         };
-        attention(query, key, value, mask, config)
+        attention(query, key, value, mask, config).reshape([rows, width])
     }
 }
 
@@ -70,7 +78,7 @@ impl<B: Backend> BertSelfOutput<B> {
 }
 
 impl<B: Kernels> BertSelfOutput<B> {
-    pub fn forward(&self, hidden: Tensor<B, 3>, residual: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn forward(&self, hidden: Tensor<B, 2>, residual: Tensor<B, 2>) -> Tensor<B, 2> {
         self.layer_norm.forward(dense_dropout_add(
             &self.dense,
             hidden,
@@ -97,8 +105,8 @@ impl<B: Backend> BertAttention<B> {
 }
 
 impl<B: Kernels> BertAttention<B> {
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
-        let attended = self.self_.forward(hidden.clone(), mask);
+    pub fn forward(&self, hidden: Tensor<B, 2>, sequences: &Sequences<B>) -> Tensor<B, 2> {
+        let attended = self.self_.forward(hidden.clone(), sequences);
         self.output.forward(attended, hidden)
     }
 }

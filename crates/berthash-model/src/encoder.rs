@@ -4,7 +4,7 @@ use berthash_kernels::Kernels;
 use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::prelude::*;
 
-use crate::attention::BertAttention;
+use crate::attention::{BertAttention, Sequences};
 use crate::config::BertHashConfig;
 use crate::dense::{dense_dropout_add, dense_gelu};
 use crate::init::Initializer;
@@ -49,8 +49,8 @@ impl<B: Backend> BertLayer<B> {
 }
 
 impl<B: Kernels> BertLayer<B> {
-    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
-        let attended = self.attention.forward(hidden, mask);
+    pub fn forward(&self, hidden: Tensor<B, 2>, sequences: &Sequences<B>) -> Tensor<B, 2> {
+        let attended = self.attention.forward(hidden, sequences);
         let expanded = dense_gelu(&self.intermediate.dense, attended.clone());
         let output = &self.output;
         output.layer_norm.forward(dense_dropout_add(
@@ -78,10 +78,16 @@ impl<B: Backend> BertEncoder<B> {
 }
 
 impl<B: Kernels> BertEncoder<B> {
-    pub fn forward(&self, mut hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+    /// `hidden`: `[batch, seq, hidden]`. The layers pass it on as the matrix of its rows, which
+    /// every dense layer multiplies as it is: reshaped at each layer instead, it cost the host
+    /// two operations a layer, and their gradients two more, on a GPU backend.
+    pub fn forward(&self, hidden: Tensor<B, 3>, mask: Option<Tensor<B, 2>>) -> Tensor<B, 3> {
+        let [batch, seq, width] = hidden.dims();
+        let sequences = Sequences { seq, mask };
+        let mut rows = hidden.reshape([batch * seq, width]);
         for layer in &self.layer {
-            hidden = layer.forward(hidden, mask.clone());
+            rows = layer.forward(rows, &sequences);
         }
-        hidden
+        rows.reshape([batch, seq, width])
     }
 }

@@ -1,5 +1,5 @@
-//! Layer normalization while training, as CubeCL kernels: the forward one operation, the
-//! backward one operation of three launches.
+//! Layer normalization as CubeCL kernels: the forward one operation (at inference too, without
+//! keeping what the backward needs), the backward one operation of three launches.
 //!
 //! Composed from Burn's ops ([`crate::layer_norm`]), a layer norm is about a dozen operations
 //! forward and thirty backward, each of which costs the host its description, fusion and
@@ -7,7 +7,8 @@
 //! operations of a training step. The arithmetic is the composed version's, in f32 whatever
 //! the tensors' type:
 //! - forward, one unit per row: mean, biased variance, `σ = sqrt(var + epsilon)`, the
-//!   normalized row `x̂` and `x̂ gamma + beta`; `x̂` and `σ` (f32) are kept for the backward;
+//!   normalized row `x̂` and `x̂ gamma + beta`; while training `x̂` and `σ` (f32) are kept for
+//!   the backward;
 //! - backward, one unit per row: `dx = (ĝ - mean(ĝ) - x̂ mean(ĝ x̂)) / σ` with
 //!   `ĝ = grad * gamma`; then the column sums of `grad * x̂` (gamma's gradient) and of `grad`
 //!   (beta's) over blocks of rows, one unit per block and column (neighbouring units read
@@ -17,6 +18,7 @@ use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Shape, TensorMetadata};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::tensor::CubeTensor;
+use burn_cubecl::CubeRuntime;
 use cubecl::prelude::*;
 
 use super::cube::{custom, empty, grid, CubeKernels};
@@ -32,13 +34,14 @@ fn forward_rows<F: Float>(
     normalized: &mut Tensor<F>,
     std: &mut Tensor<f32>,
     epsilon: f32,
+    #[comptime] keep: bool,
     #[define(F)] _dtype: StorageType,
 ) {
+    let width = gamma.len();
     let row = ABSOLUTE_POS;
-    if row >= std.len() {
+    if row * width >= x.len() {
         terminate!();
     }
-    let width = gamma.len();
     let start = row * width;
     let count = f32::cast_from(width as u32);
     let mut sum = f32::new(0.0);
@@ -55,10 +58,14 @@ fn forward_rows<F: Float>(
     let inverse = f32::new(1.0) / sigma;
     for c in 0..width {
         let n = (f32::cast_from(x[start + c]) - mean) * inverse;
-        normalized[start + c] = F::cast_from(n);
+        if keep {
+            normalized[start + c] = F::cast_from(n);
+        }
         y[start + c] = F::cast_from(n * f32::cast_from(gamma[c]) + f32::cast_from(beta[c]));
     }
-    std[row] = sigma;
+    if keep {
+        std[row] = sigma;
+    }
 }
 
 #[cube(launch_unchecked)]
@@ -162,6 +169,45 @@ fn per_row(shape: &Shape) -> Shape {
     shape
 }
 
+/// The layer norm of `x` by rows and, when `keep`, `x̂` and `σ` for the backward (otherwise
+/// one-element tensors the kernel does not write).
+fn normalized<R: CubeRuntime>(
+    [x, gamma, beta]: [CubeTensor<R>; 3],
+    epsilon: f32,
+    keep: bool,
+) -> [CubeTensor<R>; 3] {
+    let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
+    let shape = x.shape();
+    let rows = shape.num_elements() / gamma.shape().num_elements().max(1);
+    let kept = |shape: Shape, dtype| empty(&x, if keep { shape } else { Shape::new([1]) }, dtype);
+    let y = empty(&x, shape.clone(), x.dtype);
+    let normalized = kept(shape.clone(), x.dtype);
+    let std = kept(per_row(&shape), DType::F32);
+    if rows > 0 {
+        let (count, dim) = grid(&x, rows);
+        let (client, dtype) = (x.client.clone(), x.dtype);
+        // SAFETY: every tensor is contiguous and sized to the rows and width read and written
+        // (`x̂` and `σ` when `keep`); the kernel returns early past the last row.
+        unsafe {
+            forward_rows::launch_unchecked(
+                &client,
+                count,
+                dim,
+                x.into_tensor_arg(),
+                gamma.into_tensor_arg(),
+                beta.into_tensor_arg(),
+                y.clone().into_tensor_arg(),
+                normalized.clone().into_tensor_arg(),
+                std.clone().into_tensor_arg(),
+                epsilon,
+                keep,
+                dtype.into(),
+            );
+        }
+    }
+    [y, normalized, std]
+}
+
 /// [`Kernels::layer_norm_forward`](crate::Kernels::layer_norm_forward) as one operation.
 pub fn forward<B: CubeKernels>(
     x: FloatTensor<B>,
@@ -176,39 +222,32 @@ pub fn forward<B: CubeKernels>(
         (per_row(&shape), DType::F32),
     ];
     let epsilon = epsilon as f32;
-    let launch = move |tensors: [CubeTensor<B::Runtime>; 3]| {
-        let [x, gamma, beta] = tensors.map(into_contiguous);
-        let shape = x.shape();
-        let rows = shape.num_elements() / gamma.shape().num_elements().max(1);
-        let y = empty(&x, shape.clone(), x.dtype);
-        let normalized = empty(&x, shape.clone(), x.dtype);
-        let std = empty(&x, per_row(&shape), DType::F32);
-        if rows > 0 {
-            let (count, dim) = grid(&x, rows);
-            let (client, dtype) = (x.client.clone(), x.dtype);
-            // SAFETY: every tensor is contiguous and sized to the rows and width read and
-            // written; the kernel returns early past the last row.
-            unsafe {
-                forward_rows::launch_unchecked(
-                    &client,
-                    count,
-                    dim,
-                    x.into_tensor_arg(),
-                    gamma.into_tensor_arg(),
-                    beta.into_tensor_arg(),
-                    y.clone().into_tensor_arg(),
-                    normalized.clone().into_tensor_arg(),
-                    std.clone().into_tensor_arg(),
-                    epsilon,
-                    dtype.into(),
-                );
-            }
-        }
-        [y, normalized, std]
-    };
+    let launch = move |inputs| normalized(inputs, epsilon, true);
     let [y, normalized, std] =
         custom::<B, 3, 3>("berthash_layer_norm", [x, gamma, beta], outputs, launch);
     (y, LayerNormSaved { normalized, std })
+}
+
+/// [`Kernels::layer_norm_inference`](crate::Kernels::layer_norm_inference) as one operation.
+pub fn inference<B: CubeKernels>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    epsilon: f64,
+) -> FloatTensor<B> {
+    let outputs = [(x.shape(), x.dtype())];
+    let epsilon = epsilon as f32;
+    let launch = move |inputs| {
+        let [y, _, _] = normalized(inputs, epsilon, false);
+        [y]
+    };
+    let [y] = custom::<B, 3, 1>(
+        "berthash_layer_norm_inference",
+        [x, gamma, beta],
+        outputs,
+        launch,
+    );
+    y
 }
 
 /// [`Kernels::layer_norm_backward`](crate::Kernels::layer_norm_backward) as one operation.

@@ -58,6 +58,15 @@ macro_rules! gpu_kernels {
             layer_norm::forward::<Self>(x, gamma, beta, epsilon)
         }
 
+        fn layer_norm_inference(
+            x: burn::tensor::ops::FloatTensor<Self>,
+            gamma: burn::tensor::ops::FloatTensor<Self>,
+            beta: burn::tensor::ops::FloatTensor<Self>,
+            epsilon: f64,
+        ) -> burn::tensor::ops::FloatTensor<Self> {
+            layer_norm::inference::<Self>(x, gamma, beta, epsilon)
+        }
+
         fn layer_norm_backward(
             saved: crate::LayerNormSaved<burn::tensor::ops::FloatTensor<Self>>,
             gamma: burn::tensor::ops::FloatTensor<Self>,
