@@ -411,6 +411,17 @@ fn mlm_step<B: berthash_kernels::TrainBackend>(device: &B::Device) -> MlmStep {
     }
 }
 
+/// The largest difference between `reference` and `other`, and the largest magnitude in
+/// `reference` (at least 1e-6), which the tests' bounds are relative to.
+fn diff_and_scale(reference: &[f32], other: &[f32]) -> (f32, f32) {
+    let scale = reference.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let diff = reference
+        .iter()
+        .zip(other)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    (diff, scale)
+}
+
 /// Sets CubeCL's autotune cache, which would otherwise be kept under `target/` of the crate
 /// being tested, to a temporary folder (once per process; the first test to run sets it).
 fn autotune_cache_in_a_temporary_folder() -> tempfile::TempDir {
@@ -491,8 +502,7 @@ fn the_layer_norm_on_wgpu_equals_the_cpus() {
             .zip(cpu.iter().zip(&gpu))
         {
             assert_eq!(c.len(), g.len(), "{rows} x {width}: {name}");
-            let scale = c.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let diff = c.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let (diff, scale) = diff_and_scale(c, g);
             eprintln!("{rows} x {width}: {name}: {diff:e} at scale {scale:e}");
             assert!(
                 diff <= 1e-4 * scale,
@@ -604,8 +614,7 @@ fn the_attention_on_wgpu_equals_the_cpus_and_the_composed_one() {
         assert_eq!(a.len(), b.len(), "{what}");
         for (name, (a, b)) in names.iter().zip(a.iter().zip(b)) {
             assert_eq!(a.len(), b.len(), "{what}: {name}");
-            let scale = a.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let diff = a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let (diff, scale) = diff_and_scale(a, b);
             eprintln!("{what}: {name}: {diff:e} at scale {scale:e}");
             assert!(
                 diff <= bound * scale,
@@ -669,8 +678,7 @@ fn one_steps_gradients_and_update_on_wgpu_equal_the_cpus() {
         assert_eq!(cpu.len(), gpu.len(), "{what}");
         for (i, (c, g)) in cpu.iter().zip(gpu).enumerate() {
             assert_eq!(c.len(), g.len(), "{what} {i}");
-            let scale = c.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-            let diff = c.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let (diff, scale) = diff_and_scale(c, g);
             eprintln!(
                 "{what} {i} ({} values): {diff:e} at scale {scale:e}",
                 c.len()

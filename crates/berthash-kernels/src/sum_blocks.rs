@@ -99,9 +99,9 @@ pub fn column_sums<B: Backend>(t: Tensor<B, 2>) -> Tensor<B, 1> {
     }
 }
 
-/// [`Kernels::dense_backward`](crate::Kernels::dense_backward) with the weight's and the bias's gradients summed block by block
-/// of [`row_blocks`] rows, and the input's over blocks of outputs where there are at least
-/// 8,192 of them.
+/// [`Kernels::dense_backward`](crate::Kernels::dense_backward) with the weight's and the
+/// bias's gradients summed block by block of [`row_blocks`] rows, and the input's over blocks
+/// of outputs where there are at least 8,192 of them.
 pub fn dense_backward_in_blocks<B: Backend>(
     x: Option<FloatTensor<B>>,
     weight: Option<FloatTensor<B>>,

@@ -62,7 +62,8 @@ fn gathered<R: CubeRuntime>(
     let per_launch = MAX_PIECES
         .min(client.properties().hardware.max_bindings.saturating_sub(2) as usize)
         .max(1);
-    let pieces: Vec<(CubeTensor<R>, usize)> = pieces.into_iter().zip(offsets.to_vec()).collect();
+    let pieces: Vec<(CubeTensor<R>, usize)> =
+        pieces.into_iter().zip(offsets.iter().copied()).collect();
     let chunks: Vec<&[(CubeTensor<R>, usize)]> = pieces.chunks(per_launch).collect();
     for (c, chunk) in chunks.iter().enumerate() {
         // Each launch writes from its first piece (the vector's start for the first launch) to

@@ -172,11 +172,11 @@ fn per_row(shape: &Shape) -> Shape {
 /// The layer norm of `x` by rows and, when `keep`, `x̂` and `σ` for the backward (otherwise
 /// one-element tensors the kernel does not write).
 fn normalized<R: CubeRuntime>(
-    [x, gamma, beta]: [CubeTensor<R>; 3],
+    inputs: [CubeTensor<R>; 3],
     epsilon: f32,
     keep: bool,
 ) -> [CubeTensor<R>; 3] {
-    let [x, gamma, beta] = [x, gamma, beta].map(into_contiguous);
+    let [x, gamma, beta] = inputs.map(into_contiguous);
     let shape = x.shape();
     let rows = shape.num_elements() / gamma.shape().num_elements().max(1);
     let kept = |shape: Shape, dtype| empty(&x, if keep { shape } else { Shape::new([1]) }, dtype);
